@@ -1,0 +1,94 @@
+"""Logging: setup, and the one structured line written per request.
+
+The line carries ids, model, endpoint, status, timings and token counts; never headers, keys,
+tokens or prompt text (unless ``[server] log_bodies = true``, which is documented as sensitive).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any
+
+import msgspec
+
+from shim.config import ServerConfig
+from shim.context import RequestContext
+
+access = logging.getLogger("shim.access")
+_encoder = msgspec.json.Encoder()
+_state = {"json": False, "bodies": False}
+
+
+class JSONFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            entry.update(fields)
+        else:
+            entry["message"] = record.getMessage()
+        if record.exc_info and record.exc_info[0] is not None:
+            entry["error"] = record.exc_info[0].__name__
+        return _encoder.encode(entry).decode()
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's API
+        # One line: the exception type only; tracebacks could carry request data.
+        return f"  ({ei[0].__name__})" if ei and ei[0] else ""
+
+
+def configure(server: ServerConfig) -> None:
+    """Set up shim's loggers once per process (idempotent)."""
+    _state["json"] = server.log_format == "json"
+    _state["bodies"] = server.log_bodies
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JSONFormatter() if _state["json"] else TextFormatter())
+    root = logging.getLogger("shim")
+    for old in list(root.handlers):
+        if getattr(old, "_shim", False):
+            root.removeHandler(old)
+    handler._shim = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(server.log_level.upper())
+    root.propagate = True
+    # httpx logs every request at INFO; the access line already covers it.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+
+def write(ctx: RequestContext, scope: Any, now: float) -> None:
+    if not access.isEnabledFor(logging.INFO):
+        return
+    fields: dict[str, Any] = {
+        "request_id": ctx.request_id,
+        "method": scope["method"],
+        "path": scope["path"],
+        "endpoint": ctx.endpoint,
+        "model": ctx.model,
+        "status": ctx.status,
+        "duration_ms": round((now - ctx.start) * 1000, 3),
+        "upstream_ms": round(ctx.upstream_seconds * 1000, 3),
+        "overhead_ms": round(ctx.overhead(now) * 1000, 3),
+        "prompt_tokens": ctx.prompt_tokens,
+        "completion_tokens": ctx.completion_tokens,
+        "stream": ctx.stream,
+    }
+    if ctx.key_name is not None:
+        fields["key"] = ctx.key_name
+    if ctx.error_reason is not None:
+        fields["error"] = ctx.error_reason
+    if _state["json"]:
+        access.info("request", extra={"fields": fields})
+    else:
+        access.info(" ".join(f"{k}={v}" for k, v in fields.items()))

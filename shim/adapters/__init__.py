@@ -1,0 +1,9 @@
+"""One adapter module per Hugging Face task; adapters are pure translators.
+
+- ``text_generation``: TGI native routes and the inference-toolkit pipeline (also text2text);
+- ``openai_compat``: OpenAI-speaking upstreams (TGI Messages API, vLLM, the HF router);
+- ``feature_extraction``: TEI, pipelines and OpenAI-style embeddings.
+
+Shared pieces: ``_params`` (OpenAI parameters → neutral), ``_prompt`` (chat → prompt),
+``_stop`` (stop sequences), ``_result`` (neutral results).
+"""

@@ -1,0 +1,59 @@
+"""Stop sequences applied in shim: TGI keeps the stop text, pipelines cannot stop at all.
+
+OpenAI removes the stop sequence from the answer; ``truncate_at_stop`` does that for a whole
+text, ``StopScanner`` for a stream, holding back just enough characters to never emit a prefix
+of a stop sequence that the next chunk completes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def truncate_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
+    """Cut ``text`` at the earliest stop sequence; return (text, whether one was found)."""
+    cut = -1
+    for stop in stops:
+        if stop:
+            at = text.find(stop)
+            if at != -1 and (cut == -1 or at < cut):
+                cut = at
+    return (text, False) if cut == -1 else (text[:cut], True)
+
+
+class StopScanner:
+    """Feed stream text in; get out only text that can no longer become part of a stop."""
+
+    __slots__ = ("_buffer", "_hold", "_stops", "stopped")
+
+    def __init__(self, stops: Sequence[str]) -> None:
+        self._stops = tuple(s for s in stops if s)
+        self._hold = max((len(s) for s in self._stops), default=1) - 1
+        self._buffer = ""
+        self.stopped = False
+
+    def feed(self, text: str) -> str:
+        if self.stopped:
+            return ""
+        if not self._stops:
+            return text
+        self._buffer += text
+        head, found = truncate_at_stop(self._buffer, self._stops)
+        if found:
+            self.stopped = True
+            self._buffer = ""
+            return head
+        buffer = self._buffer
+        cut = len(buffer)
+        # Hold back the shortest tail that is still the beginning of some stop sequence.
+        for i in range(max(0, len(buffer) - self._hold), len(buffer)):
+            tail = buffer[i:]
+            if any(s.startswith(tail) for s in self._stops):
+                cut = i
+                break
+        out, self._buffer = buffer[:cut], buffer[cut:]
+        return out
+
+    def flush(self) -> str:
+        out, self._buffer = ("" if self.stopped else self._buffer), ""
+        return out

@@ -1,0 +1,62 @@
+"""Per-request bookkeeping shared by the middleware, the handlers and the upstream client."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shim.auth import KeyInfo
+
+#: Key of the RequestContext in the ASGI scope's state.
+SCOPE_KEY = "shim.context"
+
+
+class RequestContext:
+    """What one request did; the access log line and the request metrics are read from it."""
+
+    __slots__ = (
+        "completion_tokens",
+        "endpoint",
+        "error_reason",
+        "key",
+        "key_name",
+        "model",
+        "prompt_tokens",
+        "request_id",
+        "routed",
+        "start",
+        "status",
+        "stream",
+        "upstream_seconds",
+    )
+
+    def __init__(self, request_id: str, endpoint: str) -> None:
+        self.request_id = request_id
+        self.endpoint = endpoint
+        self.start = time.perf_counter()
+        # The configured model name (a metrics label): "unknown" until routed.
+        self.model = "unknown"
+        self.upstream_seconds = 0.0
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.stream = False
+        self.status = 0
+        self.key: KeyInfo | None = None
+        self.key_name: str | None = None
+        self.error_reason: str | None = None
+        # Whether the in-flight gauge was raised for ``model`` (lowered at the end).
+        self.routed = False
+
+    def overhead(self, now: float | None = None) -> float:
+        """Seconds shim itself spent so far: elapsed minus time waiting on the upstream."""
+        elapsed = (now if now is not None else time.perf_counter()) - self.start
+        return max(0.0, elapsed - self.upstream_seconds)
+
+
+def context_of(scope: Any) -> RequestContext | None:
+    state = scope.get("state")
+    if state is None:
+        return None
+    ctx = state.get(SCOPE_KEY)
+    return ctx if isinstance(ctx, RequestContext) else None

@@ -1,0 +1,165 @@
+"""Building OpenAI responses and stream chunks from neutral results, for chat and completions.
+
+Ids and timestamps are made here (adapters have no clock), once per request: every chunk of a
+stream carries the same ``id`` and ``created``.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+import msgspec
+
+from shim.adapters._result import Generation, TokenInfo
+from shim.openai import chat, completions
+from shim.openai.common import Usage
+
+_encoder = msgspec.json.Encoder()
+
+
+def _bytes(text: str) -> list[int]:
+    return list(text.encode("utf-8"))
+
+
+def estimate_tokens(text: str) -> int:
+    """Documented estimate when the upstream reports no counts: ~4 characters per token."""
+    return (len(text) + 3) // 4 if text else 0
+
+
+class ChatFormat:
+    kind = "chat"
+
+    def __init__(self, model: str) -> None:
+        self.id = "chatcmpl-" + secrets.token_hex(12)
+        self.created = int(time.time())
+        self.model = model
+
+    @staticmethod
+    def logprobs(tokens: list[TokenInfo] | None) -> chat.ChoiceLogprobs | None:
+        if tokens is None:
+            return None
+        return chat.ChoiceLogprobs(
+            content=[
+                chat.TokenLogprob(
+                    token=t.text,
+                    logprob=t.logprob,
+                    bytes=_bytes(t.text),
+                    top_logprobs=[chat.TopLogprob(a, lp, _bytes(a)) for a, lp in t.top],
+                )
+                for t in tokens
+            ]
+        )
+
+    def response(self, generations: list[Generation], usage: Usage, *, logprobs: bool) -> bytes:
+        choices = [
+            chat.Choice(
+                index=i,
+                message=chat.AssistantMessage(content=g.text),
+                finish_reason=g.finish_reason,
+                logprobs=self.logprobs(g.tokens) if logprobs else None,
+            )
+            for i, g in enumerate(generations)
+        ]
+        return _encoder.encode(
+            chat.ChatCompletion(
+                id=self.id, created=self.created, model=self.model, choices=choices, usage=usage
+            )
+        )
+
+    def _chunk(self, choice: chat.ChunkChoice) -> bytes:
+        return _encoder.encode(
+            chat.ChatCompletionChunk(
+                id=self.id, created=self.created, model=self.model, choices=[choice]
+            )
+        )
+
+    def first(self) -> bytes | None:
+        return self._chunk(chat.ChunkChoice(index=0, delta=chat.Delta(role="assistant", content="")))
+
+    def text(self, text: str, token: TokenInfo | None, *, logprobs: bool) -> bytes:
+        lp = self.logprobs([token]) if logprobs and token is not None else None
+        return self._chunk(chat.ChunkChoice(index=0, delta=chat.Delta(content=text), logprobs=lp))
+
+    def finish(self, reason: str) -> bytes:
+        return self._chunk(chat.ChunkChoice(index=0, delta=chat.Delta(), finish_reason=reason))
+
+    def usage(self, usage: Usage) -> bytes:
+        return _encoder.encode(
+            chat.ChatCompletionChunk(
+                id=self.id, created=self.created, model=self.model, choices=[], usage=usage
+            )
+        )
+
+
+class CompletionFormat:
+    kind = "completions"
+
+    def __init__(self, model: str) -> None:
+        self.id = "cmpl-" + secrets.token_hex(12)
+        self.created = int(time.time())
+        self.model = model
+
+    @staticmethod
+    def logprobs(tokens: list[TokenInfo] | None, offset: int = 0) -> completions.CompletionLogprobs | None:
+        if tokens is None:
+            return None
+        offsets = []
+        for t in tokens:
+            offsets.append(offset)
+            offset += len(t.text)
+        return completions.CompletionLogprobs(
+            tokens=[t.text for t in tokens],
+            token_logprobs=[t.logprob for t in tokens],
+            top_logprobs=[dict(t.top) for t in tokens],
+            text_offset=offsets,
+        )
+
+    def response(self, generations: list[Generation], usage: Usage, *, logprobs: bool) -> bytes:
+        choices = [
+            completions.CompletionChoice(
+                text=g.text,
+                index=i,
+                finish_reason=g.finish_reason,
+                logprobs=self.logprobs(g.tokens) if logprobs else None,
+            )
+            for i, g in enumerate(generations)
+        ]
+        return _encoder.encode(
+            completions.Completion(
+                id=self.id, created=self.created, model=self.model, choices=choices, usage=usage
+            )
+        )
+
+    def _chunk(self, choice: completions.CompletionChoice, usage: Usage | None = None) -> bytes:
+        return _encoder.encode(
+            completions.Completion(
+                id=self.id,
+                created=self.created,
+                model=self.model,
+                choices=[choice] if choice else [],
+                usage=usage,
+            )
+        )
+
+    def first(self) -> bytes | None:
+        return None
+
+    def text(self, text: str, token: TokenInfo | None, *, logprobs: bool) -> bytes:
+        lp = self.logprobs([token]) if logprobs and token is not None else None
+        return self._chunk(
+            completions.CompletionChoice(text=text, index=0, finish_reason=None, logprobs=lp)
+        )
+
+    def finish(self, reason: str) -> bytes:
+        return self._chunk(completions.CompletionChoice(text="", index=0, finish_reason=reason))
+
+    def usage(self, usage: Usage) -> bytes:
+        return _encoder.encode(
+            completions.Completion(
+                id=self.id, created=self.created, model=self.model, choices=[], usage=usage
+            )
+        )
+
+
+Format = ChatFormat | CompletionFormat

@@ -1,0 +1,251 @@
+"""Serving chat and completions on rendered protocols (TGI, pipelines): prompt in, neutral
+results from the adapter, OpenAI response or SSE stream out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import msgspec
+from litestar import Response
+from litestar.response import Stream
+
+from shim.adapters._params import GenerationParams
+from shim.adapters._result import Generation, StreamDelta
+from shim.adapters._stop import StopScanner, truncate_at_stop
+from shim.context import RequestContext
+from shim.errors import ShimError, UpstreamError, UpstreamTimeoutError, invalid_response
+from shim.formats import Format, estimate_tokens
+from shim.metrics import Metrics
+from shim.openai.common import Usage
+from shim.routing import GenerationAdapter, Route
+from shim.streaming import DONE, STREAM_HEADERS, encode_event, iter_sse_data
+from shim.upstream import OpenStream, Upstream
+
+_encoder = msgspec.json.Encoder()
+JSON = "application/json"
+SSE = "text/event-stream"
+
+
+@dataclass(slots=True)
+class Job:
+    """One chat or completions request, ready to send."""
+
+    route: Route
+    adapter: GenerationAdapter
+    params: GenerationParams
+    prompts: list[str]
+    fmt: Format
+    stream: bool
+    include_usage: bool
+
+
+def _int_header(response: httpx.Response, name: str) -> int | None:
+    value = response.headers.get(name)
+    return int(value) if value is not None and value.isdigit() else None
+
+
+async def _generate_one(
+    upstream: Upstream, job: Job, prompt: str, body: bytes, ctx: RequestContext
+) -> Generation:
+    route, adapter = job.route, job.adapter
+    response = await upstream.post(route, adapter.path, body, ctx)
+    generation = adapter.parse_response(response.content, prompt=prompt)
+    text, stopped = truncate_at_stop(generation.text, [*job.params.stop, *route.stops])
+    generation.text = text
+    if generation.prompt_tokens is None:
+        generation.prompt_tokens = _int_header(response, "x-prompt-tokens") or estimate_tokens(
+            prompt
+        )
+    if generation.completion_tokens is None:
+        generation.completion_tokens = _int_header(
+            response, "x-generated-tokens"
+        ) or estimate_tokens(text)
+        if not adapter.streams:
+            # A pipeline reports no finish reason: "length" when it used the whole budget.
+            limit = job.params.max_tokens or route.default_max_tokens
+            if not stopped and limit and generation.completion_tokens >= limit:
+                generation.finish_reason = "length"
+    if stopped:
+        generation.finish_reason = "stop"
+    if job.params.echo:
+        generation.text = prompt + generation.text
+    return generation
+
+
+def _payload(job: Job, prompt: str) -> bytes:
+    payload = job.adapter.to_payload(
+        job.params,
+        prompt=prompt,
+        stop=[*job.params.stop, *job.route.stops],
+        default_max=job.route.default_max_tokens,
+    )
+    return _encoder.encode(payload)
+
+
+async def generate(upstream: Upstream, job: Job, ctx: RequestContext) -> list[Generation]:
+    """Every choice of a non-stream request: ``n`` per prompt, run concurrently."""
+    calls = [(p, _payload(job, p)) for p in job.prompts for _ in range(job.params.n)]
+    if len(calls) == 1:
+        prompt, body = calls[0]
+        return [await _generate_one(upstream, job, prompt, body, ctx)]
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(_generate_one(upstream, job, p, b, ctx)) for p, b in calls]
+    except* ShimError as errors:
+        raise errors.exceptions[0] from None
+    return [t.result() for t in tasks]
+
+
+def _usage(job: Job, generations: list[Generation]) -> Usage:
+    n = job.params.n
+    # The prompt is counted once per prompt, however many choices it produced.
+    prompt = sum((g.prompt_tokens or 0) for g in generations[::n])
+    completion = sum((g.completion_tokens or 0) for g in generations)
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+
+
+async def respond(
+    upstream: Upstream, metrics: Metrics, job: Job, ctx: RequestContext
+) -> Response[bytes] | Stream:
+    ctx.stream = job.stream
+    if job.stream and job.adapter.streams:
+        return await _open_stream(upstream, metrics, job, ctx)
+    generations = await generate(upstream, job, ctx)
+    usage = _usage(job, generations)
+    ctx.prompt_tokens, ctx.completion_tokens = usage.prompt_tokens, usage.completion_tokens
+    if job.stream:
+        # The pipeline cannot stream: its one answer is sent as a stream.
+        return Stream(
+            _replay(job, generations[0], usage, metrics, ctx), media_type=SSE, headers=STREAM_HEADERS
+        )
+    body = job.fmt.response(generations, usage, logprobs=job.params.logprobs)
+    return Response(body, media_type=JSON)
+
+
+async def _replay(
+    job: Job, generation: Generation, usage: Usage, metrics: Metrics, ctx: RequestContext
+) -> AsyncIterator[bytes]:
+    fmt = job.fmt
+    first = fmt.first()
+    if first is not None:
+        yield encode_event(first)
+    metrics.first_token(ctx.model, time.perf_counter() - ctx.start)
+    if generation.text:
+        yield encode_event(fmt.text(generation.text, None, logprobs=False))
+    yield encode_event(fmt.finish(generation.finish_reason))
+    if job.include_usage:
+        yield encode_event(fmt.usage(usage))
+    yield DONE
+
+
+async def _open_stream(
+    upstream: Upstream, metrics: Metrics, job: Job, ctx: RequestContext
+) -> Stream:
+    """Open the upstream stream and read its first event *before* answering, so that upstream
+    errors (including TGI's error events on a 200 stream) become real HTTP errors."""
+    route, adapter = job.route, job.adapter
+    assert adapter.stream_path is not None
+    prompt = job.prompts[0]
+    stream = await upstream.open_stream(route, adapter.stream_path, _payload(job, prompt), ctx)
+    events = iter_sse_data(stream.iter_bytes())
+    try:
+        async with asyncio.timeout(route.first_token_timeout):
+            first = await anext(events, None)
+        if first is None:
+            raise invalid_response("the stream ended before any event")
+        delta = adapter.parse_event(first)
+    except TimeoutError:
+        await stream.aclose()
+        raise UpstreamTimeoutError(
+            f"No first token from the upstream within {route.first_token_timeout:g}s."
+        ) from None
+    except BaseException:
+        await stream.aclose()
+        raise
+    return Stream(
+        _relay(job, stream, events, delta, metrics, ctx, prompt),
+        media_type=SSE,
+        headers=STREAM_HEADERS,
+    )
+
+
+async def _relay(
+    job: Job,
+    stream: OpenStream,
+    events: AsyncIterator[bytes],
+    delta: StreamDelta,
+    metrics: Metrics,
+    ctx: RequestContext,
+    prompt: str,
+) -> AsyncIterator[bytes]:
+    fmt, adapter, model = job.fmt, job.adapter, ctx.model
+    logprobs = job.params.logprobs
+    scanner = StopScanner([*job.params.stop, *job.route.stops])
+    finish: str | None = None
+    prompt_tokens = completion_tokens = None
+    produced: list[str] = []
+    last = 0.0
+    try:
+        first = fmt.first()
+        if first is not None:
+            yield encode_event(first)
+        if job.params.echo:
+            yield encode_event(fmt.text(prompt, None, logprobs=False))
+        while True:
+            text = scanner.feed(delta.text)
+            if text:
+                now = time.perf_counter()
+                if last:
+                    metrics.inter_token(model, now - last)
+                else:
+                    metrics.first_token(model, now - ctx.start)
+                last = now
+                produced.append(text)
+                yield encode_event(fmt.text(text, delta.token, logprobs=logprobs))
+            if delta.finish_reason is not None or scanner.stopped:
+                finish = "stop" if scanner.stopped else delta.finish_reason
+                prompt_tokens, completion_tokens = delta.prompt_tokens, delta.completion_tokens
+                break
+            data = await anext(events, None)
+            if data is None:
+                raise UpstreamError(
+                    "The upstream stream ended before the generation finished.",
+                    reason="stream_aborted",
+                )
+            delta = adapter.parse_event(data)
+        rest = scanner.flush()
+        if rest:
+            produced.append(rest)
+            yield encode_event(fmt.text(rest, None, logprobs=False))
+        yield encode_event(fmt.finish(finish or "stop"))
+        text = "".join(produced)
+        usage = Usage(
+            prompt_tokens=prompt_tokens or estimate_tokens(prompt),
+            completion_tokens=completion_tokens or estimate_tokens(text),
+            total_tokens=0,
+        )
+        usage.total_tokens = usage.prompt_tokens + usage.completion_tokens
+        ctx.prompt_tokens, ctx.completion_tokens = usage.prompt_tokens, usage.completion_tokens
+        if job.include_usage:
+            yield encode_event(fmt.usage(usage))
+        yield DONE
+    except ShimError as exc:
+        reason = exc.reason if isinstance(exc, UpstreamError) else "invalid_response"
+        ctx.error_reason = reason
+        metrics.upstream_error(model, reason)
+        yield encode_event(_encoder.encode(exc.body()))
+        yield DONE
+    except asyncio.CancelledError:
+        ctx.status = 499
+        raise
+    finally:
+        await stream.aclose()
+
+
+def error_event(exc: ShimError) -> bytes:
+    return encode_event(_encoder.encode(exc.body()))

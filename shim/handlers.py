@@ -1,0 +1,294 @@
+"""HTTP handlers: decode → route → adapter → upstream → encode. Thin by design; the work is in
+``generation`` (rendered protocols), ``passthrough`` (OpenAI upstreams) and ``embeddings``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.datastructures import State
+
+from shim import generation, passthrough
+from shim.adapters import _params, _prompt
+from shim.context import RequestContext, context_of
+from shim.errors import (
+    InvalidRequestError,
+    ModelNotFoundError,
+    PermissionDeniedError,
+    ShimError,
+    UnsupportedMediaTypeError,
+    UpstreamError,
+    UpstreamRejectedError,
+)
+from shim.formats import ChatFormat, CompletionFormat
+from shim.openai import chat, completions
+from shim.routing import Route
+from shim.services import Services
+
+T = TypeVar("T")
+GENERATION_TASKS = ("text-generation", "text2text-generation")
+_chat_request = msgspec.json.Decoder(chat.ChatCompletionRequest)
+_completion_request = msgspec.json.Decoder(completions.CompletionRequest)
+_raw_request = msgspec.json.Decoder(dict[str, Any])
+_JSON_TYPES = (b"application/json", b"text/plain")
+
+
+def services_of(state: State) -> Services:
+    services: Services = state.shim
+    return services
+
+
+def _param_of(message: str) -> str | None:
+    at = message.rfind(" - at `$")
+    if at == -1:
+        return None
+    return message[at + 8 : -1].lstrip(".") or None
+
+
+def decode(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
+    """Decode a request body; every failure is a 400 naming the field when there is one."""
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        param = _param_of(message)
+        if param is None:
+            raise InvalidRequestError(f"Invalid request body: {message}") from None
+        text = message[: message.rfind(" - at `$")]
+        raise InvalidRequestError(f"Invalid `{param}`: {text}", param=param) from None
+    except msgspec.DecodeError as exc:
+        if not body.strip():
+            raise InvalidRequestError("The request body is empty; send a JSON object.") from None
+        raise InvalidRequestError(f"The request body is not valid JSON: {exc}") from None
+
+
+async def read_json(request: Request[Any, Any, Any]) -> bytes:
+    content_type = request.headers.get("content-type")
+    if content_type:
+        media = content_type.split(";", 1)[0].strip().lower().encode()
+        if media not in _JSON_TYPES and not media.endswith(b"+json"):
+            raise UnsupportedMediaTypeError(
+                f"Content-Type `{content_type}` is not supported; send application/json."
+            )
+    return await request.body()
+
+
+def _begin(services: Services, ctx: RequestContext, route: Route) -> None:
+    """Bind the request to its model: label, in-flight gauge, per-key model permissions."""
+    ctx.model = route.name
+    services.metrics.start(ctx)
+    ctx.routed = True
+    key = ctx.key
+    if key is not None and key.models is not None and route.name not in key.models:
+        raise PermissionDeniedError(
+            f"This API key may not use the model `{route.name}`.", param="model"
+        )
+
+
+async def _until_disconnect(request: Request[Any, Any, Any], work: Awaitable[T]) -> T:
+    """Run ``work``, cancelling it (and so the upstream call) if the client goes away."""
+    task = asyncio.ensure_future(work)
+    receive = request.receive
+
+    async def watch() -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                task.cancel()
+                return
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if watcher.done() and not watcher.cancelled():
+            raise ClientDisconnectedError from None
+        raise
+    finally:
+        watcher.cancel()
+
+
+class ClientDisconnectedError(ShimError):
+    status_code = 499
+    type = "client_closed_request"
+
+
+async def _serve(
+    request: Request[Any, Any, Any],
+    services: Services,
+    ctx: RequestContext,
+    route: Route,
+    serve: Callable[[Route], Awaitable[Response[Any]]],
+) -> Response[Any]:
+    """Serve on ``route``, then on its ``fallbacks`` when all its upstreams failed."""
+    chain = [route, *(services.router.routes[name] for name in route.fallbacks)]
+    for i, current in enumerate(chain):
+        try:
+            async with current.acquire_slot():
+                return await _until_disconnect(request, serve(current))
+        except UpstreamError as exc:
+            if isinstance(exc, UpstreamRejectedError) or i == len(chain) - 1:
+                raise
+            ctx.error_reason = exc.reason
+    raise AssertionError("unreachable")
+
+
+def _check_limits(route: Route, params: _params.GenerationParams, messages: int) -> None:
+    if messages > route.max_messages:
+        raise InvalidRequestError(
+            f"Too many messages ({messages}); this model allows {route.max_messages}.",
+            param="messages",
+        )
+    if params.n > route.max_n:
+        raise InvalidRequestError(f"`n` may be at most {route.max_n} here.", param="n")
+    limit = route.max_tokens_limit
+    if limit is not None and params.max_tokens is not None and params.max_tokens > limit:
+        raise InvalidRequestError(
+            f"`max_tokens` may be at most {limit} for this model.", param="max_tokens"
+        )
+
+
+@post("/v1/chat/completions", status_code=200)
+async def chat_completions(request: Request[Any, Any, Any], state: State) -> Response[Any]:
+    services, ctx = services_of(state), context_of(request.scope)
+    assert ctx is not None
+    body = await read_json(request)
+    req = decode(_chat_request, body)
+    route = services.router.for_task(req.model, *GENERATION_TASKS, endpoint="/v1/chat/completions")
+    _begin(services, ctx, route)
+    if route.protocol == "openai":
+        raw = decode(_raw_request, body)
+
+        async def serve_passthrough(current: Route) -> Response[Any]:
+            return await passthrough.respond(
+                services.upstream, services.metrics, current, raw, ctx, kind="chat"
+            )
+
+        return await _serve(request, services, ctx, route, serve_passthrough)
+    params = _params.from_chat(req)
+    _check_limits(route, params, len(req.messages))
+    stream = bool(req.stream)
+    if stream and params.n > 1:
+        raise InvalidRequestError("Streaming with `n` > 1 is not supported here.", param="n")
+
+    async def serve_rendered(current: Route) -> Response[Any]:
+        assert current.adapter is not None
+        if current.template is not None:
+            prompt = _prompt.render(current.template, req.messages)
+        elif current.task == "text2text-generation":
+            prompt = _prompt.render_plain(req.messages)
+        else:
+            raise InvalidRequestError(
+                f"The model `{current.name}` has no chat template. Set `chat_template` in its "
+                "config (a built-in such as chatml, llama-3, mistral; inline Jinja; or a file), "
+                "or use /v1/completions with a ready prompt.",
+                param="messages",
+                code="chat_template_missing",
+            )
+        job = generation.Job(
+            route=current,
+            adapter=current.adapter,
+            params=params,
+            prompts=[prompt],
+            fmt=ChatFormat(current.name),
+            stream=stream,
+            include_usage=bool(req.stream_options and req.stream_options.include_usage),
+        )
+        return await generation.respond(services.upstream, services.metrics, job, ctx)
+
+    return await _serve(request, services, ctx, route, serve_rendered)
+
+
+@post("/v1/completions", status_code=200)
+async def text_completions(request: Request[Any, Any, Any], state: State) -> Response[Any]:
+    services, ctx = services_of(state), context_of(request.scope)
+    assert ctx is not None
+    body = await read_json(request)
+    req = decode(_completion_request, body)
+    route = services.router.for_task(req.model, *GENERATION_TASKS, endpoint="/v1/completions")
+    _begin(services, ctx, route)
+    if route.protocol == "openai":
+        raw = decode(_raw_request, body)
+
+        async def serve_passthrough(current: Route) -> Response[Any]:
+            return await passthrough.respond(
+                services.upstream, services.metrics, current, raw, ctx, kind="completions"
+            )
+
+        return await _serve(request, services, ctx, route, serve_passthrough)
+    params = _params.from_completion(req)
+    if params.max_tokens is None and route.default_max_tokens is None:
+        params.max_tokens = _params.COMPLETIONS_DEFAULT_MAX_TOKENS
+    prompt = req.prompt
+    if isinstance(prompt, str):
+        prompts = [prompt]
+    elif all(isinstance(p, str) for p in prompt):
+        prompts = [p for p in prompt if isinstance(p, str)]
+    else:
+        raise InvalidRequestError(
+            "Token-id prompts need an upstream that accepts ids: set protocol = \"openai\".",
+            param="prompt",
+        )
+    if not prompts:
+        raise InvalidRequestError("`prompt` must not be empty.", param="prompt")
+    _check_limits(route, params, 1)
+    stream = bool(req.stream)
+    if stream and (params.n > 1 or len(prompts) > 1):
+        raise InvalidRequestError(
+            "Streaming is supported for one prompt and `n` = 1.",
+            param="n" if params.n > 1 else "prompt",
+        )
+
+    async def serve_rendered(current: Route) -> Response[Any]:
+        assert current.adapter is not None
+        job = generation.Job(
+            route=current,
+            adapter=current.adapter,
+            params=params,
+            prompts=prompts,
+            fmt=CompletionFormat(current.name),
+            stream=stream,
+            include_usage=bool(req.stream_options and req.stream_options.include_usage),
+        )
+        return await generation.respond(services.upstream, services.metrics, job, ctx)
+
+    return await _serve(request, services, ctx, route, serve_rendered)
+
+
+def _visible(services: Services, ctx: RequestContext | None) -> list[str]:
+    key = ctx.key if ctx is not None else None
+    if key is None or key.models is None:
+        return list(services.router.models)
+    return [m for m in services.router.models if m in key.models]
+
+
+@get("/v1/models")
+async def list_models(request: Request[Any, Any, Any], state: State) -> Response[bytes]:
+    services, ctx = services_of(state), context_of(request.scope)
+    key = ctx.key if ctx is not None else None
+    if key is None or key.models is None:
+        return Response(services.router.models_body, media_type=generation.JSON)
+    models = [services.router.models[m] for m in _visible(services, ctx)]
+    from shim.openai.common import ModelList
+
+    return Response(msgspec.json.encode(ModelList(data=models)), media_type=generation.JSON)
+
+
+@get("/v1/models/{model_id:path}")
+async def retrieve_model(
+    request: Request[Any, Any, Any], state: State, model_id: str
+) -> Response[bytes]:
+    services, ctx = services_of(state), context_of(request.scope)
+    name = model_id.lstrip("/")
+    if name not in _visible(services, ctx):
+        raise ModelNotFoundError(name)
+    return Response(msgspec.json.encode(services.router.models[name]), media_type=generation.JSON)
+
+
+def extra_handlers() -> list[Any]:
+    """Handlers of other modules (embeddings), registered with the app."""
+    return []

@@ -1,0 +1,105 @@
+"""Hugging Face wire types (the upstream side): TGI, the inference-toolkit pipeline, TEI.
+
+Request types omit unset fields (``omit_defaults``): TGI and the pipelines reject values they do
+not expect, so nothing is sent that was not chosen. Response types are *views*: only the
+fields shim reads, enums read as plain strings. See PROTOCOLS.md §1, §3, §4, §11.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class GenerateParameters(msgspec.Struct, omit_defaults=True):
+    # TGI rejects 0; pipelines stop at 20 tokens (prompt included) without it.
+    max_new_tokens: int | None = None
+    # false = greedy. TGI rejects temperature <= 0, so temperature 0 becomes do_sample=false.
+    do_sample: bool | None = None
+    temperature: float | None = None
+    # TGI rejects top_p >= 1; omitted then.
+    top_p: float | None = None
+    top_k: int | None = None
+    repetition_penalty: float | None = None
+    # TGI only (additive, OpenAI-style); pipelines reject it.
+    frequency_penalty: float | None = None
+    # TGI: list of at most 4 strings; pipelines reject it (shim truncates instead).
+    stop: list[str] | None = None
+    # TGI only.
+    seed: int | None = None
+    # Always false where accepted: the prompt must never leak into the answer.
+    return_full_text: bool | None = None
+    # TGI: finish reason and token counts.
+    details: bool | None = None
+    # TGI: top-n alternatives per token (<= 5), for OpenAI top_logprobs.
+    top_n_tokens: int | None = None
+    # TGI grammar: {"type": "json" | "regex", "value": ...}
+    grammar: dict[str, Any] | None = None
+
+
+class GenerateRequest(msgspec.Struct, omit_defaults=True):
+    """TGI ``/generate`` and ``/generate_stream``, and the pipeline's ``POST /`` body."""
+
+    inputs: str
+    parameters: GenerateParameters
+
+
+class Token(msgspec.Struct):
+    text: str
+    logprob: float | None = None
+    special: bool = False
+    id: int | None = None
+
+
+class Details(msgspec.Struct):
+    # "length" | "eos_token" | "stop_sequence" (read as a string: new values must not break us)
+    finish_reason: str | None = None
+    generated_tokens: int | None = None
+    # Prompt tokens (TGI >= 2.x streams; absent on older servers).
+    input_length: int | None = None
+    tokens: list[Token] | None = None
+    top_tokens: list[list[Token]] | None = None
+    prefill: list[Token] | None = None
+
+
+class GenerateResponse(msgspec.Struct):
+    """TGI ``/generate`` object, one element of ``POST /`` lists, and pipeline outputs."""
+
+    generated_text: str = ""
+    details: Details | None = None
+
+
+class StreamResponse(msgspec.Struct):
+    """One TGI ``/generate_stream`` event (or an error event on the same 200 stream)."""
+
+    token: Token | None = None
+    top_tokens: list[Token] | None = None
+    generated_text: str | None = None
+    details: Details | None = None
+    error: str | None = None
+    error_type: str | None = None
+
+
+class EmbedRequest(msgspec.Struct, omit_defaults=True):
+    """TEI ``POST /embed``: options at the top level."""
+
+    # str | list[str] | list[int] | list[list[int]]
+    inputs: str | list[str | int | list[int]]
+    truncate: bool | None = None
+    normalize: bool | None = None
+
+
+class PipelineEmbedRequest(msgspec.Struct, omit_defaults=True):
+    """Feature-extraction pipeline (toolkit / serverless hf-inference)."""
+
+    inputs: str | list[str]
+    truncate: bool | None = None
+    normalize: bool | None = None
+
+
+class TEIInfo(msgspec.Struct):
+    """TEI ``GET /info``, the fields shim reads."""
+
+    max_client_batch_size: int | None = None
+    max_input_length: int | None = None

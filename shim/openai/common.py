@@ -1,0 +1,39 @@
+"""Types shared by the OpenAI endpoints: usage, models, stream options.
+
+Spec: https://github.com/openai/openai-openapi (``CompletionUsage``, ``Model``, ``ListModelsResponse``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+
+class StreamOptions(msgspec.Struct):
+    include_usage: bool = False
+    # Newer SDKs may send it; shim never obfuscates.
+    include_obfuscation: bool | None = None
+
+
+class Usage(msgspec.Struct):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class EmbeddingUsage(msgspec.Struct):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class Model(msgspec.Struct):
+    id: str
+    created: int
+    owned_by: str
+    object: Literal["model"] = "model"
+
+
+class ModelList(msgspec.Struct):
+    data: list[Model]
+    object: Literal["list"] = "list"

@@ -1,0 +1,162 @@
+"""Serving chat and completions on OpenAI-speaking upstreams (protocol ``openai``).
+
+The HF router serves only chat: a legacy completions request to a serverless model is sent as a
+one-message chat and the answer turned back into a completion.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+from litestar import Response
+from litestar.response import Stream
+
+from shim.adapters import openai_compat
+from shim.context import RequestContext
+from shim.errors import ShimError, UpstreamError, UpstreamTimeoutError, invalid_response
+from shim.generation import JSON, SSE, error_event
+from shim.metrics import Metrics
+from shim.routing import Route
+from shim.streaming import DONE, STREAM_HEADERS, encode_event, iter_sse_data
+from shim.upstream import OpenStream, Upstream
+
+Kind = Literal["chat", "completions"]
+
+
+class _Rewriter:
+    __slots__ = ("as_completion", "created", "id", "model")
+
+    def __init__(self, route: Route, kind: Kind) -> None:
+        prefix = "chatcmpl-" if kind == "chat" else "cmpl-"
+        self.id = prefix + secrets.token_hex(12)
+        self.created = int(time.time())
+        self.model = route.name
+        self.as_completion = kind == "completions" and route.paths.completions is None
+
+    def __call__(self, data: dict[str, Any], *, stream: bool) -> bytes:
+        if self.as_completion and "error" not in data:
+            openai_compat.chat_as_completion(data, stream=stream)
+        return openai_compat.rewrite(
+            data, model=self.model, id=self.id, created=self.created, stream=stream
+        )
+
+
+async def respond(
+    upstream: Upstream,
+    metrics: Metrics,
+    route: Route,
+    request: dict[str, Any],
+    ctx: RequestContext,
+    *,
+    kind: Kind,
+) -> Response[bytes] | Stream:
+    stream = bool(request.get("stream"))
+    ctx.stream = stream
+    rewriter = _Rewriter(route, kind)
+    if kind == "completions" and not rewriter.as_completion:
+        path = route.paths.completions
+    else:
+        path = route.paths.chat
+        if kind == "completions":
+            request = openai_compat.chat_from_completion(request)
+    assert path is not None
+    body = openai_compat.to_payload(
+        request, upstream_model=route.hf_model or "tgi", stream=stream
+    )
+    if not stream:
+        response = await upstream.post(route, path, body, ctx)
+        data = openai_compat.decode(response.content)
+        out = rewriter(data, stream=False)
+        usage = openai_compat.usage_of(data)
+        if usage is not None:
+            ctx.prompt_tokens, ctx.completion_tokens = usage
+        return Response(out, media_type=JSON)
+    opened = await upstream.open_stream(route, path, body, ctx)
+    events = iter_sse_data(opened.iter_bytes())
+    try:
+        async with asyncio.timeout(route.first_token_timeout):
+            first = await anext(events, None)
+        if first is None:
+            raise invalid_response("the stream ended before any event")
+        first_data = openai_compat.decode(first)
+        first_chunk = rewriter(first_data, stream=True)
+    except TimeoutError:
+        await opened.aclose()
+        raise UpstreamTimeoutError(
+            f"No first token from the upstream within {route.first_token_timeout:g}s."
+        ) from None
+    except BaseException:
+        await opened.aclose()
+        raise
+    return Stream(
+        _relay(opened, events, first_data, first_chunk, rewriter, metrics, ctx),
+        media_type=SSE,
+        headers=STREAM_HEADERS,
+    )
+
+
+def _has_content(data: dict[str, Any]) -> bool:
+    for choice in data.get("choices") or ():
+        delta = choice.get("delta") or {}
+        if delta.get("content") or delta.get("tool_calls") or choice.get("text"):
+            return True
+    return False
+
+
+def _finished(data: dict[str, Any]) -> bool:
+    return any(choice.get("finish_reason") for choice in data.get("choices") or ())
+
+
+async def _relay(
+    opened: OpenStream,
+    events: AsyncIterator[bytes],
+    data: dict[str, Any],
+    chunk: bytes,
+    rewriter: _Rewriter,
+    metrics: Metrics,
+    ctx: RequestContext,
+) -> AsyncIterator[bytes]:
+    model = ctx.model
+    finished = False
+    last = 0.0
+    try:
+        while True:
+            if _has_content(data):
+                now = time.perf_counter()
+                if last:
+                    metrics.inter_token(model, now - last)
+                else:
+                    metrics.first_token(model, now - ctx.start)
+                last = now
+                ctx.completion_tokens += 1
+            usage = openai_compat.usage_of(data)
+            if usage is not None:
+                ctx.prompt_tokens, ctx.completion_tokens = usage
+            finished = finished or _finished(data)
+            yield encode_event(chunk)
+            raw = await anext(events, None)
+            if raw is None:
+                break
+            data = openai_compat.decode(raw)
+            chunk = rewriter(data, stream=True)
+        if not finished:
+            raise UpstreamError(
+                "The upstream stream ended before the generation finished.",
+                reason="stream_aborted",
+            )
+        yield DONE
+    except ShimError as exc:
+        reason = exc.reason if isinstance(exc, UpstreamError) else "invalid_response"
+        ctx.error_reason = reason
+        metrics.upstream_error(model, reason)
+        yield error_event(exc)
+        yield DONE
+    except asyncio.CancelledError:
+        ctx.status = 499
+        raise
+    finally:
+        await opened.aclose()

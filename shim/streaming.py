@@ -1,0 +1,52 @@
+"""Server-sent events, both ways: a tolerant parser for upstream streams and the framing of
+the client stream. Nothing else in shim touches SSE bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+DONE = b"data: [DONE]\n\n"
+_DONE_PAYLOAD = b"[DONE]"
+#: Response headers of every client stream (no proxy buffering, no caching).
+STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+def encode_event(payload: bytes) -> bytes:
+    return b"data: " + payload + b"\n\n"
+
+
+async def iter_sse_data(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The ``data`` of each event in an SSE byte stream, until ``[DONE]`` or the end.
+
+    Accepts ``data:`` with or without the space (TGI <= 2.0 sent none), CRLF or LF line ends,
+    comment lines (``:`` keep-alives) and other fields, and lines split across chunks. Several
+    ``data`` lines of one event are joined with newlines, per the SSE spec.
+    """
+    buffer = b""
+    data: list[bytes] = []
+    async for chunk in chunks:
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for raw in lines:
+            line = raw[:-1] if raw.endswith(b"\r") else raw
+            if not line:
+                if data:
+                    payload = b"\n".join(data)
+                    data = []
+                    if payload == _DONE_PAYLOAD:
+                        return
+                    yield payload
+                continue
+            if line.startswith(b"data:"):
+                value = line[5:]
+                data.append(value[1:] if value.startswith(b" ") else value)
+            # Anything else (comments, event:, id:, retry:) carries nothing for us.
+    line = buffer[:-1] if buffer.endswith(b"\r") else buffer
+    if line.startswith(b"data:"):
+        value = line[5:]
+        data.append(value[1:] if value.startswith(b" ") else value)
+    if data:
+        payload = b"\n".join(data)
+        if payload != _DONE_PAYLOAD:
+            yield payload

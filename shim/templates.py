@@ -1,0 +1,269 @@
+"""Chat templates: built-ins, inline Jinja, files, and the model's own from the Hub.
+
+Rendered as transformers renders them (``ImmutableSandboxedEnvironment`` with ``trim_blocks``,
+``lstrip_blocks``, ``raise_exception``, ``strftime_now`` and a non-escaping ``tojson``), compiled
+once at config load. Hub templates are fetched at startup (never in the request path) and
+cached on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+import jinja2
+import msgspec
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+log = logging.getLogger("shim.templates")
+
+
+class TemplateError(Exception):
+    """A template that cannot be compiled or rendered for this conversation."""
+
+
+class Builtin(msgspec.Struct, frozen=True):
+    source: str
+    bos_token: str
+    eos_token: str
+    # End-of-turn markers the model may emit as text; always applied as stops.
+    stop: tuple[str, ...]
+
+
+_CHATML = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+_LLAMA2 = (
+    "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}"
+    "{% set system_message = messages[0]['content'] %}{% else %}{% set loop_messages = messages %}"
+    "{% set system_message = false %}{% endif %}{% for message in loop_messages %}"
+    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"
+    "{% endif %}{% if loop.index0 == 0 and system_message != false %}"
+    "{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}"
+    "{% else %}{% set content = message['content'] %}{% endif %}"
+    "{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}"
+    "{% elif message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}"
+    "{% endif %}{% endfor %}"
+)
+_LLAMA3 = (
+    "{% set loop_messages = messages %}{% for message in loop_messages %}"
+    "{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'"
+    "+ message['content'] | trim + '<|eot_id|>' %}"
+    "{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}"
+    "{{ content }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}"
+    "{% endif %}"
+)
+# Mistral v0.2+/Mixtral; a system message is folded into the first user turn.
+_MISTRAL = (
+    "{% if messages[0]['role'] == 'system' %}"
+    "{% set system = messages[0]['content'] + '\n\n' %}{% set loop_messages = messages[1:] %}"
+    "{% else %}{% set system = '' %}{% set loop_messages = messages %}{% endif %}"
+    "{{ bos_token }}{% for message in loop_messages %}"
+    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"
+    "{% endif %}{% if message['role'] == 'user' %}"
+    "{% if loop.first %}{{ '[INST] ' + system + message['content'] + ' [/INST]' }}"
+    "{% else %}{{ '[INST] ' + message['content'] + ' [/INST]' }}{% endif %}"
+    "{% else %}{{ message['content'] + eos_token }}{% endif %}{% endfor %}"
+)
+_ZEPHYR = (
+    "{% for message in messages %}\n"
+    "{% if message['role'] == 'user' %}\n{{ '<|user|>\n' + message['content'] + eos_token }}\n"
+    "{% elif message['role'] == 'system' %}\n{{ '<|system|>\n' + message['content'] + eos_token }}\n"
+    "{% elif message['role'] == 'assistant' %}\n"
+    "{{ '<|assistant|>\n'  + message['content'] + eos_token }}\n"
+    "{% endif %}\n{% if loop.last and add_generation_prompt %}\n{{ '<|assistant|>' }}\n"
+    "{% endif %}\n{% endfor %}"
+)
+# Gemma 1/2 have no system role: it is merged into the first user turn (as Gemma 3 does).
+_GEMMA = (
+    "{{ bos_token }}{% if messages[0]['role'] == 'system' %}"
+    "{% set first_user_prefix = messages[0]['content'] + '\n\n' %}"
+    "{% set loop_messages = messages[1:] %}{% else %}{% set first_user_prefix = '' %}"
+    "{% set loop_messages = messages %}{% endif %}{% for message in loop_messages %}"
+    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"
+    "{% endif %}{% if message['role'] == 'assistant' %}{% set role = 'model' %}"
+    "{% else %}{% set role = message['role'] %}{% endif %}"
+    "{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else '')"
+    " + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
+_PHI3 = (
+    "{% for message in messages %}"
+    "{{ '<|' + message['role'] + '|>\n' + message['content'] + '<|end|>\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
+)
+
+BUILTINS: dict[str, Builtin] = {
+    "chatml": Builtin(_CHATML, "", "<|im_end|>", ("<|im_end|>",)),
+    "llama-2": Builtin(_LLAMA2, "<s>", "</s>", ("</s>",)),
+    "llama-3": Builtin(_LLAMA3, "<|begin_of_text|>", "<|eot_id|>", ("<|eot_id|>",)),
+    "mistral": Builtin(_MISTRAL, "<s>", "</s>", ("</s>",)),
+    "zephyr": Builtin(_ZEPHYR, "", "</s>", ("</s>",)),
+    "gemma": Builtin(_GEMMA, "<bos>", "<eos>", ("<end_of_turn>",)),
+    "phi-3": Builtin(_PHI3, "<s>", "<|endoftext|>", ("<|end|>", "<|endoftext|>")),
+}
+
+
+def _raise_exception(message: str) -> NoReturn:
+    raise TemplateError(message)
+
+
+def _strftime_now(fmt: str) -> str:
+    return datetime.now().strftime(fmt)
+
+
+def _tojson(value: Any, indent: int | None = None, ensure_ascii: bool = False) -> str:
+    return json.dumps(value, indent=indent, ensure_ascii=ensure_ascii)
+
+
+def _environment() -> ImmutableSandboxedEnvironment:
+    env = ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
+    )
+    env.filters["tojson"] = _tojson
+    env.globals["raise_exception"] = _raise_exception
+    env.globals["strftime_now"] = _strftime_now
+    return env
+
+
+_ENV = _environment()
+
+
+class ChatTemplate:
+    """A compiled template plus the special tokens it uses."""
+
+    __slots__ = ("_template", "bos_token", "eos_token", "origin", "stop")
+
+    def __init__(
+        self,
+        source: str,
+        *,
+        bos_token: str = "",
+        eos_token: str = "",
+        stop: tuple[str, ...] = (),
+        origin: str = "inline",
+    ) -> None:
+        try:
+            self._template = _ENV.from_string(source)
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(f"invalid Jinja in chat template ({origin}): {exc}") from None
+        self.bos_token = bos_token
+        self.eos_token = eos_token
+        self.origin = origin
+        stops = list(stop)
+        if eos_token and eos_token not in stops:
+            stops.append(eos_token)
+        self.stop = tuple(stops)
+
+    def render(self, messages: list[dict[str, Any]], *, tools: Any = None) -> str:
+        """The prompt for ``messages``, generation prompt added, leading BOS removed (the
+        backend's tokenizer adds its own)."""
+        try:
+            text = self._template.render(
+                messages=messages,
+                tools=tools,
+                add_generation_prompt=True,
+                bos_token=self.bos_token,
+                eos_token=self.eos_token,
+            )
+        except TemplateError:
+            raise
+        except jinja2.TemplateError as exc:
+            raise TemplateError(f"chat template failed: {exc}") from None
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+            raise TemplateError(f"chat template failed on these messages: {exc}") from None
+        if self.bos_token and text.startswith(self.bos_token):
+            text = text[len(self.bos_token) :]
+        return text
+
+
+def resolve(
+    spec: str, *, base_dir: Path, bos_token: str | None, eos_token: str | None
+) -> ChatTemplate:
+    """A config ``chat_template``: a built-in name, inline Jinja, or a file path."""
+    builtin = BUILTINS.get(spec)
+    if builtin is not None:
+        return ChatTemplate(
+            builtin.source,
+            bos_token=builtin.bos_token if bos_token is None else bos_token,
+            eos_token=builtin.eos_token if eos_token is None else eos_token,
+            stop=builtin.stop,
+            origin=f"built-in {spec}",
+        )
+    if "{{" in spec or "{%" in spec:
+        return ChatTemplate(spec, bos_token=bos_token or "", eos_token=eos_token or "")
+    path = Path(spec).expanduser()
+    if not path.is_absolute():
+        path = base_dir / path
+    try:
+        source = path.read_text(encoding="utf-8")
+    except OSError:
+        names = ", ".join(BUILTINS)
+        raise TemplateError(
+            f"`{spec}` is neither a built-in ({names}), inline Jinja, nor a readable file"
+        ) from None
+    return ChatTemplate(
+        source, bos_token=bos_token or "", eos_token=eos_token or "", origin=str(path)
+    )
+
+
+# --- templates from the Hub --------------------------------------------------------------------
+
+
+class _TokenizerConfig(msgspec.Struct):
+    chat_template: str | list[dict[str, str]] | None = None
+    bos_token: str | dict[str, Any] | None = None
+    eos_token: str | dict[str, Any] | None = None
+
+
+_tokenizer_config = msgspec.json.Decoder(_TokenizerConfig)
+
+
+def _token(value: str | dict[str, Any] | None) -> str:
+    if isinstance(value, dict):
+        return str(value.get("content") or "")
+    return value or ""
+
+
+def from_tokenizer_config(data: bytes, *, jinja: str | None, origin: str) -> ChatTemplate | None:
+    """The template in a ``tokenizer_config.json`` (or a separate ``chat_template.jinja``)."""
+    try:
+        config = _tokenizer_config.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise TemplateError(f"unreadable tokenizer_config.json ({origin}): {exc}") from None
+    source: str | None = jinja
+    if source is None:
+        raw = config.chat_template
+        if isinstance(raw, list):
+            named = {entry.get("name"): entry.get("template") for entry in raw}
+            source = named.get("default") or next(iter(named.values()), None)
+        else:
+            source = raw
+    if not source:
+        return None
+    return ChatTemplate(
+        source,
+        bos_token=_token(config.bos_token),
+        eos_token=_token(config.eos_token),
+        origin=origin,
+    )
+
+
+class CachedTemplate(msgspec.Struct):
+    """The on-disk cache entry for one Hub repo."""
+
+    tokenizer_config: str
+    jinja: str | None = None
+
+
+def cache_path(cache_dir: Path, hf_model: str) -> Path:
+    return cache_dir / (hf_model.replace("/", "--") + ".json")

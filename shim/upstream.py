@@ -1,0 +1,257 @@
+"""The one upstream HTTP client, and how a request reaches an upstream: endpoint choice,
+retries with backoff, waiting out a loading model, cooldown of failing endpoints.
+
+Knows nothing of OpenAI or HF schemas: bytes go out, an ``httpx.Response`` comes back, and
+any failure is a ``shim.errors.UpstreamError``. The transport is chosen in ``make_client``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import TYPE_CHECKING
+
+import httpx
+
+from shim.errors import (
+    UpstreamError,
+    UpstreamTimeoutError,
+    UpstreamUnavailableError,
+    map_transport_errors,
+    parse_upstream_error,
+)
+
+if TYPE_CHECKING:
+    from shim.context import RequestContext
+    from shim.routing import Endpoint, Route
+
+log = logging.getLogger("shim.upstream")
+
+# Keep-alive connections are what make a proxy fast; LLM traffic holds many at once.
+POOL_LIMITS = httpx.Limits(max_connections=1024, max_keepalive_connections=256, keepalive_expiry=60)
+BACKOFF_BASE = 0.25
+BACKOFF_CAP = 8.0
+# A Retry-After longer than this is returned to the client instead of waited out.
+RETRY_AFTER_CAP = 10.0
+# Longest single sleep while waiting for a loading model.
+LOADING_SLEEP_CAP = 20.0
+
+
+def make_client(transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
+    """The process's one client. Default transport: aiohttp (3-4x httpcore's throughput here);
+    tests pass an ``httpx.MockTransport``."""
+    if transport is None:
+        transport = _aiohttp_transport()
+    return httpx.AsyncClient(
+        transport=transport,
+        limits=POOL_LIMITS,
+        timeout=httpx.Timeout(300.0, connect=10.0),
+        follow_redirects=False,
+        trust_env=False,
+    )
+
+
+def _aiohttp_transport() -> httpx.AsyncBaseTransport:
+    import aiohttp
+    from httpx_aiohttp import AiohttpTransport
+
+    def session() -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            limit=POOL_LIMITS.max_connections or 0,
+            limit_per_host=0,
+            keepalive_timeout=POOL_LIMITS.keepalive_expiry or 60,
+            ttl_dns_cache=300,
+        )
+        # No cookie jar: one upstream's cookies must never reach another client's request.
+        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+
+    transport: httpx.AsyncBaseTransport = AiohttpTransport(client=session, limits=POOL_LIMITS)
+    return transport
+
+
+class Upstream:
+    """Sends requests for routes; owns retry, loading and failover policy."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        on_error: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.client = client
+        # Called with (model, reason) for every failed attempt (the upstream-errors metric).
+        self.on_error = on_error
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def post(
+        self, route: Route, path: str, body: bytes, ctx: RequestContext | None = None
+    ) -> httpx.Response:
+        """POST and read the whole answer (within the route's ``timeout``)."""
+        response, _ = await self._send(route, path, body, ctx, stream=False)
+        return response
+
+    async def open_stream(
+        self, route: Route, path: str, body: bytes, ctx: RequestContext | None = None
+    ) -> OpenStream:
+        """POST and return once a 2xx status and headers arrived; the caller must ``aclose``."""
+        response, endpoint = await self._send(route, path, body, ctx, stream=True)
+        return OpenStream(response, endpoint, endpoint.display + path, ctx)
+
+    async def get(self, url: str, *, headers: Mapping[str, str], timeout: float) -> httpx.Response:
+        """A plain GET (startup probes: TEI /info, the Hub, health checks)."""
+        with map_transport_errors(url.split("?")[0]):
+            return await self.client.get(url, headers=headers, timeout=timeout)
+
+    async def _send(
+        self, route: Route, path: str, body: bytes, ctx: RequestContext | None, *, stream: bool
+    ) -> tuple[httpx.Response, Endpoint]:
+        retries_left = route.retries
+        loading_deadline = time.monotonic() + route.wait_for_model
+        waited_for_loading = False
+        attempt = 0
+        while True:
+            endpoint = route.pick_endpoint()
+            started = time.perf_counter()
+            try:
+                response = await self._attempt(
+                    route, endpoint, path, body, stream=stream, loading_retry=waited_for_loading
+                )
+                return response, endpoint
+            except UpstreamUnavailableError as exc:
+                if self.on_error is not None:
+                    self.on_error(route.name, exc.reason)
+                remaining = loading_deadline - time.monotonic()
+                if remaining <= 0 or route.wait_for_model <= 0:
+                    exc.retry_after = max(exc.retry_after or 0.0, 1.0)
+                    raise
+                log.info("%s: upstream is loading; waiting up to %.0fs", route.name, remaining)
+                await route.wait_until_awake(exc.retry_after, remaining, LOADING_SLEEP_CAP)
+                waited_for_loading = True
+            except UpstreamError as exc:
+                if self.on_error is not None:
+                    self.on_error(route.name, exc.reason)
+                if exc.retryable:
+                    endpoint.record_failure(route.cooldown_after, route.cooldown)
+                if not exc.retryable or retries_left <= 0:
+                    raise
+                delay = _backoff(attempt, exc.retry_after)
+                if delay is None:
+                    raise
+                retries_left -= 1
+                attempt += 1
+                log.info(
+                    "%s: retrying after %s (%.2fs, %d left)",
+                    route.name,
+                    exc.reason,
+                    delay,
+                    retries_left,
+                )
+                await asyncio.sleep(delay)
+            finally:
+                if ctx is not None:
+                    ctx.upstream_seconds += time.perf_counter() - started
+
+    async def _attempt(
+        self,
+        route: Route,
+        endpoint: Endpoint,
+        path: str,
+        body: bytes,
+        *,
+        stream: bool,
+        loading_retry: bool,
+    ) -> httpx.Response:
+        headers = route.loading_headers if loading_retry else route.headers
+        url = endpoint.base + path
+        timeout = route.stream_timeout if stream else route.request_timeout
+        limit = route.first_token_timeout if stream else route.timeout
+        endpoint.in_flight += 1
+        response: httpx.Response | None = None
+        try:
+            async with asyncio.timeout(limit):
+                with map_transport_errors(endpoint.display + path):
+                    request = self.client.build_request(
+                        "POST", url, content=body, headers=headers, timeout=timeout
+                    )
+                    response = await self.client.send(request, stream=True)
+                    if response.status_code >= 400:
+                        error_body = await response.aread()
+                        await response.aclose()
+                        raise parse_upstream_error(
+                            response.status_code,
+                            error_body,
+                            retry_after=response.headers.get("retry-after"),
+                        )
+                    if not stream:
+                        await response.aread()
+                        await response.aclose()
+        except TimeoutError:
+            if response is not None:
+                await response.aclose()
+            raise UpstreamTimeoutError(
+                f"The upstream {endpoint.display} did not answer within {limit:g}s."
+            ) from None
+        except BaseException:
+            endpoint.in_flight -= 1
+            raise
+        if not stream:
+            endpoint.in_flight -= 1
+        endpoint.record_success()
+        return response
+
+
+def _backoff(attempt: int, retry_after: float | None) -> float | None:
+    """Exponential backoff with jitter; None when the upstream asks for a longer pause."""
+    if retry_after is not None and retry_after > RETRY_AFTER_CAP:
+        return None
+    delay = min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt) * random.uniform(0.5, 1.5)
+    return max(delay, retry_after or 0.0)
+
+
+class OpenStream:
+    """An upstream response whose body is still to be read, chunk by chunk."""
+
+    __slots__ = ("_closed", "_ctx", "_endpoint", "response", "target")
+
+    def __init__(
+        self,
+        response: httpx.Response,
+        endpoint: Endpoint,
+        target: str,
+        ctx: RequestContext | None,
+    ) -> None:
+        self.response = response
+        self.target = target
+        self._endpoint = endpoint
+        self._ctx = ctx
+        self._closed = False
+
+    async def iter_bytes(self) -> AsyncIterator[bytes]:
+        """Body chunks as they arrive; time spent waiting is counted as upstream time."""
+        iterator = self.response.aiter_bytes().__aiter__()
+        ctx = self._ctx
+        while True:
+            started = time.perf_counter()
+            try:
+                with map_transport_errors(self.target):
+                    chunk = await iterator.__anext__()
+            except StopAsyncIteration:
+                return
+            finally:
+                if ctx is not None:
+                    ctx.upstream_seconds += time.perf_counter() - started
+            yield chunk
+
+    async def aclose(self) -> None:
+        """Close the upstream connection (an unfinished body closes the socket: paid
+        generation stops). Safe to call twice, and on cancellation."""
+        if self._closed:
+            return
+        self._closed = True
+        self._endpoint.in_flight -= 1
+        await self.response.aclose()

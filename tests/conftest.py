@@ -1,0 +1,130 @@
+"""Shared fixtures: a fake HF upstream, configs from TOML snippets, the app under test."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import uvicorn
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+from prometheus_client import CollectorRegistry
+
+from shim.app import create_app
+from shim.config import Config, parse_config
+from tests.fake_hf import FakeHF
+
+FAKE = "http://fake-hf.test"
+
+MODELS = f"""
+[huggingface]
+token = "hf_sekrit_default_token"
+base_url = "{FAKE}"
+hub_url = "{FAKE}/hub"
+
+[models.tgi]
+task = "text-generation"
+url = "{FAKE}/tgi"
+chat_template = "chatml"
+retries = 0
+
+[models.pipe]
+task = "text-generation"
+url = "{FAKE}/pipe"
+protocol = "pipeline"
+chat_template = "zephyr"
+retries = 0
+
+[models.t5]
+task = "text2text-generation"
+hf_model = "google/flan-t5-small"
+retries = 0
+
+[models.router]
+task = "text-generation"
+hf_model = "meta-llama/Llama-3.1-8B-Instruct"
+retries = 0
+
+[models.vllm]
+task = "text-generation"
+url = "{FAKE}/vllm/v1"
+protocol = "openai"
+hf_model = "served-name"
+token = "hf_endpoint_token_xyz"
+retries = 0
+
+[models.raw]
+task = "text-generation"
+url = "{FAKE}/raw"
+retries = 0
+"""
+
+
+def make_config(models: str = MODELS, server: str = "") -> Config:
+    return parse_config(f"[server]\n{server}\n{models}", source="test.toml", env={})
+
+
+@pytest.fixture
+def fake() -> FakeHF:
+    return FakeHF()
+
+
+@contextlib.asynccontextmanager
+async def app_client(
+    fake: FakeHF, config: Config | None = None, registry: CollectorRegistry | None = None
+) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    app = create_app(
+        config or make_config(),
+        transport=fake.transport(),
+        registry=registry if registry is not None else CollectorRegistry(),
+    )
+    async with AsyncTestClient(app=app) as client:
+        yield client
+
+
+@pytest.fixture
+async def client(fake: FakeHF) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    async with app_client(fake) as c:
+        yield c
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextlib.asynccontextmanager
+async def serve_asgi(app: Any, **options: Any) -> AsyncIterator[str]:
+    """Serve an ASGI app on a real loopback socket in this event loop; yields its base URL."""
+    port = free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+        loop="asyncio", http="httptools", **options,
+    )  # fmt: skip
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    for _ in range(500):
+        if server.started:
+            break
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 10)
+
+
+@pytest.fixture(autouse=True)
+def _quiet_logs(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="shim")

@@ -1,0 +1,308 @@
+"""A fake Hugging Face upstream serving the real wire formats (PROTOCOLS.md), scriptable.
+
+One object serves both ways: ``fake.transport()`` is an ``httpx.MockTransport`` for the app
+under test, and ``fake.asgi`` is an ASGI app for a real local server (``serve_asgi``), used with
+real clients (the openai SDK) and for fault injection that needs real sockets.
+
+Default answers by path: TGI ``/generate`` and ``/generate_stream``, the pipeline ``POST /`` (and
+``/hf-inference/models/...``), OpenAI ``/v1/chat/completions`` and ``/v1/completions``, TEI
+``/embed``, ``/info``, ``/health``. ``fake.script(path, reply, ...)`` queues replies for a path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from collections import defaultdict, deque
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+TOKENS = ["Hello", " from", " TGI", "!"]
+DIM = 8
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: bytes | None = None
+    json: Any = None
+    # SSE events or raw chunks, streamed in order; ``delay`` seconds between them.
+    chunks: list[bytes] | None = None
+    delay: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
+    # Stop answering (a hung upstream) for this long before replying.
+    hang: float = 0.0
+    # Drop the connection after the chunks (no clean end).
+    drop: bool = False
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def sse(*events: Any, space: bool = True, done: bool = False) -> list[bytes]:
+    sep = b"data: " if space else b"data:"
+    out = [sep + (e if isinstance(e, bytes) else json.dumps(e).encode()) + b"\n\n" for e in events]
+    if done:
+        out.append(b"data: [DONE]\n\n")
+    return out
+
+
+def tgi_stream_events(tokens: Iterable[str] = TOKENS, *, finish: str = "eos_token") -> list[Any]:
+    tokens = list(tokens)
+    events: list[Any] = []
+    for i, text in enumerate(tokens):
+        event: dict[str, Any] = {
+            "index": i + 1,
+            "token": {"id": i, "text": text, "logprob": -0.5, "special": False},
+            "generated_text": None,
+            "details": None,
+        }
+        events.append(event)
+    events.append(
+        {
+            "index": len(tokens) + 1,
+            "token": {"id": 2, "text": "</s>", "logprob": -0.1, "special": True},
+            "generated_text": "".join(tokens),
+            "details": {
+                "finish_reason": finish,
+                "generated_tokens": len(tokens) + 1,
+                "seed": None,
+                "input_length": 7,
+            },
+        }
+    )
+    return events
+
+
+def vector(text: str, dim: int = DIM) -> list[float]:
+    """A deterministic, text-dependent unit vector."""
+    raw = [math.sin(len(text) * (i + 1) + sum(map(ord, text)) % 97) for i in range(dim)]
+    norm = math.sqrt(sum(x * x for x in raw)) or 1.0
+    return [x / norm for x in raw]
+
+
+class FakeHF:
+    def __init__(self) -> None:
+        self.seen: list[Seen] = []
+        self._scripts: dict[str, deque[Reply | Callable[[Seen], Reply]]] = defaultdict(deque)
+        self.tokens = list(TOKENS)
+        self.open_streams = 0
+        self.closed_early = 0
+
+    # --- control ---------------------------------------------------------------------------
+
+    def script(self, path: str, *replies: Reply | Callable[[Seen], Reply]) -> None:
+        self._scripts[path].extend(replies)
+
+    def requests(self, path: str | None = None) -> list[Seen]:
+        return [s for s in self.seen if path is None or s.path == path]
+
+    # --- behaviour ---------------------------------------------------------------------------
+
+    def reply(self, seen: Seen) -> Reply:
+        queue = self._scripts.get(seen.path)
+        if queue:
+            scripted = queue.popleft()
+            return scripted(seen) if callable(scripted) else scripted
+        return self.default(seen)
+
+    def default(self, seen: Seen) -> Reply:
+        path = seen.path
+        if seen.method == "GET":
+            if path.endswith("/health"):
+                return Reply(body=b"")
+            if path.endswith("/info"):
+                return Reply(json={"model_id": "fake", "max_client_batch_size": 4})
+            return Reply(404, body=b"Not Found")
+        body = seen.json() if seen.body else {}
+        text = "".join(self.tokens)
+        if path.endswith("/generate_stream"):
+            return Reply(chunks=sse(*tgi_stream_events(self.tokens), space=False))
+        if path.endswith("/generate"):
+            params = body.get("parameters", {})
+            details = {
+                "finish_reason": "eos_token",
+                "generated_tokens": len(self.tokens),
+                "seed": None,
+                "prefill": [],
+                "tokens": [
+                    {"id": i, "text": t, "logprob": -0.5, "special": False}
+                    for i, t in enumerate(self.tokens)
+                ],
+            }
+            if params.get("top_n_tokens"):
+                details["top_tokens"] = [
+                    [{"id": i, "text": t, "logprob": -0.5, "special": False}]
+                    for i, t in enumerate(self.tokens)
+                ]
+            return Reply(
+                json={"generated_text": text, "details": details},
+                headers={"x-prompt-tokens": "7", "x-generated-tokens": str(len(self.tokens))},
+            )
+        if path.endswith("/chat/completions") or path.endswith("/completions"):
+            return self._openai(body, path.endswith("/chat/completions"))
+        if path.endswith("/embed"):
+            inputs = body["inputs"]
+            items = [inputs] if isinstance(inputs, str) or (inputs and isinstance(inputs[0], int)) else inputs
+            return Reply(json=[vector(str(i)) for i in items])
+        if path.endswith("/embeddings"):
+            inputs = body["input"]
+            items = [inputs] if isinstance(inputs, str) else inputs
+            return Reply(
+                json={
+                    "object": "list",
+                    "data": [
+                        {"object": "embedding", "index": i, "embedding": vector(str(x))}
+                        for i, x in enumerate(items)
+                    ],
+                    "model": body.get("model"),
+                    "usage": {"prompt_tokens": 3 * len(items), "total_tokens": 3 * len(items)},
+                }
+            )
+        if path.endswith("/pipeline/feature-extraction"):
+            inputs = body["inputs"]
+            if isinstance(inputs, str):
+                return Reply(json=[[vector(inputs + str(t)) for t in range(3)]])
+            return Reply(json=[[[vector(s + str(t)) for t in range(3)]] for s in inputs])
+        # The pipeline (toolkit / hf-inference): [{"generated_text"}], never streams.
+        params = body.get("parameters", {})
+        unknown = set(params) - {
+            "max_new_tokens", "do_sample", "temperature", "top_p", "top_k",
+            "repetition_penalty", "return_full_text",
+        }  # fmt: skip
+        if unknown:
+            return Reply(
+                400,
+                json={
+                    "error": f"The following `model_kwargs` are not used by the model: {sorted(unknown)}"
+                },
+            )
+        if seen.headers.get("content-type") != "application/json":
+            return Reply(400, json={"error": "Content type must be application/json"})
+        prefix = body["inputs"] if params.get("return_full_text", True) and "return_full_text" in params else ""
+        return Reply(json=[{"generated_text": prefix + text}])
+
+    def _openai(self, body: dict[str, Any], chat: bool) -> Reply:
+        text = "".join(self.tokens)
+        base = {"id": "", "created": 1, "model": body.get("model"), "system_fingerprint": "fake"}
+        if not body.get("stream"):
+            if chat:
+                choice = {"index": 0, "message": {"role": "assistant", "content": text},
+                          "logprobs": None, "finish_reason": "stop"}  # fmt: skip
+            else:
+                choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": "stop"}
+            return Reply(
+                json={
+                    **base,
+                    "object": "chat.completion" if chat else "text_completion",
+                    "choices": [choice],
+                    "usage": {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9},
+                }
+            )
+        events = []
+        for i, token in enumerate(self.tokens):
+            last = i == len(self.tokens) - 1
+            if chat:
+                choice = {"index": 0, "delta": {"role": "assistant", "content": token},
+                          "logprobs": None, "finish_reason": "stop" if last else None}  # fmt: skip
+            else:
+                choice = {"index": 0, "text": token, "logprobs": None,
+                          "finish_reason": "stop" if last else ""}  # fmt: skip
+            events.append({**base, "object": "chat.completion.chunk", "choices": [choice], "usage": None})
+        if (body.get("stream_options") or {}).get("include_usage"):
+            events.append({**base, "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9}})
+        return Reply(chunks=sse(*events, done=True))
+
+    # --- serving -----------------------------------------------------------------------------
+
+    async def _stream(self, reply: Reply) -> AsyncIterator[bytes]:
+        self.open_streams += 1
+        finished = False
+        try:
+            for chunk in reply.chunks or []:
+                if reply.delay:
+                    await asyncio.sleep(reply.delay)
+                yield chunk
+            finished = True
+            if reply.drop:
+                raise httpx.ReadError("connection dropped")
+        finally:
+            self.open_streams -= 1
+            if not finished:
+                self.closed_early += 1
+
+    async def handle(self, request: httpx.Request) -> httpx.Response:
+        seen = Seen(request.method, request.url.path, dict(request.headers), await request.aread())
+        self.seen.append(seen)
+        reply = self.reply(seen)
+        if reply.hang:
+            await asyncio.sleep(reply.hang)
+        headers = dict(reply.headers)
+        if reply.chunks is not None:
+            headers.setdefault("content-type", "text/event-stream")
+            return httpx.Response(reply.status, headers=headers, content=self._stream(reply))
+        if reply.json is not None:
+            return httpx.Response(reply.status, headers=headers, json=reply.json)
+        return httpx.Response(reply.status, headers=headers, content=reply.body or b"")
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self.handle)
+
+    async def asgi(self, scope: Any, receive: Any, send: Any) -> None:
+        """The same behaviour over a real socket (``serve_asgi``)."""
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        seen = Seen(scope["method"], scope["path"], headers, body)
+        self.seen.append(seen)
+        reply = self.reply(seen)
+        if reply.hang:
+            await asyncio.sleep(reply.hang)
+        out_headers = [(k.encode(), v.encode()) for k, v in reply.headers.items()]
+        if reply.chunks is not None:
+            out_headers.append((b"content-type", b"text/event-stream"))
+            await send({"type": "http.response.start", "status": reply.status, "headers": out_headers})
+            self.open_streams += 1
+            finished = False
+            try:
+                for chunk in reply.chunks:
+                    if reply.delay:
+                        await asyncio.sleep(reply.delay)
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                finished = True
+                if reply.drop:
+                    raise ConnectionResetError("drop")
+                await send({"type": "http.response.body", "body": b""})
+            finally:
+                self.open_streams -= 1
+                if not finished:
+                    self.closed_early += 1
+            return
+        payload = json.dumps(reply.json).encode() if reply.json is not None else (reply.body or b"")
+        out_headers.append((b"content-type", b"application/json"))
+        await send({"type": "http.response.start", "status": reply.status, "headers": out_headers})
+        await send({"type": "http.response.body", "body": payload})
