@@ -291,4 +291,6 @@ async def retrieve_model(
 
 def extra_handlers() -> list[Any]:
     """Handlers of other modules (embeddings), registered with the app."""
-    return []
+    from shim.embeddings import create_embeddings
+
+    return [create_embeddings]

@@ -1,0 +1,205 @@
+"""feature-extraction on TEI (``/embed``), pipelines (toolkit / serverless hf-inference) and
+OpenAI-style ``/v1/embeddings``. Pure: no I/O.
+
+Every upstream shape is normalised to one vector per input by nesting depth (PROTOCOLS.md §4.2,
+§11): flat ``[dim]``, ``[n][dim]``, token-level ``[1][tokens][dim]`` and ``[n][1][tokens][dim]``
+(pooled over the *real* token vectors, then L2-normalised), and ``{"embeddings": ...}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import struct
+from typing import Any
+
+import msgspec
+
+from shim import hf
+from shim.adapters._result import Embeddings
+from shim.config import Pooling, Protocol
+from shim.errors import InvalidRequestError, invalid_response
+
+Inputs = list[str] | list[list[int]]
+
+_any = msgspec.json.Decoder()
+_vectors = msgspec.json.Decoder(list[list[float]])
+_encoder = msgspec.json.Encoder()
+
+
+def inputs_of(value: str | list[str | int | list[int]]) -> tuple[Inputs, bool]:
+    """OpenAI ``input`` as a batch of texts or of token-id lists; rejects what OpenAI rejects."""
+    if isinstance(value, str):
+        if not value:
+            raise InvalidRequestError("`input` must not be an empty string.", param="input")
+        return [value], True
+    if not value:
+        raise InvalidRequestError("`input` must not be an empty list.", param="input")
+    if all(isinstance(v, str) for v in value):
+        texts = [v for v in value if isinstance(v, str)]
+        for i, text in enumerate(texts):
+            if not text:
+                raise InvalidRequestError(
+                    f"`input[{i}]` must not be an empty string.", param=f"input[{i}]"
+                )
+        return texts, False
+    if all(isinstance(v, int) for v in value):
+        return [[v for v in value if isinstance(v, int)]], True
+    if all(isinstance(v, list) for v in value):
+        ids = [v for v in value if isinstance(v, list)]
+        for i, item in enumerate(ids):
+            if not item:
+                raise InvalidRequestError(f"`input[{i}]` must not be empty.", param=f"input[{i}]")
+        return ids, False
+    raise InvalidRequestError(
+        "`input` must be a string, a list of strings, a list of token ids, or a list of "
+        "token-id lists (not a mix).",
+        param="input",
+    )
+
+
+def to_payload(
+    protocol: Protocol,
+    batch: Inputs,
+    *,
+    truncate: bool | None,
+    normalize: bool,
+    upstream_model: str,
+) -> bytes:
+    if protocol == "tei":
+        return _encoder.encode(
+            hf.EmbedRequest(inputs=list(batch), truncate=truncate, normalize=normalize)
+        )
+    if protocol == "openai":
+        return _encoder.encode({"input": batch, "model": upstream_model, "encoding_format": "float"})
+    if batch and not isinstance(batch[0], str):
+        raise InvalidRequestError(
+            "Token-id input needs an upstream that accepts ids (TEI or OpenAI-style).",
+            param="input",
+        )
+    texts = [t for t in batch if isinstance(t, str)]
+    return _encoder.encode(hf.PipelineEmbedRequest(inputs=texts, truncate=truncate))
+
+
+def _depth(value: Any) -> int:
+    depth = 0
+    while isinstance(value, list):
+        if not value:
+            raise invalid_response("an empty list in the embeddings")
+        value = value[0]
+        depth += 1
+    if not isinstance(value, int | float):
+        raise invalid_response(f"embeddings contain {type(value).__name__}, not numbers")
+    return depth
+
+
+def pool(tokens: list[list[float]], pooling: Pooling) -> list[float]:
+    """One vector from token vectors: the mean of all of them, or the first (CLS)."""
+    if pooling == "cls":
+        return list(tokens[0])
+    if pooling == "none":
+        raise invalid_response(
+            "the upstream returned token-level vectors; set `pooling = \"mean\"` or \"cls\""
+        )
+    count = len(tokens)
+    return [sum(column) / count for column in zip(*tokens, strict=True)]
+
+
+def l2_normalize(vector: list[float]) -> list[float]:
+    norm = math.sqrt(math.fsum(x * x for x in vector))
+    return [x / norm for x in vector] if norm else vector
+
+
+def to_vectors(value: Any, n: int, pooling: Pooling) -> tuple[list[list[float]], bool]:
+    """One vector per input from any known shape; also whether shim pooled them."""
+    depth = _depth(value)
+    if depth == 1:
+        if n != 1:
+            raise invalid_response(f"one vector for {n} inputs")
+        return [value], False
+    if depth == 2:
+        if len(value) == n:
+            return value, False
+        if n == 1:
+            return [pool(value, pooling)], True
+    if depth == 3 and len(value) == n:
+        return [pool(item, pooling) for item in value], True
+    if depth == 4 and len(value) == n and all(len(item) == 1 for item in value):
+        return [pool(item[0], pooling) for item in value], True
+    raise invalid_response(f"unexpected embeddings shape (depth {depth}) for {n} inputs")
+
+
+class _OpenAIItem(msgspec.Struct):
+    index: int
+    embedding: list[float]
+
+
+class _OpenAIUsage(msgspec.Struct):
+    prompt_tokens: int = 0
+
+
+class _OpenAIResponse(msgspec.Struct):
+    data: list[_OpenAIItem]
+    usage: _OpenAIUsage | None = None
+
+
+_openai = msgspec.json.Decoder(_OpenAIResponse)
+
+
+def parse_response(
+    protocol: Protocol, body: bytes, *, n: int, pooling: Pooling, normalize: bool
+) -> Embeddings:
+    if protocol == "openai":
+        try:
+            decoded = _openai.decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise invalid_response(f"embeddings: {exc}") from None
+        items = sorted(decoded.data, key=lambda item: item.index)
+        if len(items) != n:
+            raise invalid_response(f"{len(items)} embeddings for {n} inputs")
+        usage = decoded.usage.prompt_tokens if decoded.usage else None
+        return Embeddings([item.embedding for item in items], usage or None)
+    if protocol == "tei":
+        # TEI always answers [n][dim]: the fast, typed path.
+        try:
+            vectors = _vectors.decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            vectors = None
+        if vectors is not None and len(vectors) == n:
+            return Embeddings(vectors)
+    try:
+        value = _any.decode(body)
+    except msgspec.DecodeError as exc:
+        raise invalid_response(f"embeddings: {exc}") from None
+    if isinstance(value, dict):
+        if "embeddings" not in value:
+            raise invalid_response("an object without `embeddings`")
+        value = value["embeddings"]
+    vectors, pooled = to_vectors(value, n, pooling)
+    if pooled and normalize:
+        vectors = [l2_normalize(v) for v in vectors]
+    return Embeddings(vectors)
+
+
+def shorten(vectors: list[list[float]], dimensions: int) -> list[list[float]]:
+    """Matryoshka-style: keep the first ``dimensions`` values, then re-normalise."""
+    dim = len(vectors[0]) if vectors else 0
+    if dimensions > dim:
+        raise InvalidRequestError(
+            f"`dimensions` must be at most {dim} for this model.", param="dimensions"
+        )
+    return [l2_normalize(v[:dimensions]) for v in vectors]
+
+
+def to_base64(vector: list[float]) -> str:
+    """Little-endian float32 bytes, base64 (what the openai SDK decodes)."""
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+
+
+def estimate_tokens(batch: Inputs) -> int:
+    """Documented estimate when the upstream reports no counts: ids are counted exactly, text
+    at ~4 characters per token plus 2 special tokens."""
+    total = 0
+    for item in batch:
+        total += len(item) if isinstance(item, list) else (len(item) + 3) // 4 + 2
+    return total
