@@ -89,7 +89,7 @@ def error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[
     if isinstance(error, UpstreamError):
         if ctx is not None:
             ctx.error_reason = error.reason
-        if error.status_code in (502, 504) and not error.retryable:
+        if error.status_code in (502, 504) and (error.exhausted or not error.retryable):
             # shim already retried what can be retried: clients should not multiply it.
             headers["x-should-retry"] = "false"
     return Response(

@@ -149,14 +149,14 @@ def _expand(value: Any, path: str, env: dict[str, str] | os._Environ[str]) -> An
 _AT = re.compile(r" - at `\$(.*)`$")
 
 
-def _explain(exc: msgspec.ValidationError) -> str:
-    """``Object contains unknown field `x` - at `$.models['a']``` → ``models.a.x: unknown key``."""
+def _explain(exc: msgspec.ValidationError, prefix: str = "") -> str:
+    """``Object contains unknown field `x` - at `$.server``` → ``server.x: unknown key``."""
     text = str(exc)
     match = _AT.search(text)
-    where = ""
+    where = prefix
     if match:
         text = text[: match.start()]
-        where = re.sub(r"\['([^']*)'\]", r".\1", match.group(1)).lstrip(".")
+        where = (prefix + match.group(1)).lstrip(".")
     unknown = re.match(r"Object contains unknown field `([^`]*)`", text)
     if unknown:
         key = f"{where}.{unknown.group(1)}" if where else unknown.group(1)
@@ -165,7 +165,21 @@ def _explain(exc: msgspec.ValidationError) -> str:
     if missing:
         key = f"{where}.{missing.group(1)}" if where else missing.group(1)
         return f"{key}: required key is missing"
+    enum = re.match(r"Invalid enum value (.*)", text)
+    if enum:
+        allowed = _CHOICES.get(where.rsplit(".", 1)[-1])
+        hint = f" (expected one of: {', '.join(allowed)})" if allowed else ""
+        return f"{where}: unknown value {enum.group(1)}{hint}"
     return f"{where or '(top level)'}: {text[0].lower()}{text[1:]}"
+
+
+_CHOICES = {
+    "task": tuple(PROTOCOLS_BY_TASK),
+    "protocol": ("tgi", "pipeline", "openai", "tei"),
+    "pooling": ("mean", "cls", "none"),
+    "log_format": ("text", "json"),
+    "log_level": ("debug", "info", "warning", "error"),
+}
 
 
 def parse_config(text: str, *, source: str = "<config>", env: Any = None) -> Config:
@@ -176,11 +190,21 @@ def parse_config(text: str, *, source: str = "<config>", env: Any = None) -> Con
         raise ConfigError(f"{source}: invalid TOML: {exc}") from None
     try:
         data = _expand(raw, "", os.environ if env is None else env)
-        config = msgspec.convert(data, Config)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
+    # Models are converted one by one so that an error can name the model.
+    models = data.pop("models", {})
+    if not isinstance(models, dict):
+        raise ConfigError(f"{source}: models: expected a table of models")
+    try:
+        config = msgspec.convert(data, Config)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"{source}: {_explain(exc)}") from None
+    for name, model in models.items():
+        try:
+            config.models[name] = msgspec.convert(model, ModelConfig)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"{source}: {_explain(exc, f'models.{name}')}") from None
     config.source = source
     _validate(config)
     return config

@@ -148,6 +148,8 @@ class UpstreamError(ShimError):
         self.reason: UpstreamReason = reason or self.default_reason
         if retryable is not None:
             self.retryable = retryable
+        # Set when shim already retried it: clients should not multiply the retries.
+        self.exhausted = False
 
 
 class UpstreamTimeoutError(UpstreamError):
@@ -242,7 +244,7 @@ def parse_upstream_error(
     after = _retry_after(retry_after, estimated)
     if status == 503 or lowered in ("unhealthy", "healthcheck") or "currently loading" in message:
         return UpstreamUnavailableError(
-            f"The upstream model is not ready: {message}", retry_after=after or 5.0
+            f"The upstream model is not ready: {message}", retry_after=5.0 if after is None else after
         )
     if status == 429 or lowered == "overloaded":
         return UpstreamOverloadedError(f"The upstream is overloaded: {message}", retry_after=after)
@@ -262,7 +264,8 @@ def parse_upstream_error(
         )
     if status == 408:
         return UpstreamTimeoutError(f"The upstream timed out: {message}", reason="timeout")
-    if 400 <= status < 500:
+    if 400 <= status < 500 and status != 424:
+        # (424 is TGI's "generation failed" / TEI's "backend error": a server fault.)
         code = "context_length_exceeded" if _CONTEXT_LENGTH.search(message) else None
         return UpstreamRejectedError(message, code=code)
     return UpstreamError(f"The upstream failed (HTTP {status}): {message}", reason="http_5xx")
@@ -298,13 +301,21 @@ def map_transport_errors(target: str) -> Iterator[None]:
     try:
         yield
     except httpx.TimeoutException as exc:
-        # httpx-aiohttp reports a server that closed the connection as a ConnectTimeout.
-        if _closed_by_server(exc):
-            # Usually a pooled keep-alive connection the server had closed: safe to retry.
+        # httpx-aiohttp reports every aiohttp connection error as a ConnectTimeout; the cause
+        # tells what really happened.
+        cause = _cause_names(exc)
+        if "ServerTimeoutError" in cause or "TimeoutError" in cause or not cause:
+            raise UpstreamTimeoutError(f"The upstream {target} timed out.") from exc
+        if "ClientConnectorError" in cause:
             raise UpstreamError(
-                f"The upstream {target} closed the connection.", reason="connect"
+                f"Could not connect to the upstream {target}: {scrub(str(exc.__cause__))}.",
+                reason="connect",
+                code="upstream_unreachable",
             ) from exc
-        raise UpstreamTimeoutError(f"The upstream {target} timed out.") from exc
+        # Usually a pooled keep-alive connection the server had closed: safe to retry.
+        raise UpstreamError(
+            f"The upstream {target} closed the connection.", reason="connect"
+        ) from exc
     except httpx.ConnectError as exc:
         raise UpstreamError(
             f"Could not connect to the upstream {target}: {scrub(str(exc)) or 'connection refused'}.",
@@ -325,9 +336,7 @@ def map_transport_errors(target: str) -> Iterator[None]:
         ) from exc
 
 
-def _closed_by_server(exc: BaseException) -> bool:
+def _cause_names(exc: BaseException) -> set[str]:
+    """Class names in the MRO of the exception's cause (empty when there is none)."""
     cause = exc.__cause__
-    return cause is not None and type(cause).__name__ in (
-        "ServerDisconnectedError",
-        "ClientOSError",
-    )
+    return {cls.__name__ for cls in type(cause).__mro__} if cause is not None else set()

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -35,6 +36,7 @@ _chat_request = msgspec.json.Decoder(chat.ChatCompletionRequest)
 _completion_request = msgspec.json.Decoder(completions.CompletionRequest)
 _raw_request = msgspec.json.Decoder(dict[str, Any])
 _JSON_TYPES = (b"application/json", b"text/plain")
+_MISSING = re.compile(r"Object missing required field `([^`]*)`")
 
 
 def services_of(state: State) -> Services:
@@ -56,6 +58,10 @@ def decode(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
     except msgspec.ValidationError as exc:
         message = str(exc)
         param = _param_of(message)
+        missing = _MISSING.match(message)
+        if missing:
+            field = ".".join(p for p in (param, missing.group(1)) if p)
+            raise InvalidRequestError(f"`{field}` is required.", param=field) from None
         if param is None:
             raise InvalidRequestError(f"Invalid request body: {message}") from None
         text = message[: message.rfind(" - at `$")]

@@ -98,7 +98,6 @@ class Route:
         elif any(".endpoints.huggingface.cloud" in e.base for e in self.endpoints):
             loading["x-scale-up-timeout"] = str(int(model.wait_for_model))
         self.loading_headers = loading
-        self.stream_headers = {**headers, "accept": "text/event-stream"}
         # --- generation ---
         self.adapter: GenerationAdapter | None = None
         if self.protocol == "tgi":
@@ -161,39 +160,45 @@ class Route:
         urls = ", ".join(e.display for e in self.endpoints)
         return f"{self.name} -> {self.task}, {self.protocol}, {urls}"
 
-    def pick_endpoint(self) -> Endpoint:
-        """Least in-flight among healthy endpoints (round robin on ties); if all are cooling
-        down, the one whose cooldown ends first (a probe)."""
+    def pick_endpoint(self, avoid: set[Endpoint] | frozenset[Endpoint] = frozenset()) -> Endpoint:
+        """Least in-flight among healthy endpoints not in ``avoid`` (round robin on ties); if
+        none is left, the one whose cooldown ends first (a probe)."""
         endpoints = self.endpoints
         if len(endpoints) == 1:
             return endpoints[0]
         now = time.monotonic()
         start = next(self._rotation)
         ordered = endpoints[start:] + endpoints[:start]
-        healthy = [e for e in ordered if e.healthy(now)]
+        healthy = [e for e in ordered if e.healthy(now) and e not in avoid]
         if not healthy:
-            return min(endpoints, key=lambda e: e.cooled_until)
+            healthy = [e for e in ordered if e not in avoid] or ordered
+            return min(healthy, key=lambda e: e.cooled_until)
         return min(healthy, key=lambda e: e.in_flight)
 
-    async def wait_until_awake(
-        self, estimated: float | None, remaining: float, cap: float
-    ) -> None:
-        """Share one wake-up wait among concurrent requests to a loading model: the first
-        sleeps ``estimated_time``; the others wait for that sleep instead of polling HF."""
-        waking = self._waking
-        if waking is not None:
-            try:
-                async with asyncio.timeout(remaining):
-                    await waking.wait()
-            except TimeoutError:
-                pass
-            return
-        self._waking = event = asyncio.Event()
-        try:
-            await asyncio.sleep(max(0.05, min(estimated or 2.0, cap, remaining)))
-        finally:
-            self._waking = None
+    # --- waking a loading model (one request polls; the others wait for it) ------------------
+
+    @property
+    def waking(self) -> bool:
+        return self._waking is not None
+
+    def begin_waking(self) -> bool:
+        self._waking = asyncio.Event()
+        return True
+
+    def end_waking(self) -> None:
+        event, self._waking = self._waking, None
+        if event is not None:
             event.set()
+
+    async def wait_awake(self, remaining: float) -> None:
+        event = self._waking
+        if event is None or remaining <= 0:
+            return
+        try:
+            async with asyncio.timeout(remaining):
+                await event.wait()
+        except TimeoutError:
+            pass
 
     def acquire_slot(self) -> _Slot:
         """A concurrency slot (``max_concurrency``), or 429 when the wait queue is full."""

@@ -100,7 +100,7 @@ class Upstream:
     ) -> OpenStream:
         """POST and return once a 2xx status and headers arrived; the caller must ``aclose``."""
         response, endpoint = await self._send(route, path, body, ctx, stream=True)
-        return OpenStream(response, endpoint, endpoint.display + path, ctx)
+        return OpenStream(response, endpoint, endpoint.display + path, ctx, route.idle_timeout)
 
     async def get(self, url: str, *, headers: Mapping[str, str], timeout: float) -> httpx.Response:
         """A plain GET (startup probes: TEI /info, the Hub, health checks)."""
@@ -112,49 +112,69 @@ class Upstream:
     ) -> tuple[httpx.Response, Endpoint]:
         retries_left = route.retries
         loading_deadline = time.monotonic() + route.wait_for_model
-        waited_for_loading = False
+        loading_retry = False
+        # Whether this request leads the wake-up of a loading model (others wait for it).
+        leading = False
+        failed: set[Endpoint] = set()
         attempt = 0
-        while True:
-            endpoint = route.pick_endpoint()
-            started = time.perf_counter()
-            try:
-                response = await self._attempt(
-                    route, endpoint, path, body, stream=stream, loading_retry=waited_for_loading
-                )
-                return response, endpoint
-            except UpstreamUnavailableError as exc:
-                if self.on_error is not None:
-                    self.on_error(route.name, exc.reason)
-                remaining = loading_deadline - time.monotonic()
-                if remaining <= 0 or route.wait_for_model <= 0:
-                    exc.retry_after = max(exc.retry_after or 0.0, 1.0)
-                    raise
-                log.info("%s: upstream is loading; waiting up to %.0fs", route.name, remaining)
-                await route.wait_until_awake(exc.retry_after, remaining, LOADING_SLEEP_CAP)
-                waited_for_loading = True
-            except UpstreamError as exc:
-                if self.on_error is not None:
-                    self.on_error(route.name, exc.reason)
-                if exc.retryable:
-                    endpoint.record_failure(route.cooldown_after, route.cooldown)
-                if not exc.retryable or retries_left <= 0:
-                    raise
-                delay = _backoff(attempt, exc.retry_after)
-                if delay is None:
-                    raise
-                retries_left -= 1
-                attempt += 1
-                log.info(
-                    "%s: retrying after %s (%.2fs, %d left)",
-                    route.name,
-                    exc.reason,
-                    delay,
-                    retries_left,
-                )
-                await asyncio.sleep(delay)
-            finally:
-                if ctx is not None:
-                    ctx.upstream_seconds += time.perf_counter() - started
+        try:
+            while True:
+                if not leading and route.waking:
+                    await route.wait_awake(loading_deadline - time.monotonic())
+                    loading_retry = True
+                endpoint = route.pick_endpoint(avoid=failed)
+                started = time.perf_counter()
+                try:
+                    response = await self._attempt(
+                        route, endpoint, path, body, stream=stream, loading_retry=loading_retry
+                    )
+                    return response, endpoint
+                except UpstreamUnavailableError as exc:
+                    self._count(route, exc)
+                    remaining = loading_deadline - time.monotonic()
+                    if remaining <= 0:
+                        exc.retry_after = max(exc.retry_after or 0.0, 1.0)
+                        raise
+                    if not leading and route.waking:
+                        continue  # someone else is waking it: wait for them at the top
+                    if not leading:
+                        leading = route.begin_waking()
+                        log.info("%s: upstream is loading; waiting up to %.0fs", route.name, remaining)
+                    hint = 2.0 if exc.retry_after is None else exc.retry_after
+                    delay = min(hint, LOADING_SLEEP_CAP, remaining)
+                    await asyncio.sleep(max(0.05, delay))
+                    loading_retry = True
+                except UpstreamError as exc:
+                    self._count(route, exc)
+                    if exc.retryable:
+                        endpoint.record_failure(route.cooldown_after, route.cooldown)
+                        failed.add(endpoint)
+                    if not exc.retryable:
+                        raise
+                    delay = _backoff(attempt, exc.retry_after) if retries_left > 0 else None
+                    if delay is None:
+                        exc.exhausted = route.retries > 0
+                        raise
+                    retries_left -= 1
+                    attempt += 1
+                    log.info(
+                        "%s: retrying after %s in %.2fs (%d left)",
+                        route.name,
+                        exc.reason,
+                        delay,
+                        retries_left,
+                    )
+                    await asyncio.sleep(delay)
+                finally:
+                    if ctx is not None:
+                        ctx.upstream_seconds += time.perf_counter() - started
+        finally:
+            if leading:
+                route.end_waking()
+
+    def _count(self, route: Route, exc: UpstreamError) -> None:
+        if self.on_error is not None:
+            self.on_error(route.name, exc.reason)
 
     async def _attempt(
         self,
@@ -216,7 +236,7 @@ def _backoff(attempt: int, retry_after: float | None) -> float | None:
 class OpenStream:
     """An upstream response whose body is still to be read, chunk by chunk."""
 
-    __slots__ = ("_closed", "_ctx", "_endpoint", "response", "target")
+    __slots__ = ("_closed", "_ctx", "_endpoint", "_idle", "response", "target")
 
     def __init__(
         self,
@@ -224,27 +244,38 @@ class OpenStream:
         endpoint: Endpoint,
         target: str,
         ctx: RequestContext | None,
+        idle_timeout: float,
     ) -> None:
         self.response = response
         self.target = target
         self._endpoint = endpoint
         self._ctx = ctx
+        self._idle = idle_timeout
         self._closed = False
 
     async def iter_bytes(self) -> AsyncIterator[bytes]:
-        """Body chunks as they arrive; time spent waiting is counted as upstream time."""
+        """Body chunks as they arrive, at most ``idle_timeout`` apart (a long healthy stream is
+        never cut by a total limit); time spent waiting is counted as upstream time."""
         iterator = self.response.aiter_bytes().__aiter__()
         ctx = self._ctx
+        # The wait for the first chunk is the caller's (first_token_timeout).
+        idle: float | None = None
         while True:
             started = time.perf_counter()
             try:
                 with map_transport_errors(self.target):
-                    chunk = await iterator.__anext__()
+                    async with asyncio.timeout(idle):
+                        chunk = await iterator.__anext__()
             except StopAsyncIteration:
                 return
+            except TimeoutError:
+                raise UpstreamTimeoutError(
+                    f"The upstream {self.target} sent nothing for {self._idle:g}s."
+                ) from None
             finally:
                 if ctx is not None:
                     ctx.upstream_seconds += time.perf_counter() - started
+            idle = self._idle
             yield chunk
 
     async def aclose(self) -> None:

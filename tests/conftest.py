@@ -106,7 +106,7 @@ async def serve_asgi(app: Any, **options: Any) -> AsyncIterator[str]:
     port = free_port()
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
-        loop="asyncio", http="httptools", **options,
+        loop="asyncio", http="httptools", interface="asgi3", **options,
     )  # fmt: skip
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
@@ -123,6 +123,17 @@ async def serve_asgi(app: Any, **options: Any) -> AsyncIterator[str]:
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(task, 10)
+
+
+@contextlib.asynccontextmanager
+async def shim_server(
+    fake: FakeHF, config: Config, registry: CollectorRegistry | None = None
+) -> AsyncIterator[str]:
+    """shim on a real loopback socket (concurrent requests really run concurrently, unlike the
+    in-process test client), its upstream the fake's MockTransport."""
+    app = create_app(config, transport=fake.transport(), registry=registry or CollectorRegistry())
+    async with serve_asgi(app) as base:
+        yield base
 
 
 @pytest.fixture(autouse=True)

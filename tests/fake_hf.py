@@ -100,6 +100,8 @@ class FakeHF:
         self.tokens = list(TOKENS)
         self.open_streams = 0
         self.closed_early = 0
+        # Requests whose client (shim) went away while the fake was still working on them.
+        self.disconnected = 0
 
     # --- control ---------------------------------------------------------------------------
 
@@ -281,23 +283,34 @@ class FakeHF:
         self.seen.append(seen)
         reply = self.reply(seen)
         if reply.hang:
-            await asyncio.sleep(reply.hang)
+            try:
+                message = await asyncio.wait_for(receive(), reply.hang)
+            except TimeoutError:
+                message = {}
+            if message.get("type") == "http.disconnect":
+                self.disconnected += 1
+                return
         out_headers = [(k.encode(), v.encode()) for k, v in reply.headers.items()]
         if reply.chunks is not None:
             out_headers.append((b"content-type", b"text/event-stream"))
             await send({"type": "http.response.start", "status": reply.status, "headers": out_headers})
             self.open_streams += 1
             finished = False
+            listener = asyncio.ensure_future(receive())
             try:
                 for chunk in reply.chunks:
                     if reply.delay:
                         await asyncio.sleep(reply.delay)
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    # uvicorn drops writes to a closed connection silently: watch receive().
+                    if listener.done():
+                        return
                 finished = True
                 if reply.drop:
                     raise ConnectionResetError("drop")
                 await send({"type": "http.response.body", "body": b""})
             finally:
+                listener.cancel()
                 self.open_streams -= 1
                 if not finished:
                     self.closed_early += 1

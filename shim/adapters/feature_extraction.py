@@ -175,8 +175,10 @@ def parse_response(
         if "embeddings" not in value:
             raise invalid_response("an object without `embeddings`")
         value = value["embeddings"]
-    vectors, pooled = to_vectors(value, n, pooling)
-    if pooled and normalize:
+    vectors, _pooled = to_vectors(value, n, pooling)
+    if normalize and protocol == "pipeline":
+        # Pipelines may or may not normalise (it depends on the model): `normalize = true`
+        # promises unit vectors. TEI was asked to normalise itself.
         vectors = [l2_normalize(v) for v in vectors]
     return Embeddings(vectors)
 

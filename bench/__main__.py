@@ -1,0 +1,239 @@
+"""``python -m bench``: the whole benchmark in one run.
+
+Starts the fake upstream, measures every scenario directly against it (the baseline), then
+through shim with one worker and with ``--workers`` workers, and optionally through LiteLLM;
+writes ``bench/results/<date>.json``, ``<date>.md`` and ``<date>.png``. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import configs, envs, procs, report, servers
+from bench import profile as profiling
+from bench.runner import Bench, Target, run_scenario
+from bench.scenarios import Scenario, all_scenarios
+from bench.wrk import ensure_wrk, run_wrk
+
+RESULTS = Path(__file__).resolve().parent / "results"
+PROFILED = ("chat_c32", "stream_c32")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per load run (5)")
+    parser.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per run (1)")
+    parser.add_argument("--workers", type=int, default=2, help="the multi-worker run (2; 1=skip)")
+    parser.add_argument("--compare", choices=["litellm"], help="also benchmark LiteLLM's proxy")
+    parser.add_argument("--profile", action="store_true", help="py-spy profile of shim (1 worker)")
+    parser.add_argument("--scenarios", help="comma-separated scenario ids (default: all)")
+    parser.add_argument("--streams", type=int, default=1000, help="concurrent streams (1000)")
+    parser.add_argument("--token-delay-ms", type=float, default=20.0, help="paced stream delay")
+    parser.add_argument("--shim-log-level", default="info", help="shim's [server] log_level")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
+    parser.add_argument("--name", help="results file stem (default: today's date)")
+    parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
+    return parser
+
+
+def _select(ids: str | None, scenarios: list[Scenario]) -> list[Scenario]:
+    if not ids:
+        return scenarios
+    wanted = [s.strip() for s in ids.split(",") if s.strip()]
+    known = {s.id for s in scenarios}
+    unknown = [s for s in wanted if s not in known]
+    if unknown:
+        raise SystemExit(f"unknown scenario(s): {', '.join(unknown)}; known: {', '.join(known)}")
+    return [s for s in scenarios if s.id in wanted]
+
+
+def _machine() -> dict[str, Any]:
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpus": len(__import__("os").sched_getaffinity(0)),
+        "cpu_model": cpu,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }
+
+
+def _git_sha() -> str | None:
+    done = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False,
+        cwd=Path(__file__).resolve().parent,
+    )  # fmt: skip
+    return done.stdout.strip() or None
+
+
+def _run_target(
+    bench: Bench, target: Target, scenarios: list[Scenario], results: dict[str, Any]
+) -> None:
+    print(f"== {target.label}", flush=True)
+    pids = target.pids()
+    if pids:
+        target.info["idle_rss_mb"] = round(
+            sum(procs.memory_kb(p) for p in pids) / 1024, 1
+        )
+        target.info["processes"] = len(pids)
+    for scenario in scenarios:
+        print(f"  {scenario.id}: {scenario.title}", flush=True)
+        outcome = run_scenario(bench, target, scenario)
+        results["scenarios"].setdefault(scenario.id, {})[target.key] = outcome
+    if pids:
+        time.sleep(1.0)
+        pids = target.pids()
+        target.info["rss_after_load_mb"] = round(
+            sum(procs.memory_kb(p) for p in pids) / 1024, 1
+        )
+    results["targets"][target.key] = {
+        "label": target.label,
+        "kind": target.kind,
+        "workers": target.workers,
+        **target.info,
+    }
+
+
+def _profile(
+    bench: Bench, target: Target, scenarios: list[Scenario], out: Path, name: str
+) -> dict[str, Any]:
+    """py-spy on shim's one process while wrk runs each profiled scenario."""
+    spy = envs.py_spy()
+    if spy is None or bench.wrk is None or target.proc is None:
+        return {"error": "py-spy or wrk unavailable"}
+    summaries: dict[str, Any] = {}
+    for scenario in scenarios:
+        if scenario.id not in PROFILED:
+            continue
+        print(f"  profiling {scenario.id} with py-spy ...", flush=True)
+        raw = bench.work_dir / f"profile-{scenario.id}.txt"
+        seconds = max(8.0, bench.duration)
+
+        def load(s: Scenario = scenario, d: float = seconds) -> object:
+            return run_wrk(
+                bench.wrk or "wrk", f"http://127.0.0.1:{target.port}{s.path}", s.body,
+                connections=s.connections, duration=d - 1, script_dir=bench.work_dir,
+            )  # fmt: skip
+
+        if profiling.record(spy, target.proc.pid, seconds=seconds, output=raw, during=load):
+            summary = profiling.summarize(raw)
+            kept = out / f"{name}-profile-{scenario.id}.txt"
+            kept.write_text(raw.read_text())
+            summary["collapsed_stacks"] = kept.name
+            summaries[scenario.id] = summary
+    return summaries
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    scenarios = _select(
+        args.scenarios, all_scenarios(stream_concurrency=args.streams)
+    )
+    name = args.name or time.strftime("%Y-%m-%d")
+    args.out.mkdir(parents=True, exist_ok=True)
+    command = "python -m bench" + ("" if argv is None else " " + " ".join(argv))
+    if argv is None:
+        command = "python -m bench " + " ".join(sys.argv[1:])
+    results: dict[str, Any] = {
+        "name": name,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": command.strip(),
+        "machine": _machine(),
+        "shim_git": _git_sha(),
+        "settings": {
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "streams": args.streams,
+            "token_delay_ms": args.token_delay_ms,
+            "shim_log_level": args.shim_log_level,
+        },
+        "scenarios": {},
+        "scenario_info": {s.id: {"title": s.title, "connections": s.connections,
+                                 "kind": s.kind, "note": s.note} for s in scenarios},  # fmt: skip
+        "targets": {},
+    }
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="shim-bench-") as tmp:
+        work = Path(tmp)
+        try:
+            _run(args, scenarios, results, work, name)
+        finally:
+            procs.stop_all()
+    results["elapsed_s"] = round(time.monotonic() - started, 1)
+    paths = report.write(results, args.out, name, plot=not args.no_plot)
+    print("\n" + report.markdown(results))
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
+
+
+def _run(
+    args: argparse.Namespace,
+    scenarios: list[Scenario],
+    results: dict[str, Any],
+    work: Path,
+    name: str,
+) -> None:
+    wrk = ensure_wrk()
+    results["load_generator"] = _wrk_version(wrk) if wrk else "aiohttp (wrk unavailable)"
+    litellm = envs.litellm_bin() if args.compare == "litellm" else None
+    if args.compare == "litellm" and litellm is None:
+        results["litellm_error"] = "LiteLLM could not be installed"
+    fake, ports = servers.start_fake(work, token_delay_ms=args.token_delay_ms)
+    bench = Bench(wrk=wrk, work_dir=work, duration=args.duration, warmup=args.warmup, fake=fake)
+    direct = Target(key="direct", label="direct (fake upstream)", kind="direct", fake_ports=ports)
+    _run_target(bench, direct, scenarios, results)
+    shim_config = configs.write(
+        work, "shim.toml", configs.shim_toml(ports["fast"], ports["paced"],
+                                             log_level=args.shim_log_level)
+    )  # fmt: skip
+    for workers in sorted({1, max(1, args.workers)}):
+        shim = servers.start_shim(work, shim_config, ports, workers=workers)
+        try:
+            _run_target(bench, shim, scenarios, results)
+            if args.profile and workers == 1:
+                results["profile"] = _profile(bench, shim, scenarios, args.out, name)
+        finally:
+            if shim.proc is not None:
+                shim.proc.stop()
+    if litellm is not None:
+        config = configs.write(work, "litellm.yaml", configs.litellm_yaml(ports["fast"], ports["paced"]))
+        try:
+            target = servers.start_litellm(work, litellm, config, ports)
+        except RuntimeError as exc:
+            results["litellm_error"] = str(exc)[-500:]
+        else:
+            try:
+                _run_target(bench, target, scenarios, results)
+            finally:
+                if target.proc is not None:
+                    target.proc.stop()
+            results["litellm_version"] = envs.LITELLM_VERSION
+    results["fake"] = {
+        "ports": ports,
+        "cpu_seconds": round(procs.cpu_seconds([fake.pid]), 2),
+        "peak_rss_mb": round(procs.memory_kb(fake.pid, "VmHWM") / 1024, 1),
+    }
+
+
+def _wrk_version(wrk: str) -> str:
+    done = subprocess.run([wrk, "-v"], capture_output=True, text=True, check=False)
+    first = (done.stdout or done.stderr).splitlines()
+    return first[0].split(" Copyright")[0] if first else "wrk"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""``--profile``: sample shim's worker with py-spy while a scenario runs, then rank functions.
+
+py-spy writes collapsed stacks (``--format raw``: ``frame;frame;... count``); from them come the
+top functions by *self* samples (where the CPU was) and by *inclusive* samples (what it was
+doing), and the share of each package (shim, litestar, uvicorn, httpx, aiohttp, ...).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+_FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
+
+
+def record(
+    py_spy: Path, pid: int, *, seconds: float, output: Path, during: Callable[[], object]
+) -> bool:
+    """Sample ``pid`` for ``seconds`` while ``during()`` puts load on it; False on failure."""
+    argv = [
+        str(py_spy), "record", "--pid", str(pid), "--duration", str(round(seconds)),
+        "--rate", "200", "--format", "raw", "--output", str(output), "--nonblocking",
+    ]  # fmt: skip
+    spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        time.sleep(0.5)
+        during()
+        _, err = spy.communicate(timeout=seconds + 30)
+    finally:
+        if spy.poll() is None:
+            spy.terminate()
+            spy.wait(5)
+    if spy.returncode != 0 or not output.exists():
+        print(f"bench: py-spy failed: {err.decode(errors='replace').strip()[-300:]}")
+        return False
+    return True
+
+
+def _frame(raw: str) -> tuple[str, str]:
+    match = _FRAME.match(raw.strip())
+    if match is None:
+        return raw.strip(), ""
+    return match.group("func"), match.group("file")
+
+
+def _package(file: str) -> str:
+    parts = file.replace("\\", "/").split("/")
+    if "site-packages" in parts:
+        parts = parts[parts.index("site-packages") + 1 :]
+    elif len(parts) > 1 and parts[-2] in ("asyncio", "logging", "json", "concurrent"):
+        return "stdlib:" + parts[-2]
+    head = parts[0] if len(parts) > 1 else parts[0].removesuffix(".py")
+    return head or "?"
+
+
+def summarize(raw_file: Path, *, top: int = 15) -> dict[str, Any]:
+    """Top functions by self and inclusive samples, and samples per package (self)."""
+    self_samples: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    packages: Counter[str] = Counter()
+    total = 0
+    for line in raw_file.read_text(errors="replace").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [_frame(f) for f in stack.split(";")]
+        # py-spy's first "frame" names the process/thread, not code.
+        frames = [f for f in frames if f[1]]
+        if not frames:
+            continue
+        total += count
+        func, file = frames[-1]
+        self_samples[f"{func} ({file})"] += count
+        packages[_package(file)] += count
+        for name in {f"{fn} ({fl})" for fn, fl in frames}:
+            inclusive[name] += count
+
+    def ranked(counter: Counter[str]) -> list[dict[str, Any]]:
+        return [
+            {"function": name, "samples": n, "percent": round(100 * n / total, 1)}
+            for name, n in counter.most_common(top)
+        ]
+
+    return {
+        "samples": total,
+        "self": ranked(self_samples),
+        "inclusive": ranked(inclusive),
+        "packages": ranked(packages),
+    }

@@ -1,0 +1,308 @@
+"""The report: targets judged pass/fail, the markdown tables and the JSON file, and the plot
+(drawn by ``bench.plot`` in the tools venv, where matplotlib lives).
+
+Overheads are differences of percentiles (shim p50 minus direct p50), measured in separate
+runs against the same fake; ``shim_overhead_seconds`` is shim's own view (total time minus
+time waiting on the upstream), from ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from bench import envs
+from bench.stats import fmt_ms
+
+TARGET_ORDER = ("direct", "shim-1w", "shim-2w", "shim-4w", "litellm")
+SHIM = "shim-1w"
+
+
+def _get(data: dict[str, Any], *path: str) -> Any:
+    node: Any = data
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def _ok(results: dict[str, Any], scenario: str, target: str) -> dict[str, Any] | None:
+    outcome = _get(results, "scenarios", scenario, target)
+    return outcome if outcome and outcome.get("status") == "ok" else None
+
+
+def _num(value: Any) -> float | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return float(value)
+
+
+def _check(name: str, value: float | None, op: str, limit: float, unit: str, why: str = "") -> dict[str, Any]:
+    if value is None:
+        status = "n/a"
+    elif op == ">=":
+        status = "PASS" if value >= limit else "FAIL"
+    else:
+        status = "PASS" if value <= limit else "FAIL"
+    return {
+        "target": name,
+        "value": None if value is None else round(value, 3),
+        "limit": f"{op} {limit:g}{unit}",
+        "unit": unit,
+        "status": status,
+        "note": why,
+    }
+
+
+def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target of the issue, measured against its threshold."""
+    checks: list[dict[str, Any]] = []
+    chat = _ok(results, "chat_c32", SHIM)
+    lite = _ok(results, "chat_c32", "litellm")
+    rps = _num(_get(chat, "load", "rps")) if chat else None
+    errors = _get(chat, "load", "error_count") if chat else None
+    checks.append(_check("chat c=32, 1 worker: RPS", rps, ">=", 1500, " req/s"))
+    checks.append(
+        _check("chat c=32, 1 worker: errors", None if errors is None else float(errors),
+               "<=", 0, "")  # fmt: skip
+    )
+    lite_rps = _num(_get(lite, "load", "rps")) if lite else None
+    ratio = rps / lite_rps if rps and lite_rps else None
+    checks.append(_check("chat c=32: shim / LiteLLM RPS", ratio, ">=", 10, "x",
+                         "" if lite else "run with --compare litellm"))  # fmt: skip
+    shim_c1, direct_c1 = _ok(results, "chat_c1", SHIM), _ok(results, "chat_c1", "direct")
+    for q, limit in (("p50", 1.0), ("p99", 3.0)):
+        value = None
+        if shim_c1 and direct_c1:
+            value = shim_c1["load"]["latency_ms"][q] - direct_c1["load"]["latency_ms"][q]
+        checks.append(_check(f"c=1 overhead vs direct, {q}", value, "<=", limit, " ms"))
+    streams, direct_streams = _ok(results, "streams_1000", SHIM), _ok(results, "streams_1000", "direct")
+    stream_errors = _get(streams, "load", "error_count") if streams else None
+    checks.append(
+        _check("1,000 streams: errors", None if stream_errors is None else float(stream_errors),
+               "<=", 0, "")  # fmt: skip
+    )
+    ttft = None
+    if streams and direct_streams:
+        ttft = _num(streams["load"]["ttft_ms"]["p50"])
+        base = _num(direct_streams["load"]["ttft_ms"]["p50"])
+        ttft = None if ttft is None or base is None else ttft - base
+    checks.append(_check("1,000 streams: TTFT overhead p50", ttft, "<=", 2, " ms"))
+    checks.append(
+        _check("1,000 streams: peak RSS", _num(_get(streams, "peak_rss_mb")) if streams else None,
+               "<=", 250, " MB")  # fmt: skip
+    )
+    checks.append(
+        _check("idle RSS (1 worker)", _num(_get(results, "targets", SHIM, "idle_rss_mb")),
+               "<=", 100, " MB")  # fmt: skip
+    )
+    embed, lite_embed = _ok(results, "embed_c32", SHIM), _ok(results, "embed_c32", "litellm")
+    embed_ratio = None
+    if embed and lite_embed and lite_embed["load"]["rps"]:
+        embed_ratio = embed["load"]["rps"] / lite_embed["load"]["rps"]
+    checks.append(_check("embeddings c=32: shim / LiteLLM RPS", embed_ratio, ">=", 10, "x",
+                         "" if lite_embed else "needs --compare litellm and /v1/embeddings"))  # fmt: skip
+    fanout = _ok(results, "embed_256", SHIM)
+    added = _num(_get(fanout, "load", "extra", "added_ms", "p50")) if fanout else None
+    checks.append(_check("256 inputs: added over slowest upstream call, p50", added, "<=", 5, " ms"))
+    multi = [k for k in results.get("targets", {}) if k.startswith("shim-") and k != SHIM]
+    if multi:
+        one, many = _ok(results, "chat_c32", SHIM), _ok(results, "chat_c32", multi[-1])
+        scale = many["load"]["rps"] / one["load"]["rps"] if one and many and one["load"]["rps"] else None
+        item = _check(f"throughput {multi[-1]} / shim-1w (chat c=32)", scale, ">=", 1, "x",
+                      "informational: 2 cores shared with wrk and the fake")  # fmt: skip
+        item["status"] = "info" if scale is not None else "n/a"
+        checks.append(item)
+    return checks
+
+
+# --- markdown -------------------------------------------------------------------------------
+
+
+def _targets_present(results: dict[str, Any]) -> list[str]:
+    present = set(results.get("targets", {}))
+    return [t for t in TARGET_ORDER if t in present] + sorted(present - set(TARGET_ORDER))
+
+
+def _cell_overhead(outcome: dict[str, Any]) -> str:
+    metric = outcome.get("overhead_metric")
+    if not metric:
+        return ""
+    return f"{metric['mean_ms']:.2f} / {metric['p50_ms']:.2f} / {metric['p99_ms']:.2f}"
+
+
+def _results_table(results: dict[str, Any]) -> list[str]:
+    lines = [
+        "| Scenario | Target | RPS | p50 ms | p99 ms | Errors | Δp50 vs direct ms "
+        "| shim_overhead_seconds mean/p50/p99 ms | CPU s per 1k req | Peak RSS MB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    info = results.get("scenario_info", {})
+    labels = {k: v.get("label", k) for k, v in results.get("targets", {}).items()}
+    for sid, by_target in results.get("scenarios", {}).items():
+        title = info.get(sid, {}).get("title", sid)
+        direct = by_target.get("direct") if isinstance(by_target, dict) else None
+        for key in _targets_present(results):
+            outcome = by_target.get(key)
+            if outcome is None:
+                continue
+            name = labels.get(key, key)
+            if outcome.get("status") != "ok":
+                note = str(outcome.get("note", ""))[:70].replace("|", "/")
+                lines.append(f"| {title} | {name} | {outcome.get('status')} ({note}) |||||||||")
+                continue
+            lat = outcome["load"]["latency_ms"]
+            delta = ""
+            if key != "direct" and direct and direct.get("status") == "ok":
+                delta = fmt_ms(lat["p50"] - direct["load"]["latency_ms"]["p50"])
+            errors = outcome["load"]["error_count"]
+            if sid == "error_404":
+                errors = f"{errors} (expected 4xx)"
+            cpu = outcome.get("cpu_per_1000")
+            peak = outcome.get("peak_rss_mb")
+            lines.append(
+                f"| {title} | {name} | {outcome['load']['rps']:,.0f} | {fmt_ms(lat['p50'])} "
+                f"| {fmt_ms(lat['p99'])} | {errors} | {delta} | {_cell_overhead(outcome)} "
+                f"| {'' if cpu is None else f'{cpu:.3f}'} | {'' if peak is None else peak} |"
+            )
+    return lines
+
+
+def _streams_table(results: dict[str, Any]) -> list[str]:
+    by_target = _get(results, "scenarios", "streams_1000")
+    if not by_target:
+        return []
+    direct = by_target.get("direct") if by_target.get("direct", {}).get("status") == "ok" else None
+    lines = [
+        "| Target | streams/s | tokens/s | TTFT p50 ms | TTFT p99 ms | TTFT overhead p50 ms "
+        "| stream p50 ms | errors | peak RSS MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    labels = {k: v.get("label", k) for k, v in results.get("targets", {}).items()}
+    for key in _targets_present(results):
+        outcome = by_target.get(key)
+        if not outcome or outcome.get("status") != "ok":
+            continue
+        ttft = outcome["load"]["ttft_ms"] or {}
+        over = ""
+        if key != "direct" and direct:
+            over = fmt_ms(ttft.get("p50", math.nan) - direct["load"]["ttft_ms"]["p50"])
+        lines.append(
+            f"| {labels.get(key, key)} | {outcome['load']['rps']:,.0f} "
+            f"| {outcome.get('tokens_per_second', 0):,.0f} | {fmt_ms(ttft.get('p50'))} "
+            f"| {fmt_ms(ttft.get('p99'))} | {over} | {fmt_ms(outcome['load']['latency_ms']['p50'])} "
+            f"| {outcome['load']['error_count']} | {outcome.get('peak_rss_mb') or ''} |"
+        )
+    return lines
+
+
+def _cpu_table(results: dict[str, Any]) -> list[str]:
+    lines = [
+        "| Scenario | Target | target CPU % | fake CPU % | load generator CPU % |",
+        "|---|---|---:|---:|---:|",
+    ]
+    info = results.get("scenario_info", {})
+    labels = {k: v.get("label", k) for k, v in results.get("targets", {}).items()}
+    for sid, by_target in results.get("scenarios", {}).items():
+        for key in _targets_present(results):
+            outcome = by_target.get(key)
+            if not outcome or outcome.get("status") != "ok":
+                continue
+            util = outcome["cpu_util"]
+            target_cpu = "" if key == "direct" else f"{100 * util['target']:.0f}"
+            lines.append(
+                f"| {info.get(sid, {}).get('title', sid)} | {labels.get(key, key)} | {target_cpu} "
+                f"| {100 * util['fake']:.0f} | {100 * util['loadgen']:.0f} |"
+            )
+    return lines
+
+
+def _profile_lines(results: dict[str, Any]) -> list[str]:
+    profile = results.get("profile")
+    if not profile:
+        return []
+    lines = ["## Profile (py-spy, shim 1 worker)", ""]
+    for sid, summary in profile.items():
+        if not isinstance(summary, dict) or "self" not in summary:
+            lines.append(f"- {sid}: {summary}")
+            continue
+        lines.append(f"### {sid}: {summary['samples']} samples, "
+                     f"collapsed stacks in `{summary.get('collapsed_stacks', '')}`")  # fmt: skip
+        lines += ["", "| Package (self time) | % |", "|---|---:|"]
+        lines += [f"| {p['function']} | {p['percent']} |" for p in summary["packages"][:10]]
+        lines += ["", "| Top functions, self time | % |", "|---|---:|"]
+        lines += [f"| `{p['function']}` | {p['percent']} |" for p in summary["self"][:12]]
+        lines += ["", "| Top functions, inclusive | % |", "|---|---:|"]
+        lines += [f"| `{p['function']}` | {p['percent']} |" for p in summary["inclusive"][:15]]
+        lines.append("")
+    return lines
+
+
+def markdown(results: dict[str, Any]) -> str:
+    machine = results.get("machine", {})
+    lines = [
+        f"# shim benchmark, {results.get('name')}",
+        "",
+        f"`{results.get('command', 'python -m bench')}` on {machine.get('cpus')} CPUs "
+        f"({machine.get('cpu_model')}), Linux {machine.get('kernel')}, Python "
+        f"{machine.get('python')}; load generator {results.get('load_generator')}; shim at "
+        f"`{results.get('shim_git')}`; LiteLLM {results.get('litellm_version', 'not run')}. "
+        f"Load generator, fake upstream and the server under test share the same cores. "
+        f"{results.get('settings', {}).get('duration_s')} s per run after a "
+        f"{results.get('settings', {}).get('warmup_s')} s warm-up; whole run "
+        f"{results.get('elapsed_s')} s.",
+        "",
+        "## Targets",
+        "",
+        "| Target | Measured | Threshold | Result |",
+        "|---|---:|---:|---|",
+    ]
+    for check in results.get("checks", evaluate(results)):
+        value = "n/a" if check["value"] is None else f"{check['value']:,.2f}{check['unit']}"
+        note = f" ({check['note']})" if check["note"] and check["status"] != "PASS" else ""
+        lines.append(f"| {check['target']} | {value} | {check['limit']} | **{check['status']}**{note} |")
+    lines += ["", "## Results", "", *_results_table(results), ""]
+    streams = _streams_table(results)
+    if streams:
+        lines += ["## Concurrent streams", "", *streams, ""]
+    lines += ["## Memory", "", "| Target | processes | idle RSS MB | RSS after load MB |",
+              "|---|---:|---:|---:|"]  # fmt: skip
+    for key in _targets_present(results):
+        t = results["targets"][key]
+        if "idle_rss_mb" in t:
+            lines.append(f"| {t['label']} | {t.get('processes')} | {t['idle_rss_mb']} "
+                         f"| {t.get('rss_after_load_mb', '')} |")  # fmt: skip
+    lines += ["", "## CPU split (share of one core; the machine has "
+              f"{machine.get('cpus')})", "", *_cpu_table(results), ""]  # fmt: skip
+    lines += _profile_lines(results)
+    if results.get("litellm_error"):
+        lines += ["", f"LiteLLM: {results['litellm_error']}"]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write(results: dict[str, Any], out: Path, name: str, *, plot: bool) -> list[Path]:
+    """``<name>.json``, ``<name>.md`` and (unless ``plot`` is false) ``<name>.png``."""
+    results["checks"] = evaluate(results)
+    json_path = out / f"{name}.json"
+    json_path.write_text(json.dumps(results, indent=1, default=str, allow_nan=True) + "\n")
+    md_path = out / f"{name}.md"
+    written = [json_path, md_path]
+    png_path = out / f"{name}.png"
+    if plot:
+        python = envs.tools_python()
+        if python is not None:
+            done = subprocess.run(
+                [str(python), "-m", "bench.plot", str(json_path), str(png_path)],
+                cwd=envs.BENCH_DIR.parent, check=False,
+            )  # fmt: skip
+            if done.returncode == 0:
+                written.append(png_path)
+    text = markdown(results)
+    if png_path.exists():
+        text = text.replace("## Targets", f"![latency and throughput]({png_path.name})\n\n## Targets", 1)
+    md_path.write_text(text)
+    return written
