@@ -19,6 +19,12 @@ from shim.context import RequestContext
 access = logging.getLogger("shim.access")
 _encoder = msgspec.json.Encoder()
 _state = {"json": False, "bodies": False}
+BODY_LOG_LIMIT = 4096
+
+
+def bodies_enabled() -> bool:
+    """Whether request bodies go into the access log (``log_bodies``; sensitive)."""
+    return _state["bodies"]
 
 
 class JSONFormatter(logging.Formatter):
@@ -43,7 +49,7 @@ class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's API
+    def formatException(self, ei: Any) -> str:
         # One line: the exception type only; tracebacks could carry request data.
         return f"  ({ei[0].__name__})" if ei and ei[0] else ""
 
@@ -88,6 +94,8 @@ def write(ctx: RequestContext, scope: Any, now: float) -> None:
         fields["key"] = ctx.key_name
     if ctx.error_reason is not None:
         fields["error"] = ctx.error_reason
+    if ctx.body is not None:
+        fields["body"] = ctx.body[:BODY_LOG_LIMIT].decode("utf-8", "replace")
     if _state["json"]:
         access.info("request", extra={"fields": fields})
     else:

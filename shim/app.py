@@ -21,7 +21,7 @@ import msgspec
 from litestar import Litestar, MediaType, Request, Response, get
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Receive, Send
 from prometheus_client import CollectorRegistry
 
 from shim import accesslog, handlers, startup
@@ -130,17 +130,17 @@ async def metrics(state: State) -> Response[bytes]:
 # --- middleware ------------------------------------------------------------------------------
 
 
-def _request_id(scope: Scope) -> str:
+def _request_id(scope: Any) -> str:
     for name, value in scope["headers"]:
         if name == b"x-request-id":
-            text = value.decode("latin-1")
+            text: str = value.decode("latin-1")
             if 0 < len(text) <= 128 and text.isprintable():
                 return text
             break
     return secrets.token_hex(16)
 
 
-def _header(scope: Scope, wanted: bytes) -> bytes | None:
+def _header(scope: Any, wanted: bytes) -> bytes | None:
     for name, value in scope["headers"]:
         if name == wanted:
             return bytes(value)
@@ -162,7 +162,7 @@ class ShimMiddleware:
         self.cors_any = "*" in self.cors
         self.metrics_auth = server.metrics_auth
 
-    def _allowed_origin(self, scope: Scope) -> bytes | None:
+    def _allowed_origin(self, scope: Any) -> bytes | None:
         if not self.cors:
             return None
         origin = _header(scope, b"origin")
@@ -172,7 +172,7 @@ class ShimMiddleware:
             return b"*"
         return origin if origin.decode("latin-1") in self.cors else None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Any, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -186,7 +186,7 @@ class ShimMiddleware:
             await _preflight(send, origin, ctx)
             return
 
-        async def send_wrapper(message: Message) -> None:
+        async def send_wrapper(message: Any) -> None:
             if message["type"] == "http.response.start":
                 if not ctx.status:
                     ctx.status = message["status"]
@@ -195,7 +195,9 @@ class ShimMiddleware:
                 headers.append((b"x-shim-overhead-ms", f"{ctx.overhead() * 1000:.3f}".encode()))
                 if origin is not None:
                     headers.append((b"access-control-allow-origin", origin))
-                    headers.append((b"access-control-expose-headers", b"x-request-id, x-shim-overhead-ms"))
+                    headers.append(
+                        (b"access-control-expose-headers", b"x-request-id, x-shim-overhead-ms")
+                    )
                     if origin != b"*":
                         headers.append((b"vary", b"Origin"))
                 message = {**message, "headers": headers}
@@ -225,7 +227,7 @@ class ShimMiddleware:
             accesslog.write(ctx, scope, now)
 
 
-async def _send_error(send: Send, exc: ShimError) -> None:
+async def _send_error(send: Any, exc: ShimError) -> None:
     body = _encoder.encode(exc.body())
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if exc.retry_after is not None:
@@ -236,12 +238,23 @@ async def _send_error(send: Send, exc: ShimError) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def _preflight(send: Send, origin: bytes, ctx: RequestContext) -> None:
+# What browser clients (the openai JS SDK included) send along with a request.
+_ALLOWED_HEADERS = ", ".join(
+    [
+        "authorization", "content-type", "x-request-id", "openai-organization", "openai-project",
+        "x-stainless-arch", "x-stainless-lang", "x-stainless-os", "x-stainless-package-version",
+        "x-stainless-runtime", "x-stainless-runtime-version", "x-stainless-retry-count",
+        "x-stainless-timeout",
+    ]
+).encode()  # fmt: skip
+
+
+async def _preflight(send: Any, origin: bytes, ctx: RequestContext) -> None:
     ctx.status = 204
     headers = [
         (b"access-control-allow-origin", origin),
         (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
-        (b"access-control-allow-headers", b"authorization, content-type, x-request-id, openai-organization, openai-project, x-stainless-arch, x-stainless-lang, x-stainless-os, x-stainless-package-version, x-stainless-runtime, x-stainless-runtime-version, x-stainless-retry-count, x-stainless-timeout"),
+        (b"access-control-allow-headers", _ALLOWED_HEADERS),
         (b"access-control-max-age", b"600"),
         (b"vary", b"Origin"),
     ]

@@ -16,6 +16,7 @@ class RequestContext:
     """What one request did; the access log line and the request metrics are read from it."""
 
     __slots__ = (
+        "body",
         "completion_tokens",
         "endpoint",
         "error_reason",
@@ -47,6 +48,8 @@ class RequestContext:
         self.error_reason: str | None = None
         # Whether the in-flight gauge was raised for ``model`` (lowered at the end).
         self.routed = False
+        # The request body, kept only when `[server] log_bodies = true`.
+        self.body: bytes | None = None
 
     def overhead(self, now: float | None = None) -> float:
         """Seconds shim itself spent so far: elapsed minus time waiting on the upstream."""

@@ -13,7 +13,7 @@ from litestar.datastructures import State
 from shim.adapters import feature_extraction as fx
 from shim.context import RequestContext, context_of
 from shim.errors import InvalidRequestError, ShimError
-from shim.handlers import _begin, _serve, decode, read_json, services_of
+from shim.handlers import begin, decode, read_json, serve_with_fallbacks, services_of
 from shim.openai import embeddings
 from shim.openai.common import EmbeddingUsage
 from shim.routing import Route
@@ -65,7 +65,9 @@ async def embed(
     try:
         # One failed batch cancels the others and fails the request: nothing partial.
         async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(_embed_batch(upstream, route, b, ctx, gate)) for b in batches]
+            tasks = [
+                group.create_task(_embed_batch(upstream, route, b, ctx, gate)) for b in batches
+            ]
     except* ShimError as errors:
         raise errors.exceptions[0] from None
     vectors: list[list[float]] = []
@@ -83,7 +85,7 @@ async def create_embeddings(request: Request[Any, Any, Any], state: State) -> Re
     assert ctx is not None
     req = decode(_request, await read_json(request))
     route = services.router.for_task(req.model, "feature-extraction", endpoint="/v1/embeddings")
-    _begin(services, ctx, route)
+    begin(services, ctx, route)
     inputs, _single = fx.inputs_of(req.input)
     if len(inputs) > route.config.max_inputs:
         raise InvalidRequestError(
@@ -115,4 +117,4 @@ async def create_embeddings(request: Request[Any, Any, Any], state: State) -> Re
         )
         return Response(_encoder.encode(body), media_type="application/json")
 
-    return await _serve(request, services, ctx, route, serve)
+    return await serve_with_fallbacks(request, services, ctx, route, serve)

@@ -129,7 +129,7 @@ class RateLimitError(ShimError):
 class UpstreamError(ShimError):
     status_code = 502
     type = "server_error"
-    default_code = "upstream_error"
+    default_code: ClassVar[str | None] = "upstream_error"
     default_reason: ClassVar[UpstreamReason] = "http_5xx"
     #: Whether trying again (after a backoff) may succeed.
     retryable: bool = True
@@ -244,7 +244,8 @@ def parse_upstream_error(
     after = _retry_after(retry_after, estimated)
     if status == 503 or lowered in ("unhealthy", "healthcheck") or "currently loading" in message:
         return UpstreamUnavailableError(
-            f"The upstream model is not ready: {message}", retry_after=5.0 if after is None else after
+            f"The upstream model is not ready: {message}",
+            retry_after=5.0 if after is None else after,
         )
     if status == 429 or lowered == "overloaded":
         return UpstreamOverloadedError(f"The upstream is overloaded: {message}", retry_after=after)
@@ -318,13 +319,15 @@ def map_transport_errors(target: str) -> Iterator[None]:
         ) from exc
     except httpx.ConnectError as exc:
         raise UpstreamError(
-            f"Could not connect to the upstream {target}: {scrub(str(exc)) or 'connection refused'}.",
+            f"Could not connect to the upstream {target}: "
+            f"{scrub(str(exc)) or 'connection refused'}.",
             reason="connect",
             code="upstream_unreachable",
         ) from exc
     except (httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError) as exc:
         raise UpstreamError(
-            f"The connection to the upstream {target} broke: {scrub(str(exc)) or type(exc).__name__}.",
+            f"The connection to the upstream {target} broke: "
+            f"{scrub(str(exc)) or type(exc).__name__}.",
             reason="stream_aborted",
             retryable=False,
         ) from exc

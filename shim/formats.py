@@ -75,7 +75,9 @@ class ChatFormat:
         )
 
     def first(self) -> bytes | None:
-        return self._chunk(chat.ChunkChoice(index=0, delta=chat.Delta(role="assistant", content="")))
+        return self._chunk(
+            chat.ChunkChoice(index=0, delta=chat.Delta(role="assistant", content=""))
+        )
 
     def text(self, text: str, token: TokenInfo | None, *, logprobs: bool) -> bytes:
         lp = self.logprobs([token]) if logprobs and token is not None else None
@@ -101,7 +103,9 @@ class CompletionFormat:
         self.model = model
 
     @staticmethod
-    def logprobs(tokens: list[TokenInfo] | None, offset: int = 0) -> completions.CompletionLogprobs | None:
+    def logprobs(
+        tokens: list[TokenInfo] | None, offset: int = 0
+    ) -> completions.CompletionLogprobs | None:
         if tokens is None:
             return None
         offsets = []
@@ -137,7 +141,7 @@ class CompletionFormat:
                 id=self.id,
                 created=self.created,
                 model=self.model,
-                choices=[choice] if choice else [],
+                choices=[choice],
                 usage=usage,
             )
         )

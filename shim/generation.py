@@ -106,7 +106,9 @@ def _usage(job: Job, generations: list[Generation]) -> Usage:
     # The prompt is counted once per prompt, however many choices it produced.
     prompt = sum((g.prompt_tokens or 0) for g in generations[::n])
     completion = sum((g.completion_tokens or 0) for g in generations)
-    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+    return Usage(
+        prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
+    )
 
 
 async def respond(
@@ -121,7 +123,9 @@ async def respond(
     if job.stream:
         # The pipeline cannot stream: its one answer is sent as a stream.
         return Stream(
-            _replay(job, generations[0], usage, metrics, ctx), media_type=SSE, headers=STREAM_HEADERS
+            _replay(job, generations[0], usage, metrics, ctx),
+            media_type=SSE,
+            headers=STREAM_HEADERS,
         )
     body = job.fmt.response(generations, usage, logprobs=job.params.logprobs)
     return Response(body, media_type=JSON)

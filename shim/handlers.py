@@ -13,8 +13,9 @@ import msgspec
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
 
-from shim import generation, passthrough
+from shim import accesslog, generation, passthrough
 from shim.adapters import _params, _prompt
+from shim.config import Task
 from shim.context import RequestContext, context_of
 from shim.errors import (
     InvalidRequestError,
@@ -31,7 +32,7 @@ from shim.routing import Route
 from shim.services import Services
 
 T = TypeVar("T")
-GENERATION_TASKS = ("text-generation", "text2text-generation")
+GENERATION_TASKS: tuple[Task, ...] = ("text-generation", "text2text-generation")
 _chat_request = msgspec.json.Decoder(chat.ChatCompletionRequest)
 _completion_request = msgspec.json.Decoder(completions.CompletionRequest)
 _raw_request = msgspec.json.Decoder(dict[str, Any])
@@ -80,10 +81,15 @@ async def read_json(request: Request[Any, Any, Any]) -> bytes:
             raise UnsupportedMediaTypeError(
                 f"Content-Type `{content_type}` is not supported; send application/json."
             )
-    return await request.body()
+    body = await request.body()
+    if accesslog.bodies_enabled():
+        ctx = context_of(request.scope)
+        if ctx is not None:
+            ctx.body = body
+    return body
 
 
-def _begin(services: Services, ctx: RequestContext, route: Route) -> None:
+def begin(services: Services, ctx: RequestContext, route: Route) -> None:
     """Bind the request to its model: label, in-flight gauge, per-key model permissions."""
     ctx.model = route.name
     services.metrics.start(ctx)
@@ -112,7 +118,7 @@ async def _until_disconnect(request: Request[Any, Any, Any], work: Awaitable[T])
         return await task
     except asyncio.CancelledError:
         if watcher.done() and not watcher.cancelled():
-            raise ClientDisconnectedError from None
+            raise ClientDisconnectedError("The client closed the connection.") from None
         raise
     finally:
         watcher.cancel()
@@ -123,7 +129,7 @@ class ClientDisconnectedError(ShimError):
     type = "client_closed_request"
 
 
-async def _serve(
+async def serve_with_fallbacks(
     request: Request[Any, Any, Any],
     services: Services,
     ctx: RequestContext,
@@ -165,7 +171,7 @@ async def chat_completions(request: Request[Any, Any, Any], state: State) -> Res
     body = await read_json(request)
     req = decode(_chat_request, body)
     route = services.router.for_task(req.model, *GENERATION_TASKS, endpoint="/v1/chat/completions")
-    _begin(services, ctx, route)
+    begin(services, ctx, route)
     if route.protocol == "openai":
         raw = decode(_raw_request, body)
 
@@ -174,7 +180,7 @@ async def chat_completions(request: Request[Any, Any, Any], state: State) -> Res
                 services.upstream, services.metrics, current, raw, ctx, kind="chat"
             )
 
-        return await _serve(request, services, ctx, route, serve_passthrough)
+        return await serve_with_fallbacks(request, services, ctx, route, serve_passthrough)
     params = _params.from_chat(req)
     _check_limits(route, params, len(req.messages))
     stream = bool(req.stream)
@@ -206,7 +212,7 @@ async def chat_completions(request: Request[Any, Any, Any], state: State) -> Res
         )
         return await generation.respond(services.upstream, services.metrics, job, ctx)
 
-    return await _serve(request, services, ctx, route, serve_rendered)
+    return await serve_with_fallbacks(request, services, ctx, route, serve_rendered)
 
 
 @post("/v1/completions", status_code=200)
@@ -216,7 +222,7 @@ async def text_completions(request: Request[Any, Any, Any], state: State) -> Res
     body = await read_json(request)
     req = decode(_completion_request, body)
     route = services.router.for_task(req.model, *GENERATION_TASKS, endpoint="/v1/completions")
-    _begin(services, ctx, route)
+    begin(services, ctx, route)
     if route.protocol == "openai":
         raw = decode(_raw_request, body)
 
@@ -225,7 +231,7 @@ async def text_completions(request: Request[Any, Any, Any], state: State) -> Res
                 services.upstream, services.metrics, current, raw, ctx, kind="completions"
             )
 
-        return await _serve(request, services, ctx, route, serve_passthrough)
+        return await serve_with_fallbacks(request, services, ctx, route, serve_passthrough)
     params = _params.from_completion(req)
     if params.max_tokens is None and route.default_max_tokens is None:
         params.max_tokens = _params.COMPLETIONS_DEFAULT_MAX_TOKENS
@@ -236,7 +242,7 @@ async def text_completions(request: Request[Any, Any, Any], state: State) -> Res
         prompts = [p for p in prompt if isinstance(p, str)]
     else:
         raise InvalidRequestError(
-            "Token-id prompts need an upstream that accepts ids: set protocol = \"openai\".",
+            'Token-id prompts need an upstream that accepts ids: set protocol = "openai".',
             param="prompt",
         )
     if not prompts:
@@ -262,7 +268,7 @@ async def text_completions(request: Request[Any, Any, Any], state: State) -> Res
         )
         return await generation.respond(services.upstream, services.metrics, job, ctx)
 
-    return await _serve(request, services, ctx, route, serve_rendered)
+    return await serve_with_fallbacks(request, services, ctx, route, serve_rendered)
 
 
 def _visible(services: Services, ctx: RequestContext | None) -> list[str]:

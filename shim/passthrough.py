@@ -28,7 +28,7 @@ Kind = Literal["chat", "completions"]
 
 
 class _Rewriter:
-    __slots__ = ("as_completion", "created", "id", "model")
+    __slots__ = ("as_completion", "created", "id", "model", "objects")
 
     def __init__(self, route: Route, kind: Kind) -> None:
         prefix = "chatcmpl-" if kind == "chat" else "cmpl-"
@@ -36,10 +36,20 @@ class _Rewriter:
         self.created = int(time.time())
         self.model = route.name
         self.as_completion = kind == "completions" and route.paths.completions is None
+        # (answer, chunk) `object`. Always set: the openai SDK's stream helpers drop chunks
+        # whose `object` is not "chat.completion.chunk" (TGI < 2.1 sends "text_completion";
+        # some upstreams leave it out of the usage chunk).
+        self.objects = (
+            ("chat.completion", "chat.completion.chunk")
+            if kind == "chat"
+            else ("text_completion", "text_completion")
+        )
 
     def __call__(self, data: dict[str, Any], *, stream: bool) -> bytes:
-        if self.as_completion and "error" not in data:
-            openai_compat.chat_as_completion(data, stream=stream)
+        if "error" not in data:
+            if self.as_completion:
+                openai_compat.chat_as_completion(data, stream=stream)
+            data["object"] = self.objects[stream]
         return openai_compat.rewrite(
             data, model=self.model, id=self.id, created=self.created, stream=stream
         )
@@ -64,9 +74,7 @@ async def respond(
         if kind == "completions":
             request = openai_compat.chat_from_completion(request)
     assert path is not None
-    body = openai_compat.to_payload(
-        request, upstream_model=route.hf_model or "tgi", stream=stream
-    )
+    body = openai_compat.to_payload(request, upstream_model=route.hf_model or "tgi", stream=stream)
     if not stream:
         response = await upstream.post(route, path, body, ctx)
         data = openai_compat.decode(response.content)

@@ -114,9 +114,7 @@ class Route:
                     eos_token=model.eos_token,
                 )
             except templates.TemplateError as exc:
-                raise ConfigError(
-                    f"{config.source}: models.{name}.chat_template: {exc}"
-                ) from None
+                raise ConfigError(f"{config.source}: models.{name}.chat_template: {exc}") from None
         # Hub templates are fetched at startup for rendered text-generation without one.
         self.needs_hub_template = (
             self.template is None
@@ -237,7 +235,9 @@ class _Slot:
 _NO_LIMIT = _Slot(None)
 
 
-def _bases_and_paths(model: ModelConfig, protocol: Protocol, base_url: str) -> tuple[list[str], Paths]:
+def _bases_and_paths(
+    model: ModelConfig, protocol: Protocol, base_url: str
+) -> tuple[list[str], Paths]:
     urls = [u.rstrip("/") for u in urls_of(model)]
     hf_model = quote(model.hf_model or "", safe="/")
     if protocol == "openai":

@@ -43,7 +43,7 @@ async def _hub_get(services: Services, route: Route, filename: str) -> bytes | N
     url = f"{hub}/{route.hf_model}/resolve/main/{filename}"
     headers = {k: v for k, v in route.headers.items() if k == "authorization"}
     try:
-        response = await services.upstream.get(url, headers=headers, timeout=HUB_TIMEOUT)
+        response = await services.upstream.get(url, headers=headers, limit=HUB_TIMEOUT)
     except ShimError as exc:
         log.warning("%s: cannot reach the Hub for %s: %s", route.name, filename, exc.message)
         return None
@@ -76,7 +76,9 @@ async def fetch_template(services: Services, route: Route) -> None:
             except OSError as exc:
                 log.warning("%s: cannot cache the chat template: %s", route.name, exc)
     if cached is None:
-        log.warning("%s: no chat template (chat will answer 400 until one is configured)", route.name)
+        log.warning(
+            "%s: no chat template (chat will answer 400 until one is configured)", route.name
+        )
         return
     try:
         route.template = templates.from_tokenizer_config(
@@ -102,11 +104,13 @@ async def read_tei_info(services: Services, route: Route) -> None:
     endpoint = route.endpoints[0]
     try:
         response = await services.upstream.get(
-            endpoint.base + "/info", headers=route.headers, timeout=PROBE_TIMEOUT
+            endpoint.base + "/info", headers=route.headers, limit=PROBE_TIMEOUT
         )
         info = msgspec.json.decode(response.content, type=_Info)
     except (ShimError, msgspec.DecodeError, msgspec.ValidationError):
-        log.info("%s: TEI /info not readable; max_batch_size stays %d", route.name, route.max_batch_size)
+        log.info(
+            "%s: TEI /info not readable; max_batch_size stays %d", route.name, route.max_batch_size
+        )
         return
     if response.status_code == 200 and info.max_client_batch_size:
         route.max_batch_size = info.max_client_batch_size
@@ -140,7 +144,7 @@ async def probe_upstreams(services: Services) -> dict[str, Any]:
 
 async def _probe(services: Services, route: Route, url: str) -> str:
     try:
-        response = await services.upstream.get(url, headers=route.headers, timeout=PROBE_TIMEOUT)
+        response = await services.upstream.get(url, headers=route.headers, limit=PROBE_TIMEOUT)
     except ShimError as exc:
         return exc.reason if hasattr(exc, "reason") else "error"
     return "ok" if response.status_code < 400 else f"http_{response.status_code}"

@@ -102,10 +102,10 @@ class Upstream:
         response, endpoint = await self._send(route, path, body, ctx, stream=True)
         return OpenStream(response, endpoint, endpoint.display + path, ctx, route.idle_timeout)
 
-    async def get(self, url: str, *, headers: Mapping[str, str], timeout: float) -> httpx.Response:
-        """A plain GET (startup probes: TEI /info, the Hub, health checks)."""
+    async def get(self, url: str, *, headers: Mapping[str, str], limit: float) -> httpx.Response:
+        """A plain GET within ``limit`` seconds (startup: TEI /info, the Hub; health probes)."""
         with map_transport_errors(url.split("?")[0]):
-            return await self.client.get(url, headers=headers, timeout=timeout)
+            return await self.client.get(url, headers=headers, timeout=limit)
 
     async def _send(
         self, route: Route, path: str, body: bytes, ctx: RequestContext | None, *, stream: bool
@@ -139,7 +139,9 @@ class Upstream:
                         continue  # someone else is waking it: wait for them at the top
                     if not leading:
                         leading = route.begin_waking()
-                        log.info("%s: upstream is loading; waiting up to %.0fs", route.name, remaining)
+                        log.info(
+                            "%s: upstream is loading; waiting up to %.0fs", route.name, remaining
+                        )
                     hint = 2.0 if exc.retry_after is None else exc.retry_after
                     delay = min(hint, LOADING_SLEEP_CAP, remaining)
                     await asyncio.sleep(max(0.05, delay))
@@ -151,8 +153,8 @@ class Upstream:
                         failed.add(endpoint)
                     if not exc.retryable:
                         raise
-                    delay = _backoff(attempt, exc.retry_after) if retries_left > 0 else None
-                    if delay is None:
+                    backoff = _backoff(attempt, exc.retry_after) if retries_left > 0 else None
+                    if backoff is None:
                         exc.exhausted = route.retries > 0
                         raise
                     retries_left -= 1
@@ -161,10 +163,10 @@ class Upstream:
                         "%s: retrying after %s in %.2fs (%d left)",
                         route.name,
                         exc.reason,
-                        delay,
+                        backoff,
                         retries_left,
                     )
-                    await asyncio.sleep(delay)
+                    await asyncio.sleep(backoff)
                 finally:
                     if ctx is not None:
                         ctx.upstream_seconds += time.perf_counter() - started
@@ -229,7 +231,7 @@ def _backoff(attempt: int, retry_after: float | None) -> float | None:
     """Exponential backoff with jitter; None when the upstream asks for a longer pause."""
     if retry_after is not None and retry_after > RETRY_AFTER_CAP:
         return None
-    delay = min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt) * random.uniform(0.5, 1.5)
+    delay: float = min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt) * random.uniform(0.5, 1.5)
     return max(delay, retry_after or 0.0)
 
 

@@ -153,11 +153,15 @@ class FakeHF:
                 json={"generated_text": text, "details": details},
                 headers={"x-prompt-tokens": "7", "x-generated-tokens": str(len(self.tokens))},
             )
-        if path.endswith("/chat/completions") or path.endswith("/completions"):
+        if path.endswith(("/chat/completions", "/completions")):
             return self._openai(body, path.endswith("/chat/completions"))
         if path.endswith("/embed"):
             inputs = body["inputs"]
-            items = [inputs] if isinstance(inputs, str) or (inputs and isinstance(inputs[0], int)) else inputs
+            items = (
+                [inputs]
+                if isinstance(inputs, str) or (inputs and isinstance(inputs[0], int))
+                else inputs
+            )
             return Reply(json=[vector(str(i)) for i in items])
         if path.endswith("/embeddings"):
             inputs = body["input"]
@@ -193,7 +197,11 @@ class FakeHF:
             )
         if seen.headers.get("content-type") != "application/json":
             return Reply(400, json={"error": "Content type must be application/json"})
-        prefix = body["inputs"] if params.get("return_full_text", True) and "return_full_text" in params else ""
+        prefix = (
+            body["inputs"]
+            if params.get("return_full_text", True) and "return_full_text" in params
+            else ""
+        )
         return Reply(json=[{"generated_text": prefix + text}])
 
     def _openai(self, body: dict[str, Any], chat: bool) -> Reply:
@@ -222,9 +230,17 @@ class FakeHF:
             else:
                 choice = {"index": 0, "text": token, "logprobs": None,
                           "finish_reason": "stop" if last else ""}  # fmt: skip
-            events.append({**base, "object": "chat.completion.chunk", "choices": [choice], "usage": None})
+            events.append(
+                {**base, "object": "chat.completion.chunk", "choices": [choice], "usage": None}
+            )
         if (body.get("stream_options") or {}).get("include_usage"):
-            events.append({**base, "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9}})
+            events.append(
+                {
+                    **base,
+                    "choices": [],
+                    "usage": {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9},
+                }
+            )
         return Reply(chunks=sse(*events, done=True))
 
     # --- serving -----------------------------------------------------------------------------
@@ -293,7 +309,9 @@ class FakeHF:
         out_headers = [(k.encode(), v.encode()) for k, v in reply.headers.items()]
         if reply.chunks is not None:
             out_headers.append((b"content-type", b"text/event-stream"))
-            await send({"type": "http.response.start", "status": reply.status, "headers": out_headers})
+            await send(
+                {"type": "http.response.start", "status": reply.status, "headers": out_headers}
+            )
             self.open_streams += 1
             finished = False
             listener = asyncio.ensure_future(receive())

@@ -35,7 +35,11 @@ def test_inputs_of(value: Any, batch: Any, single: bool) -> None:
     assert fx.inputs_of(value) == (batch, single)
 
 
-@pytest.mark.parametrize("value", ["", [], ["a", ""], ["a", 1], [[]]], ids=["empty-str", "empty-list", "empty-item", "mixed", "empty-ids"])
+@pytest.mark.parametrize(
+    "value",
+    ["", [], ["a", ""], ["a", 1], [[]]],
+    ids=["empty-str", "empty-list", "empty-item", "mixed", "empty-ids"],
+)
 def test_inputs_rejected(value: Any) -> None:
     with pytest.raises(InvalidRequestError) as info:
         fx.inputs_of(value)
@@ -45,9 +49,13 @@ def test_inputs_rejected(value: Any) -> None:
 def test_payloads_per_protocol() -> None:
     tei = json.loads(fx.to_payload("tei", ["a"], truncate=True, normalize=True, upstream_model="m"))
     assert tei == {"inputs": ["a"], "truncate": True, "normalize": True}
-    pipe = json.loads(fx.to_payload("pipeline", ["a"], truncate=None, normalize=True, upstream_model="m"))
+    pipe = json.loads(
+        fx.to_payload("pipeline", ["a"], truncate=None, normalize=True, upstream_model="m")
+    )
     assert pipe == {"inputs": ["a"]}
-    oai = json.loads(fx.to_payload("openai", [[1, 2]], truncate=None, normalize=True, upstream_model="m"))
+    oai = json.loads(
+        fx.to_payload("openai", [[1, 2]], truncate=None, normalize=True, upstream_model="m")
+    )
     assert oai == {"input": [[1, 2]], "model": "m", "encoding_format": "float"}
     with pytest.raises(InvalidRequestError):
         fx.to_payload("pipeline", [[1, 2]], truncate=None, normalize=True, upstream_model="m")
@@ -61,15 +69,26 @@ SHAPES = [
     pytest.param("pipeline", [V1, V2], 1, "mean", [unit([1.5, 3.0])], id="tokens-dim-single"),
     pytest.param("pipeline", [[V1, V2]], 1, "cls", [unit(V1)], id="cls-pooling"),
     pytest.param(
-        "pipeline", [[[V1, V2]], [[V2]]], 2, "mean", [unit([1.5, 3.0]), unit(V2)], id="n-1-tokens-dim-ragged"
+        "pipeline",
+        [[[V1, V2]], [[V2]]],
+        2,
+        "mean",
+        [unit([1.5, 3.0]), unit(V2)],
+        id="n-1-tokens-dim-ragged",
     ),
-    pytest.param("pipeline", {"embeddings": [V1, V2]}, 2, "mean", [unit(V1), unit(V2)], id="embeddings-dict"),
+    pytest.param(
+        "pipeline", {"embeddings": [V1, V2]}, 2, "mean", [unit(V1), unit(V2)], id="embeddings-dict"
+    ),
 ]
 
 
 @pytest.mark.parametrize(("protocol", "body", "n", "pooling", "expected"), SHAPES)
-def test_shapes(protocol: Any, body: Any, n: int, pooling: Any, expected: list[list[float]]) -> None:
-    result = fx.parse_response(protocol, json.dumps(body).encode(), n=n, pooling=pooling, normalize=True)
+def test_shapes(
+    protocol: Any, body: Any, n: int, pooling: Any, expected: list[list[float]]
+) -> None:
+    result = fx.parse_response(
+        protocol, json.dumps(body).encode(), n=n, pooling=pooling, normalize=True
+    )
     got = result.vectors
     assert len(got) == len(expected)
     for a, b in zip(got, expected, strict=True):
@@ -85,8 +104,13 @@ def test_mean_pools_every_token_not_the_first() -> None:
 
 
 def test_openai_shape_sorted_by_index_with_usage() -> None:
-    body = {"data": [{"index": 1, "embedding": V2}, {"index": 0, "embedding": V1}], "usage": {"prompt_tokens": 8, "total_tokens": 8}}
-    result = fx.parse_response("openai", json.dumps(body).encode(), n=2, pooling="mean", normalize=True)
+    body = {
+        "data": [{"index": 1, "embedding": V2}, {"index": 0, "embedding": V1}],
+        "usage": {"prompt_tokens": 8, "total_tokens": 8},
+    }
+    result = fx.parse_response(
+        "openai", json.dumps(body).encode(), n=2, pooling="mean", normalize=True
+    )
     assert result.vectors == [V1, V2]
     assert result.prompt_tokens == 8
 
@@ -104,7 +128,9 @@ def test_bad_shapes_are_invalid_responses(body: bytes, n: int) -> None:
 
 def test_pooling_none_rejects_token_level_output() -> None:
     with pytest.raises(UpstreamError, match="token-level"):
-        fx.parse_response("pipeline", json.dumps([[V1, V2]]).encode(), n=1, pooling="none", normalize=True)
+        fx.parse_response(
+            "pipeline", json.dumps([[V1, V2]]).encode(), n=1, pooling="none", normalize=True
+        )
 
 
 def test_base64_is_little_endian_float32() -> None:

@@ -43,7 +43,9 @@ TGI_PAYLOADS = [
         id="sampling",
     ),
     pytest.param({"top_p": 1.0}, {"do_sample": True, **ALWAYS}, id="top_p-1-omitted"),
-    pytest.param({"max_tokens": 5}, {"max_new_tokens": 5, "do_sample": True, **ALWAYS}, id="max_tokens"),
+    pytest.param(
+        {"max_tokens": 5}, {"max_new_tokens": 5, "do_sample": True, **ALWAYS}, id="max_tokens"
+    ),
     pytest.param(
         {"max_completion_tokens": 7, "max_tokens": 5},
         {"max_new_tokens": 7, "do_sample": True, **ALWAYS},
@@ -60,7 +62,9 @@ TGI_PAYLOADS = [
         {"repetition_penalty": 1.5, "do_sample": True, **ALWAYS},
         id="presence_penalty-to-repetition",
     ),
-    pytest.param({"presence_penalty": -1.0}, {"do_sample": True, **ALWAYS}, id="negative-presence-dropped"),
+    pytest.param(
+        {"presence_penalty": -1.0}, {"do_sample": True, **ALWAYS}, id="negative-presence-dropped"
+    ),
     pytest.param(
         {"logprobs": True, "top_logprobs": 9},
         {"do_sample": True, "top_n_tokens": 5, **ALWAYS},
@@ -72,7 +76,12 @@ TGI_PAYLOADS = [
         id="json-mode-grammar",
     ),
     pytest.param(
-        {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "array"}}}},
+        {
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "x", "schema": {"type": "array"}},
+            }
+        },
         {"do_sample": True, "grammar": {"type": "json", "value": {"type": "array"}}, **ALWAYS},
         id="json-schema-grammar",
     ),
@@ -107,9 +116,13 @@ PIPELINE_PAYLOADS = [
         id="never-stop-seed-or-frequency",
     ),
     pytest.param(
-        {"temperature": 0}, {"max_new_tokens": 256, "do_sample": False, "return_full_text": False}, id="greedy"
+        {"temperature": 0},
+        {"max_new_tokens": 256, "do_sample": False, "return_full_text": False},
+        id="greedy",
     ),
-    pytest.param({"max_tokens": 9}, {"max_new_tokens": 9, "return_full_text": False}, id="max_tokens"),
+    pytest.param(
+        {"max_tokens": 9}, {"max_new_tokens": 9, "return_full_text": False}, id="max_tokens"
+    ),
 ]
 
 
@@ -124,7 +137,10 @@ def test_text2text_pipeline_never_sends_return_full_text() -> None:
 
 @pytest.mark.parametrize(
     ("fields", "param"),
-    [({"logprobs": True}, "logprobs"), ({"response_format": {"type": "json_object"}}, "response_format")],
+    [
+        ({"logprobs": True}, "logprobs"),
+        ({"response_format": {"type": "json_object"}}, "response_format"),
+    ],
 )
 def test_pipeline_rejects_what_it_cannot_do(fields: dict[str, Any], param: str) -> None:
     with pytest.raises(Exception) as info:
@@ -133,12 +149,24 @@ def test_pipeline_rejects_what_it_cannot_do(fields: dict[str, Any], param: str) 
     assert getattr(info.value, "status_code", None) == 400
 
 
-DETAILS = {"finish_reason": "eos_token", "generated_tokens": 3, "seed": None, "prefill": [], "tokens": []}
+DETAILS = {
+    "finish_reason": "eos_token",
+    "generated_tokens": 3,
+    "seed": None,
+    "prefill": [],
+    "tokens": [],
+}
 RESPONSES = [
     pytest.param({"generated_text": "hi", "details": DETAILS}, "hi", "stop", 3, id="object"),
-    pytest.param([{"generated_text": "hi", "details": DETAILS}], "hi", "stop", 3, id="list-from-POST-/"),
     pytest.param(
-        {"generated_text": "x", "details": {**DETAILS, "finish_reason": "length"}}, "x", "length", 3, id="length"
+        [{"generated_text": "hi", "details": DETAILS}], "hi", "stop", 3, id="list-from-POST-/"
+    ),
+    pytest.param(
+        {"generated_text": "x", "details": {**DETAILS, "finish_reason": "length"}},
+        "x",
+        "length",
+        3,
+        id="length",
     ),
     pytest.param(
         {"generated_text": "x", "details": {**DETAILS, "finish_reason": "stop_sequence"}},
@@ -148,9 +176,15 @@ RESPONSES = [
         id="stop_sequence",
     ),
     pytest.param(
-        {"generated_text": "x", "details": {**DETAILS, "finish_reason": "brand_new"}}, "x", "stop", 3, id="unknown-reason"
+        {"generated_text": "x", "details": {**DETAILS, "finish_reason": "brand_new"}},
+        "x",
+        "stop",
+        3,
+        id="unknown-reason",
     ),
-    pytest.param([{"generated_text": "P and more"}], " and more", "stop", None, id="prompt-echo-stripped"),
+    pytest.param(
+        [{"generated_text": "P and more"}], " and more", "stop", None, id="prompt-echo-stripped"
+    ),
 ]
 
 
@@ -187,7 +221,10 @@ def test_tgi_garbage_is_invalid_response(body: bytes) -> None:
     ids=["list", "nested-list", "object", "echo"],
 )
 def test_pipeline_parse_response(body: Any, text: str) -> None:
-    assert Pipeline(full_text_flag=True).parse_response(json.dumps(body).encode(), prompt="P").text == text
+    assert (
+        Pipeline(full_text_flag=True).parse_response(json.dumps(body).encode(), prompt="P").text
+        == text
+    )
 
 
 EVENTS = [
@@ -233,9 +270,18 @@ def test_tgi_final_event_carries_token_counts() -> None:
 @pytest.mark.parametrize(
     ("data", "kind"),
     [
-        (b'{"error":"Request failed during generation: CUDA OOM","error_type":"generation"}', UpstreamError),
-        (b'{"error":"Input validation error: too long","error_type":"validation"}', UpstreamRejectedError),
-        (b'{"error":"Incomplete generation","error_type":"incomplete_generation_stream"}', UpstreamError),
+        (
+            b'{"error":"Request failed during generation: CUDA OOM","error_type":"generation"}',
+            UpstreamError,
+        ),
+        (
+            b'{"error":"Input validation error: too long","error_type":"validation"}',
+            UpstreamRejectedError,
+        ),
+        (
+            b'{"error":"Incomplete generation","error_type":"incomplete_generation_stream"}',
+            UpstreamError,
+        ),
     ],
     ids=["generation", "validation", "incomplete"],
 )

@@ -49,7 +49,9 @@ def test_parse_upstream_error(
 
 
 def test_loading_keeps_estimated_time_as_retry_after() -> None:
-    error = parse_upstream_error(503, b'{"error":"Model x is currently loading","estimated_time":20.0}')
+    error = parse_upstream_error(
+        503, b'{"error":"Model x is currently loading","estimated_time":20.0}'
+    )
     assert error.retry_after == 20.0
     assert parse_upstream_error(429, b"{}", retry_after="7").retry_after == 7.0
 

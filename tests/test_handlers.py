@@ -47,9 +47,11 @@ async def test_chat_non_stream(client: Client, model: str) -> None:
     assert body["object"] == "chat.completion"
     assert body["model"] == model
     assert body["id"].startswith("chatcmpl-")
-    assert body["choices"][0]["message"] == {"role": "assistant", "content": "Hello from TGI!", "refusal": None} or (
-        body["choices"][0]["message"]["content"] == "Hello from TGI!"
-    )
+    assert body["choices"][0]["message"] == {
+        "role": "assistant",
+        "content": "Hello from TGI!",
+        "refusal": None,
+    } or (body["choices"][0]["message"]["content"] == "Hello from TGI!")
     assert body["choices"][0]["finish_reason"] == "stop"
     usage = body["usage"]
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"] > 0
@@ -59,7 +61,12 @@ async def test_chat_non_stream(client: Client, model: str) -> None:
 async def test_chat_stream(client: Client, model: str) -> None:
     r = await client.post(
         "/v1/chat/completions",
-        json={"model": model, "messages": USER, "stream": True, "stream_options": {"include_usage": True}},
+        json={
+            "model": model,
+            "messages": USER,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        },
     )
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("text/event-stream")
@@ -76,7 +83,9 @@ async def test_chat_stream(client: Client, model: str) -> None:
 
 
 async def test_stream_without_include_usage_has_no_usage_chunk(client: Client) -> None:
-    r = await client.post("/v1/chat/completions", json={"model": "tgi", "messages": USER, "stream": True})
+    r = await client.post(
+        "/v1/chat/completions", json={"model": "tgi", "messages": USER, "stream": True}
+    )
     chunks = events(r.text)
     assert all(c == "[DONE]" or c["choices"] for c in chunks)
 
@@ -92,7 +101,9 @@ async def test_completions(client: Client, fake: FakeHF, model: str) -> None:
 
 
 async def test_completions_stream(client: Client) -> None:
-    r = await client.post("/v1/completions", json={"model": "tgi", "prompt": "Once", "stream": True})
+    r = await client.post(
+        "/v1/completions", json={"model": "tgi", "prompt": "Once", "stream": True}
+    )
     chunks = events(r.text)
     assert chunks[-1] == "[DONE]"
     assert all(c["object"] == "text_completion" for c in chunks[:-1])
@@ -104,7 +115,9 @@ async def test_completions_stream(client: Client) -> None:
 
 
 async def test_tgi_receives_rendered_prompt_and_template_stop(client: Client, fake: FakeHF) -> None:
-    await client.post("/v1/chat/completions", json={"model": "tgi", "messages": USER, "max_tokens": 5})
+    await client.post(
+        "/v1/chat/completions", json={"model": "tgi", "messages": USER, "max_tokens": 5}
+    )
     body = fake.requests("/tgi/generate")[-1].json()
     assert body["inputs"] == "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
     assert body["parameters"]["stop"] == ["<|im_end|>"]
@@ -119,41 +132,62 @@ async def test_upstream_token_and_exact_headers(client: Client, fake: FakeHF) ->
     assert seen.headers["content-type"] == "application/json"
     assert seen.headers["accept"] in ("application/json", "*/*")
     await client.post("/v1/chat/completions", json={"model": "vllm", "messages": USER})
-    assert fake.requests("/vllm/v1/chat/completions")[-1].headers["authorization"] == "Bearer hf_endpoint_token_xyz"
+    assert (
+        fake.requests("/vllm/v1/chat/completions")[-1].headers["authorization"]
+        == "Bearer hf_endpoint_token_xyz"
+    )
 
 
 async def test_stop_text_removed_tgi(client: Client, fake: FakeHF) -> None:
     fake.tokens = ["The answer", " is 4", ". END", " ignored"]
-    r = await client.post("/v1/chat/completions", json={"model": "tgi", "messages": USER, "stop": "END"})
+    r = await client.post(
+        "/v1/chat/completions", json={"model": "tgi", "messages": USER, "stop": "END"}
+    )
     assert r.json()["choices"][0]["message"]["content"] == "The answer is 4. "
     assert r.json()["choices"][0]["finish_reason"] == "stop"
-    r = await client.post("/v1/chat/completions", json={"model": "tgi", "messages": USER, "stop": ["END"], "stream": True})
+    r = await client.post(
+        "/v1/chat/completions",
+        json={"model": "tgi", "messages": USER, "stop": ["END"], "stream": True},
+    )
     assert stream_text(events(r.text)) == "The answer is 4. "
 
 
 async def test_stop_emulated_on_pipeline(client: Client, fake: FakeHF) -> None:
     fake.tokens = ["one two", " three"]
-    r = await client.post("/v1/completions", json={"model": "pipe", "prompt": "x", "stop": [" two"]})
+    r = await client.post(
+        "/v1/completions", json={"model": "pipe", "prompt": "x", "stop": [" two"]}
+    )
     assert r.json()["choices"][0]["text"] == "one"
     assert "stop" not in fake.requests("/pipe")[-1].json()["parameters"]
 
 
 async def test_template_end_marker_never_leaks(client: Client, fake: FakeHF) -> None:
     fake.tokens = ["Hi", "<|im_end|>", "\n<|im_start|>user"]
-    r = await client.post("/v1/chat/completions", json={"model": "tgi", "messages": USER, "stream": True})
+    r = await client.post(
+        "/v1/chat/completions", json={"model": "tgi", "messages": USER, "stream": True}
+    )
     assert stream_text(events(r.text)) == "Hi"
 
 
 async def test_length_finish_reason(client: Client, fake: FakeHF) -> None:
-    fake.script("/tgi/generate_stream", Reply(chunks=sse(*tgi_stream_events(["a", "b"], finish="length"), space=False)))
-    r = await client.post("/v1/chat/completions", json={"model": "tgi", "messages": USER, "stream": True})
-    assert [c for c in events(r.text) if c != "[DONE]"][-1]["choices"][0]["finish_reason"] == "length"
+    fake.script(
+        "/tgi/generate_stream",
+        Reply(chunks=sse(*tgi_stream_events(["a", "b"], finish="length"), space=False)),
+    )
+    r = await client.post(
+        "/v1/chat/completions", json={"model": "tgi", "messages": USER, "stream": True}
+    )
+    assert [c for c in events(r.text) if c != "[DONE]"][-1]["choices"][0][
+        "finish_reason"
+    ] == "length"
 
 
 async def test_tgi_stream_with_space_and_keepalive_comments(client: Client, fake: FakeHF) -> None:
     chunks = [b": keep-alive\n\n", *sse(*tgi_stream_events(["x", "y"]), space=True)]
     fake.script("/tgi/generate_stream", Reply(chunks=chunks))
-    r = await client.post("/v1/chat/completions", json={"model": "tgi", "messages": USER, "stream": True})
+    r = await client.post(
+        "/v1/chat/completions", json={"model": "tgi", "messages": USER, "stream": True}
+    )
     assert stream_text(events(r.text)) == "xy"
 
 
@@ -167,7 +201,8 @@ async def test_n_choices_make_parallel_calls(client: Client, fake: FakeHF) -> No
 
 async def test_logprobs_from_tgi_details(client: Client) -> None:
     r = await client.post(
-        "/v1/chat/completions", json={"model": "tgi", "messages": USER, "logprobs": True, "top_logprobs": 1}
+        "/v1/chat/completions",
+        json={"model": "tgi", "messages": USER, "logprobs": True, "top_logprobs": 1},
     )
     content = r.json()["choices"][0]["logprobs"]["content"]
     assert [t["token"] for t in content] == ["Hello", " from", " TGI", "!"]
@@ -176,13 +211,17 @@ async def test_logprobs_from_tgi_details(client: Client) -> None:
 
 
 async def test_completion_echo_and_multiple_prompts(client: Client, fake: FakeHF) -> None:
-    r = await client.post("/v1/completions", json={"model": "tgi", "prompt": ["A", "B"], "echo": True})
+    r = await client.post(
+        "/v1/completions", json={"model": "tgi", "prompt": ["A", "B"], "echo": True}
+    )
     texts = [c["text"] for c in r.json()["choices"]]
     assert texts == ["AHello from TGI!", "BHello from TGI!"]
 
 
 async def test_router_completions_go_through_chat(client: Client, fake: FakeHF) -> None:
-    r = await client.post("/v1/completions", json={"model": "router", "prompt": "Say hi", "max_tokens": 3})
+    r = await client.post(
+        "/v1/completions", json={"model": "router", "prompt": "Say hi", "max_tokens": 3}
+    )
     assert r.status_code == 200
     sent = fake.requests("/v1/chat/completions")[-1].json()
     assert sent["messages"] == [{"role": "user", "content": "Say hi"}]
@@ -193,7 +232,13 @@ async def test_router_completions_go_through_chat(client: Client, fake: FakeHF) 
 async def test_openai_passthrough_normalises_request(client: Client, fake: FakeHF) -> None:
     await client.post(
         "/v1/chat/completions",
-        json={"model": "vllm", "messages": USER, "stop": "x", "stream_options": {"include_usage": True}, "top_k": 3},
+        json={
+            "model": "vllm",
+            "messages": USER,
+            "stop": "x",
+            "stream_options": {"include_usage": True},
+            "top_k": 3,
+        },
     )
     sent = fake.requests("/vllm/v1/chat/completions")[-1].json()
     assert sent["stop"] == ["x"] and "stream_options" not in sent and sent["top_k"] == 3
@@ -201,7 +246,11 @@ async def test_openai_passthrough_normalises_request(client: Client, fake: FakeH
 
 
 async def test_openai_passthrough_repairs_tgi_quirks(client: Client, fake: FakeHF) -> None:
-    tool_call = {"id": 0, "type": "function", "function": {"name": "f", "arguments": {"a": 1}, "description": None}}
+    tool_call = {
+        "id": 0,
+        "type": "function",
+        "function": {"name": "f", "arguments": {"a": 1}, "description": None},
+    }
     fake.script(
         "/vllm/v1/chat/completions",
         Reply(json={"id": "", "object": "chat.completion", "created": 1, "model": "x",
@@ -209,7 +258,14 @@ async def test_openai_passthrough_repairs_tgi_quirks(client: Client, fake: FakeH
                                  "finish_reason": "stop", "logprobs": None}],
                     "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}),
     )  # fmt: skip
-    r = await client.post("/v1/chat/completions", json={"model": "vllm", "messages": USER, "tools": [{"type": "function", "function": {"name": "f"}}]})
+    r = await client.post(
+        "/v1/chat/completions",
+        json={
+            "model": "vllm",
+            "messages": USER,
+            "tools": [{"type": "function", "function": {"name": "f"}}],
+        },
+    )
     choice = r.json()["choices"][0]
     call = choice["message"]["tool_calls"][0]
     assert call["id"] == "call_0" and call["function"]["arguments"] == '{"a":1}'
@@ -227,7 +283,12 @@ async def test_chat_without_template_is_400_but_completions_work(client: Client)
 async def test_hub_template_fetched_at_startup_and_cached(fake: FakeHF, tmp_path: Any) -> None:
     fake.script(
         "/hub/org/model/resolve/main/tokenizer_config.json",
-        Reply(json={"chat_template": "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}<assistant>", "eos_token": "</s>"}),
+        Reply(
+            json={
+                "chat_template": "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}<assistant>",
+                "eos_token": "</s>",
+            }
+        ),
     )
     models = f"""
 [huggingface]
@@ -242,7 +303,9 @@ hf_model = "org/model"
 """
     for _ in range(2):  # the second app start reads the disk cache
         async with app_client(fake, make_config(models)) as client:
-            r = await client.post("/v1/chat/completions", json={"model": "hubbed", "messages": USER})
+            r = await client.post(
+                "/v1/chat/completions", json={"model": "hubbed", "messages": USER}
+            )
             assert r.status_code == 200, r.text
     assert fake.requests("/tgi/generate")[-1].json()["inputs"] == "<user>Hi<assistant>"
     hub = fake.requests("/hub/org/model/resolve/main/tokenizer_config.json")
@@ -287,8 +350,12 @@ BAD_BODIES = [
 
 
 @pytest.mark.parametrize(("body", "status", "param"), BAD_BODIES)
-async def test_bad_bodies_get_clean_envelopes(client: Client, body: bytes, status: int, param: str | None) -> None:
-    r = await client.post("/v1/chat/completions", content=body, headers={"content-type": "application/json"})
+async def test_bad_bodies_get_clean_envelopes(
+    client: Client, body: bytes, status: int, param: str | None
+) -> None:
+    r = await client.post(
+        "/v1/chat/completions", content=body, headers={"content-type": "application/json"}
+    )
     assert r.status_code == status, r.text
     error = r.json()["error"]
     assert set(error) == {"message", "type", "param", "code"}
@@ -309,7 +376,11 @@ async def test_huge_string_is_accepted_and_oversize_body_413(fake: FakeHF) -> No
 
 
 async def test_wrong_content_type_415(client: Client) -> None:
-    r = await client.post("/v1/chat/completions", content=b"model=tgi", headers={"content-type": "application/x-www-form-urlencoded"})
+    r = await client.post(
+        "/v1/chat/completions",
+        content=b"model=tgi",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
     assert r.status_code == 415
     assert r.json()["error"]["code"] == "unsupported_media_type"
 
@@ -341,7 +412,9 @@ UPSTREAM_FAILURES = [
 
 
 @pytest.mark.parametrize(("reply", "status", "code"), UPSTREAM_FAILURES)
-async def test_upstream_failures_map(client: Client, fake: FakeHF, reply: Reply, status: int, code: str | None) -> None:
+async def test_upstream_failures_map(
+    client: Client, fake: FakeHF, reply: Reply, status: int, code: str | None
+) -> None:
     fake.script("/tgi/generate", reply)
     r = await client.post("/v1/chat/completions", json={"model": "tgi", "messages": USER})
     assert r.status_code == status, r.text
@@ -349,17 +422,36 @@ async def test_upstream_failures_map(client: Client, fake: FakeHF, reply: Reply,
         assert r.json()["error"]["code"] == code
 
 
-async def test_stream_error_event_before_first_token_is_http_error(client: Client, fake: FakeHF) -> None:
-    fake.script("/tgi/generate_stream", Reply(chunks=sse({"error": "Input validation error: too long", "error_type": "validation"}, space=False)))
-    r = await client.post("/v1/chat/completions", json={"model": "tgi", "messages": USER, "stream": True})
+async def test_stream_error_event_before_first_token_is_http_error(
+    client: Client, fake: FakeHF
+) -> None:
+    fake.script(
+        "/tgi/generate_stream",
+        Reply(
+            chunks=sse(
+                {"error": "Input validation error: too long", "error_type": "validation"},
+                space=False,
+            )
+        ),
+    )
+    r = await client.post(
+        "/v1/chat/completions", json={"model": "tgi", "messages": USER, "stream": True}
+    )
     assert r.status_code == 400
     assert "too long" in r.json()["error"]["message"]
 
 
-async def test_stream_error_after_first_token_is_one_error_event(client: Client, fake: FakeHF) -> None:
+async def test_stream_error_after_first_token_is_one_error_event(
+    client: Client, fake: FakeHF
+) -> None:
     first = tgi_stream_events(["a"])[0]
-    fake.script("/tgi/generate_stream", Reply(chunks=sse(first, {"error": "CUDA OOM", "error_type": "generation"}, space=False)))
-    r = await client.post("/v1/chat/completions", json={"model": "tgi", "messages": USER, "stream": True})
+    fake.script(
+        "/tgi/generate_stream",
+        Reply(chunks=sse(first, {"error": "CUDA OOM", "error_type": "generation"}, space=False)),
+    )
+    r = await client.post(
+        "/v1/chat/completions", json={"model": "tgi", "messages": USER, "stream": True}
+    )
     assert r.status_code == 200
     chunks = events(r.text)
     errors = [c for c in chunks if c != "[DONE]" and "error" in c]
@@ -367,9 +459,15 @@ async def test_stream_error_after_first_token_is_one_error_event(client: Client,
     assert chunks[-1] == "[DONE]"
 
 
-async def test_truncated_stream_is_an_error_not_a_short_answer(client: Client, fake: FakeHF) -> None:
-    fake.script("/tgi/generate_stream", Reply(chunks=sse(*tgi_stream_events(["a", "b"])[:2], space=False)))
-    r = await client.post("/v1/chat/completions", json={"model": "tgi", "messages": USER, "stream": True})
+async def test_truncated_stream_is_an_error_not_a_short_answer(
+    client: Client, fake: FakeHF
+) -> None:
+    fake.script(
+        "/tgi/generate_stream", Reply(chunks=sse(*tgi_stream_events(["a", "b"])[:2], space=False))
+    )
+    r = await client.post(
+        "/v1/chat/completions", json={"model": "tgi", "messages": USER, "stream": True}
+    )
     chunks = events(r.text)
     assert any(c != "[DONE]" and "error" in c for c in chunks)
 
@@ -382,7 +480,9 @@ async def test_connection_refused_is_502_with_clear_message(fake: FakeHF) -> Non
 
     from shim.app import create_app
 
-    app = create_app(make_config(), transport=httpx.MockTransport(refuse), registry=CollectorRegistry())
+    app = create_app(
+        make_config(), transport=httpx.MockTransport(refuse), registry=CollectorRegistry()
+    )
     async with AsyncTestClient(app=app) as client:
         r = await client.post("/v1/chat/completions", json={"model": "tgi", "messages": USER})
     assert r.status_code == 502
@@ -421,7 +521,11 @@ async def test_health_ready_and_headers(client: Client) -> None:
     assert r.status_code == 200 and r.json() == {"status": "ok"}
     r = await client.get("/ready")
     assert r.status_code == 200 and r.json()["status"] == "ready"
-    r = await client.post("/v1/chat/completions", json={"model": "tgi", "messages": USER}, headers={"x-request-id": "abc-123"})
+    r = await client.post(
+        "/v1/chat/completions",
+        json={"model": "tgi", "messages": USER},
+        headers={"x-request-id": "abc-123"},
+    )
     assert r.headers["x-request-id"] == "abc-123"
     assert float(r.headers["x-shim-overhead-ms"]) >= 0
     r = await client.get("/v1/models")

@@ -14,7 +14,11 @@ from shim.openai import chat, completions
 
 def test_every_chat_field_is_accounted_for() -> None:
     fields = set(chat.ChatCompletionRequest.__struct_fields__)
-    mapped, ignored, rejected = _params.CHAT_MAPPED, set(_params.CHAT_IGNORED), set(_params.CHAT_REJECTED)
+    mapped, ignored, rejected = (
+        _params.CHAT_MAPPED,
+        set(_params.CHAT_IGNORED),
+        set(_params.CHAT_REJECTED),
+    )
     assert not (mapped & ignored) and not (mapped & rejected) and not (ignored & rejected)
     assert fields == mapped | ignored | rejected
 
@@ -51,18 +55,24 @@ def test_rejected_chat_fields_name_the_parameter(fields: dict[str, Any], param: 
 
 
 def test_tools_with_tool_choice_none_are_allowed() -> None:
-    _params.from_chat(_chat(tools=[{"type": "function", "function": {"name": "f"}}], tool_choice="none"))
+    _params.from_chat(
+        _chat(tools=[{"type": "function", "function": {"name": "f"}}], tool_choice="none")
+    )
 
 
 def test_completion_rejections() -> None:
     with pytest.raises(InvalidRequestError) as info:
         _params.from_completion(
-            msgspec.convert({"model": "m", "prompt": "p", "suffix": "s"}, completions.CompletionRequest)
+            msgspec.convert(
+                {"model": "m", "prompt": "p", "suffix": "s"}, completions.CompletionRequest
+            )
         )
     assert info.value.param == "suffix"
     with pytest.raises(InvalidRequestError) as info:
         _params.from_completion(
-            msgspec.convert({"model": "m", "prompt": "p", "best_of": 3}, completions.CompletionRequest)
+            msgspec.convert(
+                {"model": "m", "prompt": "p", "best_of": 3}, completions.CompletionRequest
+            )
         )
     assert info.value.param == "best_of"
 
@@ -70,7 +80,8 @@ def test_completion_rejections() -> None:
 def test_completion_logprobs_and_echo() -> None:
     params = _params.from_completion(
         msgspec.convert(
-            {"model": "m", "prompt": "p", "logprobs": 2, "echo": True}, completions.CompletionRequest
+            {"model": "m", "prompt": "p", "logprobs": 2, "echo": True},
+            completions.CompletionRequest,
         )
     )
     assert (params.logprobs, params.top_logprobs, params.echo) == (True, 2, True)

@@ -47,7 +47,9 @@ async def test_serverless_loading_is_waited_out_with_wait_header(fake: FakeHF) -
 async def test_endpoint_scale_up_header(fake: FakeHF) -> None:
     url = '"http://xyz.us-east-1.aws.endpoints.huggingface.cloud"'
     fake.script("/generate", Reply(503, body=b"scaling up", headers={"retry-after": "0"}))
-    async with app_client(fake, make_config(hf() + model("e", url, "wait_for_model = 30"))) as client:
+    async with app_client(
+        fake, make_config(hf() + model("e", url, "wait_for_model = 30"))
+    ) as client:
         r = await client.post("/v1/chat/completions", json={"model": "e", "messages": USER})
     assert r.status_code == 200
     assert fake.requests("/generate")[-1].headers["x-scale-up-timeout"] == "30"
@@ -71,7 +73,10 @@ async def test_concurrent_requests_share_one_wake_up(fake: FakeHF) -> None:
     fake.script("/generate", loading, loading)
     models = hf() + model("e", f'"{FAKE}"', "wait_for_model = 10")
     body = {"model": "e", "messages": USER}
-    async with shim_server(fake, make_config(models)) as base, httpx.AsyncClient(base_url=base, timeout=10) as client:
+    async with (
+        shim_server(fake, make_config(models)) as base,
+        httpx.AsyncClient(base_url=base, timeout=10) as client,
+    ):
         first = asyncio.create_task(client.post("/v1/chat/completions", json=body))
         await asyncio.sleep(0.1)  # the first request found the model loading
         others = [client.post("/v1/chat/completions", json=body) for _ in range(5)]
@@ -86,8 +91,14 @@ async def test_concurrent_requests_share_one_wake_up(fake: FakeHF) -> None:
 
 
 async def test_5xx_and_429_are_retried_then_succeed(fake: FakeHF) -> None:
-    fake.script("/generate", Reply(500, body=b"x"), Reply(429, json={"error": "busy"}, headers={"retry-after": "0"}))
-    async with app_client(fake, make_config(hf() + model("e", f'"{FAKE}"', "retries = 2"))) as client:
+    fake.script(
+        "/generate",
+        Reply(500, body=b"x"),
+        Reply(429, json={"error": "busy"}, headers={"retry-after": "0"}),
+    )
+    async with app_client(
+        fake, make_config(hf() + model("e", f'"{FAKE}"', "retries = 2"))
+    ) as client:
         r = await client.post("/v1/chat/completions", json={"model": "e", "messages": USER})
     assert r.status_code == 200
     assert len(fake.requests("/generate")) == 3
@@ -95,7 +106,9 @@ async def test_5xx_and_429_are_retried_then_succeed(fake: FakeHF) -> None:
 
 async def test_4xx_is_not_retried(fake: FakeHF) -> None:
     fake.script("/generate", Reply(422, json={"error": "bad", "error_type": "validation"}))
-    async with app_client(fake, make_config(hf() + model("e", f'"{FAKE}"', "retries = 2"))) as client:
+    async with app_client(
+        fake, make_config(hf() + model("e", f'"{FAKE}"', "retries = 2"))
+    ) as client:
         r = await client.post("/v1/chat/completions", json={"model": "e", "messages": USER})
     assert r.status_code == 400
     assert len(fake.requests("/generate")) == 1
@@ -103,7 +116,9 @@ async def test_4xx_is_not_retried(fake: FakeHF) -> None:
 
 async def test_retries_exhausted_tells_clients_not_to_retry(fake: FakeHF) -> None:
     fake.script("/generate", *([Reply(500, body=b"down")] * 3))
-    async with app_client(fake, make_config(hf() + model("e", f'"{FAKE}"', "retries = 2"))) as client:
+    async with app_client(
+        fake, make_config(hf() + model("e", f'"{FAKE}"', "retries = 2"))
+    ) as client:
         r = await client.post("/v1/chat/completions", json={"model": "e", "messages": USER})
     assert r.status_code == 502
     assert r.headers["x-should-retry"] == "false"
@@ -138,7 +153,11 @@ async def test_cooled_upstream_is_probed_back(fake: FakeHF) -> None:
 
 async def test_fallback_model_used_when_all_upstreams_fail(fake: FakeHF) -> None:
     fake.script("/a/generate", Reply(500, body=b"x"))
-    models = hf() + model("main", f'"{FAKE}/a"', 'retries = 0\nfallbacks = ["spare"]') + model("spare", f'"{FAKE}/b"')
+    models = (
+        hf()
+        + model("main", f'"{FAKE}/a"', 'retries = 0\nfallbacks = ["spare"]')
+        + model("spare", f'"{FAKE}/b"')
+    )
     async with app_client(fake, make_config(models)) as client:
         r = await client.post("/v1/chat/completions", json={"model": "main", "messages": USER})
     assert r.status_code == 200
@@ -151,7 +170,9 @@ async def test_fallback_model_used_when_all_upstreams_fail(fake: FakeHF) -> None
 
 async def test_non_stream_timeout_is_504(fake: FakeHF) -> None:
     fake.script("/generate", Reply(hang=5))
-    async with app_client(fake, make_config(hf() + model("e", f'"{FAKE}"', "timeout = 0.2"))) as client:
+    async with app_client(
+        fake, make_config(hf() + model("e", f'"{FAKE}"', "timeout = 0.2"))
+    ) as client:
         started = time.monotonic()
         r = await client.post("/v1/chat/completions", json={"model": "e", "messages": USER})
     assert r.status_code == 504
@@ -163,11 +184,15 @@ async def test_first_token_timeout_is_504(fake: FakeHF) -> None:
     fake.script("/generate_stream", Reply(chunks=sse(*tgi_stream_events()), delay=3))
     extra = "first_token_timeout = 0.2"
     async with app_client(fake, make_config(hf() + model("e", f'"{FAKE}"', extra))) as client:
-        r = await client.post("/v1/chat/completions", json={"model": "e", "messages": USER, "stream": True})
+        r = await client.post(
+            "/v1/chat/completions", json={"model": "e", "messages": USER, "stream": True}
+        )
     assert r.status_code == 504
 
 
-async def test_idle_timeout_ends_stream_with_error_event_but_long_streams_live(fake: FakeHF) -> None:
+async def test_idle_timeout_ends_stream_with_error_event_but_long_streams_live(
+    fake: FakeHF,
+) -> None:
     events = tgi_stream_events(["a"] * 12)
     # Healthy: 12 tokens 50 ms apart take longer than `timeout` (a non-stream limit).
     fake.script("/generate_stream", Reply(chunks=sse(*events), delay=0.05))
@@ -193,12 +218,16 @@ async def test_client_disconnect_mid_stream_closes_upstream() -> None:
     async with serve_asgi(fake.asgi) as upstream:
         config = make_config(hf(upstream) + model("e", f'"{upstream}"'))
         async with serve_asgi(create_app(config, registry=CollectorRegistry())) as shim:
-            async with httpx.AsyncClient(timeout=5) as client:
-                async with client.stream(
-                    "POST", f"{shim}/v1/chat/completions", json={"model": "e", "messages": USER, "stream": True}
-                ) as response:
-                    async for _ in response.aiter_bytes():
-                        break
+            async with (
+                httpx.AsyncClient(timeout=5) as client,
+                client.stream(
+                    "POST",
+                    f"{shim}/v1/chat/completions",
+                    json={"model": "e", "messages": USER, "stream": True},
+                ) as response,
+            ):
+                async for _ in response.aiter_bytes():
+                    break
             for _ in range(100):
                 if fake.closed_early:
                     break
@@ -214,7 +243,9 @@ async def test_client_disconnect_before_answer_cancels_upstream_call() -> None:
         async with serve_asgi(create_app(config, registry=CollectorRegistry())) as shim:
             async with httpx.AsyncClient(timeout=0.3) as client:
                 with pytest.raises(httpx.ReadTimeout):
-                    await client.post(f"{shim}/v1/chat/completions", json={"model": "e", "messages": USER})
+                    await client.post(
+                        f"{shim}/v1/chat/completions", json={"model": "e", "messages": USER}
+                    )
             for _ in range(100):
                 if fake.disconnected:
                     break
@@ -224,14 +255,17 @@ async def test_client_disconnect_before_answer_cancels_upstream_call() -> None:
 
 async def test_upstream_drop_mid_stream_is_one_error_event() -> None:
     fake = FakeHF()
-    fake.script("/generate_stream", Reply(chunks=sse(*tgi_stream_events(["a", "b", "c"])[:2]), drop=True))
+    fake.script(
+        "/generate_stream", Reply(chunks=sse(*tgi_stream_events(["a", "b", "c"])[:2]), drop=True)
+    )
     async with serve_asgi(fake.asgi) as upstream:
         config = make_config(hf(upstream) + model("e", f'"{upstream}"'))
-        async with serve_asgi(create_app(config, registry=CollectorRegistry())) as shim:
-            async with httpx.AsyncClient(timeout=5) as client:
-                r = await client.post(
-                    f"{shim}/v1/chat/completions", json={"model": "e", "messages": USER, "stream": True}
-                )
+        app = create_app(config, registry=CollectorRegistry())
+        async with serve_asgi(app) as shim, httpx.AsyncClient(timeout=5) as client:
+            r = await client.post(
+                f"{shim}/v1/chat/completions",
+                json={"model": "e", "messages": USER, "stream": True},
+            )
     assert r.status_code == 200
     payloads = [line[6:] for line in r.text.split("\n") if line.startswith("data: ")]
     errors = [p for p in payloads if p != "[DONE]" and "error" in json.loads(p)]
@@ -244,9 +278,9 @@ async def test_connection_refused_real_socket() -> None:
 
     dead = f"http://127.0.0.1:{free_port()}"
     config = make_config(hf(dead) + model("e", f'"{dead}"', "retries = 1"))
-    async with serve_asgi(create_app(config, registry=CollectorRegistry())) as shim:
-        async with httpx.AsyncClient(timeout=5) as client:
-            r = await client.post(f"{shim}/v1/chat/completions", json={"model": "e", "messages": USER})
+    app = create_app(config, registry=CollectorRegistry())
+    async with serve_asgi(app) as shim, httpx.AsyncClient(timeout=5) as client:
+        r = await client.post(f"{shim}/v1/chat/completions", json={"model": "e", "messages": USER})
     assert r.status_code == 502
     assert r.json()["error"]["code"] == "upstream_unreachable"
 
@@ -269,9 +303,13 @@ async def test_api_keys(fake: FakeHF) -> None:
         body = {"model": "e", "messages": USER}
         r = await client.post("/v1/chat/completions", json=body)
         assert r.status_code == 401 and r.json()["error"]["code"] == "missing_api_key"
-        r = await client.post("/v1/chat/completions", json=body, headers={"authorization": "Bearer nope"})
+        r = await client.post(
+            "/v1/chat/completions", json=body, headers={"authorization": "Bearer nope"}
+        )
         assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
-        r = await client.post("/v1/chat/completions", json=body, headers={"authorization": "Bearer plain-key-1"})
+        r = await client.post(
+            "/v1/chat/completions", json=body, headers={"authorization": "Bearer plain-key-1"}
+        )
         assert r.status_code == 200
         team = {"authorization": "Bearer team-a-key"}
         r = await client.post("/v1/chat/completions", json={**body, "model": "f"}, headers=team)
@@ -290,13 +328,19 @@ async def test_api_keys(fake: FakeHF) -> None:
 
 async def test_metrics_auth(fake: FakeHF) -> None:
     server = 'metrics_auth = true\napi_keys = ["k1"]\n'
-    async with app_client(fake, make_config(hf() + model("e", f'"{FAKE}"'), server=server)) as client:
+    async with app_client(
+        fake, make_config(hf() + model("e", f'"{FAKE}"'), server=server)
+    ) as client:
         assert (await client.get("/metrics")).status_code == 401
-        assert (await client.get("/metrics", headers={"authorization": "Bearer k1"})).status_code == 200
+        assert (
+            await client.get("/metrics", headers={"authorization": "Bearer k1"})
+        ).status_code == 200
 
 
 async def test_keys_configured_but_empty_fail_closed(fake: FakeHF) -> None:
-    async with app_client(fake, make_config(hf() + model("e", f'"{FAKE}"'), server='api_keys = [""]')) as client:
+    async with app_client(
+        fake, make_config(hf() + model("e", f'"{FAKE}"'), server='api_keys = [""]')
+    ) as client:
         r = await client.get("/v1/models", headers={"authorization": "Bearer "})
         assert r.status_code == 401
 
@@ -306,12 +350,20 @@ async def test_max_concurrency_queue_full_is_429(fake: FakeHF) -> None:
         fake.script("/generate", Reply(hang=0.3, json={"generated_text": "x"}))
     models = hf() + model("e", f'"{FAKE}"', "max_concurrency = 1\nmax_queue = 1")
     body = {"model": "e", "messages": USER}
-    async with shim_server(fake, make_config(models)) as base, httpx.AsyncClient(base_url=base, timeout=10) as client:
-        results = await asyncio.gather(*(client.post("/v1/chat/completions", json=body) for _ in range(4)))
+    async with (
+        shim_server(fake, make_config(models)) as base,
+        httpx.AsyncClient(base_url=base, timeout=10) as client,
+    ):
+        results = await asyncio.gather(
+            *(client.post("/v1/chat/completions", json=body) for _ in range(4))
+        )
     statuses = sorted(r.status_code for r in results)
     # One runs, one waits in the queue, the rest are turned away at once.
     assert statuses == [200, 200, 429, 429]
-    assert results[[r.status_code for r in results].index(429)].json()["error"]["code"] == "rate_limit_exceeded"
+    assert (
+        results[[r.status_code for r in results].index(429)].json()["error"]["code"]
+        == "rate_limit_exceeded"
+    )
 
 
 async def test_limits_on_messages_n_and_max_tokens(fake: FakeHF) -> None:
@@ -321,13 +373,17 @@ async def test_limits_on_messages_n_and_max_tokens(fake: FakeHF) -> None:
         assert r.status_code == 400 and r.json()["error"]["param"] == "messages"
         r = await client.post("/v1/chat/completions", json={"model": "e", "messages": USER, "n": 3})
         assert r.status_code == 400 and r.json()["error"]["param"] == "n"
-        r = await client.post("/v1/chat/completions", json={"model": "e", "messages": USER, "max_tokens": 101})
+        r = await client.post(
+            "/v1/chat/completions", json={"model": "e", "messages": USER, "max_tokens": 101}
+        )
         assert r.status_code == 400 and r.json()["error"]["param"] == "max_tokens"
 
 
 async def test_cors(fake: FakeHF) -> None:
     server = 'cors_origins = ["http://ui.example"]'
-    async with app_client(fake, make_config(hf() + model("e", f'"{FAKE}"'), server=server)) as client:
+    async with app_client(
+        fake, make_config(hf() + model("e", f'"{FAKE}"'), server=server)
+    ) as client:
         r = await client.options(
             "/v1/chat/completions",
             headers={"origin": "http://ui.example", "access-control-request-method": "POST"},
@@ -335,7 +391,11 @@ async def test_cors(fake: FakeHF) -> None:
         assert r.status_code == 204
         assert r.headers["access-control-allow-origin"] == "http://ui.example"
         assert "authorization" in r.headers["access-control-allow-headers"]
-        r = await client.post("/v1/chat/completions", json={"model": "e", "messages": USER}, headers={"origin": "http://ui.example"})
+        r = await client.post(
+            "/v1/chat/completions",
+            json={"model": "e", "messages": USER},
+            headers={"origin": "http://ui.example"},
+        )
         assert r.headers["access-control-allow-origin"] == "http://ui.example"
         r = await client.get("/v1/models", headers={"origin": "http://evil.example"})
         assert "access-control-allow-origin" not in r.headers
@@ -344,7 +404,9 @@ async def test_cors(fake: FakeHF) -> None:
 # --- operations -------------------------------------------------------------------------------------
 
 
-async def test_reload_swaps_routes_atomically_and_rejects_bad_config(fake: FakeHF, tmp_path: Any) -> None:
+async def test_reload_swaps_routes_atomically_and_rejects_bad_config(
+    fake: FakeHF, tmp_path: Any
+) -> None:
     path = tmp_path / "c.toml"
     path.write_text(hf() + model("old", f'"{FAKE}"'))
     app = create_app(load_config(path), transport=fake.transport(), registry=CollectorRegistry())
@@ -353,7 +415,9 @@ async def test_reload_swaps_routes_atomically_and_rejects_bad_config(fake: FakeH
     services = app.state.shim
     async with AsyncTestClient(app=app) as client:
         fake.script("/generate", Reply(hang=0.3, json={"generated_text": "slow"}))
-        inflight = asyncio.create_task(client.post("/v1/chat/completions", json={"model": "old", "messages": USER}))
+        inflight = asyncio.create_task(
+            client.post("/v1/chat/completions", json={"model": "old", "messages": USER})
+        )
         await asyncio.sleep(0.05)
         path.write_text(hf() + model("new", f'"{FAKE}"'))
         assert reload_config(services)
@@ -361,11 +425,17 @@ async def test_reload_swaps_routes_atomically_and_rejects_bad_config(fake: FakeH
         assert [m["id"] for m in (await client.get("/v1/models")).json()["data"]] == ["new"]
         path.write_text("[models.broken]\ntask = 1\n")
         assert not reload_config(services)
-        assert (await client.post("/v1/chat/completions", json={"model": "new", "messages": USER})).status_code == 200
+        assert (
+            await client.post("/v1/chat/completions", json={"model": "new", "messages": USER})
+        ).status_code == 200
 
 
 async def test_ready_turns_503_while_draining(fake: FakeHF) -> None:
-    app = create_app(make_config(hf() + model("e", f'"{FAKE}"')), transport=fake.transport(), registry=CollectorRegistry())
+    app = create_app(
+        make_config(hf() + model("e", f'"{FAKE}"')),
+        transport=fake.transport(),
+        registry=CollectorRegistry(),
+    )
     from litestar.testing import AsyncTestClient
 
     async with AsyncTestClient(app=app) as client:

@@ -20,11 +20,13 @@ async def parse(*parts: bytes) -> list[bytes]:
 
 
 CASES = [
-    pytest.param([b'data:{"a":1}\n\ndata:{"a":2}\n\n'], [b'{"a":1}', b'{"a":2}'], id="no-space-tgi2"),
+    pytest.param(
+        [b'data:{"a":1}\n\ndata:{"a":2}\n\n'], [b'{"a":1}', b'{"a":2}'], id="no-space-tgi2"
+    ),
     pytest.param([b'data: {"a":1}\n\n'], [b'{"a":1}'], id="with-space"),
-    pytest.param([b'data: {"a"', b':1}\n', b'\n'], [b'{"a":1}'], id="split-across-chunks"),
+    pytest.param([b'data: {"a"', b":1}\n", b"\n"], [b'{"a":1}'], id="split-across-chunks"),
     pytest.param([b'data: {"a":1}\r\n\r\n'], [b'{"a":1}'], id="crlf"),
-    pytest.param([b': keep-alive\n\ndata: x\n\n'], [b"x"], id="comment"),
+    pytest.param([b": keep-alive\n\ndata: x\n\n"], [b"x"], id="comment"),
     pytest.param([b"event: message\nid: 3\ndata: x\n\n"], [b"x"], id="other-fields"),
     pytest.param([b"data: a\ndata: b\n\n"], [b"a\nb"], id="multi-line-data"),
     pytest.param([b"data: x\n\ndata: [DONE]\n\ndata: after\n\n"], [b"x"], id="done-stops"),

@@ -91,7 +91,10 @@ def test_inline_template_and_tojson_does_not_escape() -> None:
         bos_token="<s>",
         eos_token=None,
     )
-    assert template.render([{"role": "user", "content": "<b>&"}]) == '{"role": "user", "content": "<b>&"}'
+    assert (
+        template.render([{"role": "user", "content": "<b>&"}])
+        == '{"role": "user", "content": "<b>&"}'
+    )
 
 
 def test_template_from_file(tmp_path: Path) -> None:

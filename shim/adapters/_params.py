@@ -38,7 +38,7 @@ CHAT_IGNORED: dict[str, str] = {
     "logit_bias": "TGI and pipelines have no logit bias (TGI's type differs and 422s)",
     "verbosity": "OpenAI reasoning-model hint; not applicable",
     "reasoning_effort": "OpenAI reasoning-model hint; not applicable",
-    "modalities": "only text is served; `[\"text\"]` is the default",
+    "modalities": 'only text is served; `["text"]` is the default',
     "web_search_options": "no search tool exists upstream",
     "prediction": "predicted outputs are an OpenAI latency optimisation; safe to skip",
 }
@@ -46,7 +46,7 @@ CHAT_IGNORED: dict[str, str] = {
 #: Rejected with 400 when set (on rendered protocols).
 CHAT_REJECTED: dict[str, str] = {
     "audio": "audio output is not supported by Hugging Face text-generation backends",
-    "functions": "the deprecated `functions` API is not supported; use protocol = \"openai\"",
+    "functions": 'the deprecated `functions` API is not supported; use protocol = "openai"',
     "function_call": "the deprecated `function_call` API is not supported",
 }
 
@@ -133,7 +133,7 @@ def from_chat(req: chat.ChatCompletionRequest) -> GenerationParams:
     _reject_set(req, CHAT_REJECTED)
     if req.tools and req.tool_choice != "none":
         raise InvalidRequestError(
-            "`tools` need an upstream that calls tools itself: set protocol = \"openai\" for "
+            '`tools` need an upstream that calls tools itself: set protocol = "openai" for '
             "this model (TGI Messages API, vLLM, the HF router).",
             param="tools",
         )

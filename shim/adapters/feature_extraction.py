@@ -71,7 +71,9 @@ def to_payload(
             hf.EmbedRequest(inputs=list(batch), truncate=truncate, normalize=normalize)
         )
     if protocol == "openai":
-        return _encoder.encode({"input": batch, "model": upstream_model, "encoding_format": "float"})
+        return _encoder.encode(
+            {"input": batch, "model": upstream_model, "encoding_format": "float"}
+        )
     if batch and not isinstance(batch[0], str):
         raise InvalidRequestError(
             "Token-id input needs an upstream that accepts ids (TEI or OpenAI-style).",
@@ -99,7 +101,7 @@ def pool(tokens: list[list[float]], pooling: Pooling) -> list[float]:
         return list(tokens[0])
     if pooling == "none":
         raise invalid_response(
-            "the upstream returned token-level vectors; set `pooling = \"mean\"` or \"cls\""
+            'the upstream returned token-level vectors; set `pooling = "mean"` or "cls"'
         )
     count = len(tokens)
     return [sum(column) / count for column in zip(*tokens, strict=True)]

@@ -175,12 +175,14 @@ class Pipeline:
             decoded = _pipeline_response.decode(body)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise invalid_response(f"pipeline output: {exc}") from None
-        while isinstance(decoded, list):
-            if not decoded:
+        item: object = decoded
+        while isinstance(item, list):
+            if not item:
                 raise invalid_response("the pipeline returned an empty list")
-            decoded = decoded[0]
+            item = item[0]
+        assert isinstance(item, hf.GenerateResponse)
         # No details from a pipeline: the finish reason is decided by the caller (stop / length).
-        return Generation(text=strip_echo(decoded.generated_text, prompt), finish_reason="stop")
+        return Generation(text=strip_echo(item.generated_text, prompt), finish_reason="stop")
 
     def parse_event(self, data: bytes) -> StreamDelta:  # pragma: no cover - never streams
         raise NotImplementedError

@@ -1,1 +1,4 @@
-"""OpenAI wire types (the client side). Import submodules by name: ``from shim.openai import chat``."""
+"""OpenAI wire types (the client side).
+
+Import submodules by name: ``from shim.openai import chat``.
+"""

@@ -1,6 +1,7 @@
 """Types shared by the OpenAI endpoints: usage, models, stream options.
 
-Spec: https://github.com/openai/openai-openapi (``CompletionUsage``, ``Model``, ``ListModelsResponse``).
+Spec: https://github.com/openai/openai-openapi (``CompletionUsage``, ``Model``,
+``ListModelsResponse``).
 """
 
 from __future__ import annotations

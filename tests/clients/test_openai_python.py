@@ -28,7 +28,7 @@ from tests.clients.stack import (
     Stack,
     bounded,
 )
-from tests.fake_hf import Reply, sse
+from tests.fake_hf import TOKENS, Reply, sse
 
 MESSAGES: list[ChatCompletionMessageParam] = [
     {"role": "system", "content": "You are terse."},
@@ -122,16 +122,50 @@ async def test_chat_stream_without_usage_has_no_usage_chunk(stack: Stack) -> Non
 @bounded()
 async def test_stream_helper_accumulates(stack: Stack, model: str) -> None:
     """``chat.completions.stream()`` rebuilds the message from deltas (strict on chunk shape)."""
-    async with async_client(stack) as client:
-        async with client.chat.completions.stream(
+    async with (
+        async_client(stack) as client,
+        client.chat.completions.stream(
             model=model, messages=MESSAGES, stream_options={"include_usage": True}
-        ) as stream:
-            deltas = [e.delta async for e in stream if e.type == "content.delta"]
-            final = await stream.get_final_completion()
+        ) as stream,
+    ):
+        deltas = [e.delta async for e in stream if e.type == "content.delta"]
+        final = await stream.get_final_completion()
     assert "".join(deltas) == ANSWER
     assert final.choices[0].message.content == ANSWER
     assert final.choices[0].finish_reason == "stop"
     assert final.usage is not None
+
+
+@bounded()
+async def test_stream_helper_with_old_tgi_chunks(stack: Stack) -> None:
+    """TGI 2.0's Messages API: ``data:{`` framing, ``"object": "text_completion"`` chunks,
+    ``eos_token``, no ``[DONE]``. The SDK's helper drops chunks not named
+    ``chat.completion.chunk``, so shim must name them."""
+    base = {
+        "id": "",
+        "object": "text_completion",
+        "created": 5,
+        "model": "tgi",
+        "system_fingerprint": "2.0.4-native",
+    }
+    events = [
+        {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": token},
+                              "logprobs": None, "finish_reason": None}]}
+        for token in TOKENS
+    ]  # fmt: skip
+    events.append(
+        {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                              "logprobs": None, "finish_reason": "eos_token"}]}
+    )  # fmt: skip
+    stack.fake.script("/vllm/v1/chat/completions", Reply(chunks=sse(*events, space=False)))
+    async with (
+        async_client(stack) as client,
+        client.chat.completions.stream(model="vllm", messages=MESSAGES) as stream,
+    ):
+        final = await stream.get_final_completion()
+    assert final.choices[0].message.content == ANSWER
+    assert final.choices[0].finish_reason == "stop"
+    assert final.id.startswith("chatcmpl-")
 
 
 class Weather(BaseModel):
@@ -183,7 +217,10 @@ def _tool_call_events() -> list[bytes]:
     base = {"id": "up-1", "object": "chat.completion.chunk", "created": 5, "model": "served-name"}
     call = {"index": 0, "id": "call_1", "type": "function"}
     deltas = [
-        {"role": "assistant", "tool_calls": [{**call, "function": {"name": "get_weather", "arguments": ""}}]},
+        {
+            "role": "assistant",
+            "tool_calls": [{**call, "function": {"name": "get_weather", "arguments": ""}}],
+        },
         {"tool_calls": [{"index": 0, "function": {"arguments": '{"city": '}}]},
         {"tool_calls": [{"index": 0, "function": {"arguments": '"Paris"}'}}]},
     ]
@@ -192,7 +229,10 @@ def _tool_call_events() -> list[bytes]:
         for d in deltas
     ]
     events.append(
-        {**base, "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "tool_calls"}]}
+        {
+            **base,
+            "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "tool_calls"}],
+        }
     )
     return sse(*events, done=True)
 
@@ -276,9 +316,7 @@ async def test_embeddings_base64_default_and_float(stack: Stack, model: str) -> 
         wire = raw.http_response.json()
         assert all(isinstance(item["embedding"], str) for item in wire["data"])
         decoded = raw.parse()
-        floats = await client.embeddings.create(
-            model=model, input=inputs, encoding_format="float"
-        )
+        floats = await client.embeddings.create(model=model, input=inputs, encoding_format="float")
         single = await client.embeddings.create(model=model, input=inputs[0])
     assert decoded.model == floats.model == model
     assert [d.index for d in decoded.data] == [0, 1, 2]
@@ -324,9 +362,7 @@ async def test_models_list_and_retrieve(stack: Stack) -> None:
 @bounded()
 async def test_raw_response_headers(stack: Stack) -> None:
     async with async_client(stack) as client:
-        raw = await client.chat.completions.with_raw_response.create(
-            model="tgi", messages=MESSAGES
-        )
+        raw = await client.chat.completions.with_raw_response.create(model="tgi", messages=MESSAGES)
         mine = await client.chat.completions.with_raw_response.create(
             model="tgi", messages=MESSAGES, extra_headers={"x-request-id": "client-chosen-id"}
         )
@@ -475,16 +511,19 @@ async def test_error_inside_a_stream_raises(stack: Stack) -> None:
     first = {"index": 1, "token": {"id": 1, "text": "Hel", "logprob": -0.1, "special": False}}
     stack.fake.script(
         "/tgi/generate_stream",
-        Reply(chunks=sse(first, {"error": "Request failed during generation", "error_type": "generation"})),
+        Reply(
+            chunks=sse(
+                first, {"error": "Request failed during generation", "error_type": "generation"}
+            )
+        ),
     )
     async with async_client(stack) as client:
         stream = await client.chat.completions.create(model="tgi", messages=MESSAGES, stream=True)
-        got: list[str] = []
+        got = ""
         with pytest.raises(openai.APIError) as failed:
             async for chunk in stream:
-                if chunk.choices:
-                    got.append(chunk.choices[0].delta.content or "")
-    assert "".join(got) == "Hel"
+                got += (chunk.choices[0].delta.content or "") if chunk.choices else ""
+    assert got == "Hel"
     assert "Request failed during generation" in failed.value.message
 
 
@@ -517,9 +556,7 @@ async def test_sdk_retries_loading_503_sync_stream(stack: Stack) -> None:
 
     def run() -> str:
         with sync_client(stack, max_retries=2) as client:
-            stream = client.chat.completions.create(
-                model="loading", messages=MESSAGES, stream=True
-            )
+            stream = client.chat.completions.create(model="loading", messages=MESSAGES, stream=True)
             return "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
 
     assert await asyncio.to_thread(run) == ANSWER
