@@ -194,6 +194,8 @@ class Upstream:
         limit = route.first_token_timeout if stream else route.timeout
         endpoint.in_flight += 1
         response: httpx.Response | None = None
+        # A stream keeps counting as in flight until OpenStream.aclose().
+        keep_counting = False
         try:
             async with asyncio.timeout(limit):
                 with map_transport_errors(endpoint.display + path):
@@ -203,7 +205,6 @@ class Upstream:
                     response = await self.client.send(request, stream=True)
                     if response.status_code >= 400:
                         error_body = await response.aread()
-                        await response.aclose()
                         raise parse_upstream_error(
                             response.status_code,
                             error_body,
@@ -212,18 +213,18 @@ class Upstream:
                     if not stream:
                         await response.aread()
                         await response.aclose()
+            keep_counting = stream
         except TimeoutError:
-            if response is not None:
-                await response.aclose()
             raise UpstreamTimeoutError(
                 f"The upstream {endpoint.display} did not answer within {limit:g}s."
             ) from None
-        except BaseException:
-            endpoint.in_flight -= 1
-            raise
-        if not stream:
-            endpoint.in_flight -= 1
+        finally:
+            if not keep_counting:
+                endpoint.in_flight -= 1
+                if response is not None:
+                    await response.aclose()
         endpoint.record_success()
+        assert response is not None
         return response
 
 

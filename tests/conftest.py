@@ -101,11 +101,11 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def serve_asgi(app: Any, **options: Any) -> AsyncIterator[str]:
+async def serve_asgi(app: Any, log_level: str = "warning", **options: Any) -> AsyncIterator[str]:
     """Serve an ASGI app on a real loopback socket in this event loop; yields its base URL."""
     port = free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+        app, host="127.0.0.1", port=port, log_level=log_level, lifespan="on",
         loop="asyncio", http="httptools", interface="asgi3", **options,
     )  # fmt: skip
     server = uvicorn.Server(config)

@@ -258,7 +258,7 @@ async def test_upstream_drop_mid_stream_is_one_error_event() -> None:
     fake.script(
         "/generate_stream", Reply(chunks=sse(*tgi_stream_events(["a", "b", "c"])[:2]), drop=True)
     )
-    async with serve_asgi(fake.asgi) as upstream:
+    async with serve_asgi(fake.asgi, log_level="critical") as upstream:
         config = make_config(hf(upstream) + model("e", f'"{upstream}"'))
         app = create_app(config, registry=CollectorRegistry())
         async with serve_asgi(app) as shim, httpx.AsyncClient(timeout=5) as client:

@@ -162,13 +162,14 @@ def parse_response(
         usage = decoded.usage.prompt_tokens if decoded.usage else None
         return Embeddings([item.embedding for item in items], usage or None)
     if protocol == "tei":
-        # TEI always answers [n][dim]: the fast, typed path.
+        # TEI's /embed always answers [n][dim]: a typed decode, nothing to pool.
         try:
             vectors = _vectors.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            vectors = None
-        if vectors is not None and len(vectors) == n:
-            return Embeddings(vectors)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise invalid_response(f"TEI /embed: {exc}") from None
+        if len(vectors) != n:
+            raise invalid_response(f"{len(vectors)} embeddings for {n} inputs")
+        return Embeddings(vectors)
     try:
         value = _any.decode(body)
     except msgspec.DecodeError as exc:

@@ -1,0 +1,175 @@
+"""/v1/embeddings end to end through the app, a fake TEI / pipeline / OpenAI-style upstream."""
+
+from __future__ import annotations
+
+import base64
+import struct
+from typing import Any
+
+import pytest
+
+from tests.conftest import FAKE, app_client, make_config
+from tests.fake_hf import FakeHF, Reply, Seen, vector
+
+MODELS = f"""
+[huggingface]
+base_url = "{FAKE}"
+[models.tei]
+task = "feature-extraction"
+url = "{FAKE}/tei"
+max_batch_size = 3
+retries = 0
+[models.tei-auto]
+task = "feature-extraction"
+url = "{FAKE}/auto"
+[models.serverless]
+task = "feature-extraction"
+hf_model = "sentence-transformers/all-MiniLM-L6-v2"
+[models.oai]
+task = "feature-extraction"
+url = "{FAKE}/oai"
+protocol = "openai"
+hf_model = "BAAI/bge-small-en-v1.5"
+dimensions = true
+"""
+
+
+def decode(item: dict[str, Any]) -> list[float]:
+    raw = base64.b64decode(item["embedding"])
+    return list(struct.unpack(f"<{len(raw) // 4}f", raw))
+
+
+@pytest.fixture
+async def client(fake: FakeHF) -> Any:
+    async with app_client(fake, make_config(MODELS)) as c:
+        yield c
+
+
+async def test_batches_split_concurrently_and_reassembled_in_order(
+    client: Any, fake: FakeHF
+) -> None:
+    texts = [f"text number {i}" for i in range(8)]
+    r = await client.post("/v1/embeddings", json={"model": "tei", "input": texts})
+    assert r.status_code == 200, r.text
+    data = r.json()["data"]
+    assert [d["index"] for d in data] == list(range(8))
+    for text, item in zip(texts, data, strict=True):
+        assert item["embedding"] == pytest.approx(vector(text))
+    sent = [s.json()["inputs"] for s in fake.requests("/tei/embed")]
+    assert sorted(map(len, sent)) == [2, 3, 3]
+    assert sorted(t for batch in sent for t in batch) == sorted(texts)
+
+
+async def test_one_failed_batch_fails_the_request(client: Any, fake: FakeHF) -> None:
+    def fail_third(seen: Seen) -> Reply:
+        if "text 6" in seen.json()["inputs"]:
+            return Reply(
+                413,
+                json={
+                    "error": "Input validation error: `inputs` must have less than 512 tokens. Given: 600",
+                    "error_type": "Validation",
+                },
+            )
+        return fake.default(seen)
+
+    for _ in range(3):
+        fake.script("/tei/embed", fail_third)
+    r = await client.post(
+        "/v1/embeddings", json={"model": "tei", "input": [f"text {i}" for i in range(8)]}
+    )
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "context_length_exceeded"
+    assert "data" not in r.json()
+
+
+async def test_tei_info_sets_batch_size_at_startup(client: Any, fake: FakeHF) -> None:
+    assert len(fake.requests("/auto/info")) == 1
+    await client.post(
+        "/v1/embeddings", json={"model": "tei-auto", "input": [str(i) for i in range(9)]}
+    )
+    assert sorted(len(s.json()["inputs"]) for s in fake.requests("/auto/embed")) == [1, 4, 4]
+
+
+@pytest.mark.parametrize("model", ["tei", "serverless", "oai"])
+async def test_base64_and_float_agree(client: Any, model: str) -> None:
+    body = {"model": model, "input": ["alpha", "beta"]}
+    floats = (await client.post("/v1/embeddings", json={**body, "encoding_format": "float"})).json()
+    b64 = (await client.post("/v1/embeddings", json={**body, "encoding_format": "base64"})).json()
+    for f, b in zip(floats["data"], b64["data"], strict=True):
+        assert decode(b) == pytest.approx(f["embedding"], abs=1e-6)
+        assert sum(x * x for x in f["embedding"]) == pytest.approx(1.0, abs=1e-6)
+    assert floats["object"] == "list" and floats["model"] == model
+    assert floats["usage"]["prompt_tokens"] == floats["usage"]["total_tokens"] > 0
+    assert "completion_tokens" not in floats["usage"]
+
+
+async def test_serverless_pipeline_route_and_pooling(client: Any, fake: FakeHF) -> None:
+    r = await client.post("/v1/embeddings", json={"model": "serverless", "input": "hello"})
+    assert r.status_code == 200
+    seen = fake.requests(
+        "/hf-inference/models/sentence-transformers/all-MiniLM-L6-v2/pipeline/feature-extraction"
+    )
+    assert seen[-1].json() == {"inputs": ["hello"]}
+    # The fake answers token-level vectors: shim mean-pools all 3 tokens, then normalises.
+    tokens = [vector("hello" + str(t)) for t in range(3)]
+    mean = [sum(c) / 3 for c in zip(*tokens, strict=True)]
+    norm = sum(x * x for x in mean) ** 0.5
+    assert r.json()["data"][0]["embedding"] == pytest.approx([x / norm for x in mean])
+
+
+async def test_openai_style_upstream_and_usage(client: Any, fake: FakeHF) -> None:
+    r = await client.post("/v1/embeddings", json={"model": "oai", "input": [[1, 2, 3], [4, 5]]})
+    assert r.status_code == 200
+    sent = fake.requests("/oai/v1/embeddings")[-1].json()
+    assert sent == {
+        "input": [[1, 2, 3], [4, 5]],
+        "model": "BAAI/bge-small-en-v1.5",
+        "encoding_format": "float",
+    }
+    assert r.json()["usage"]["prompt_tokens"] == 6  # as the upstream reported
+
+
+async def test_dimensions(client: Any) -> None:
+    r = await client.post("/v1/embeddings", json={"model": "oai", "input": "x", "dimensions": 4})
+    vec = r.json()["data"][0]["embedding"]
+    assert len(vec) == 4 and sum(v * v for v in vec) == pytest.approx(1.0)
+    r = await client.post("/v1/embeddings", json={"model": "tei", "input": "x", "dimensions": 4})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "dimensions"
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"input": ""}, "input"),
+        ({"input": []}, "input"),
+        ({"input": ["a", ""]}, "input[1]"),
+        ({"input": 5}, "input"),
+        ({"input": "x", "encoding_format": "int8"}, "encoding_format"),
+    ],
+)
+async def test_bad_inputs(client: Any, body: dict[str, Any], param: str) -> None:
+    r = await client.post("/v1/embeddings", json={"model": "tei", **body})
+    assert r.status_code == 400
+    assert r.json()["error"]["param"] == param
+
+
+async def test_token_ids_rejected_where_unsupported(client: Any) -> None:
+    r = await client.post("/v1/embeddings", json={"model": "serverless", "input": [1, 2]})
+    assert r.status_code == 400 and "Token-id" in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("reply", "status"),
+    [
+        (Reply(422, json={"message": "bad", "code": 422, "type": "Validation"}), 400),
+        (Reply(424, json={"error": "Backend error", "error_type": "Backend"}), 502),
+        (Reply(503, json={"error": "Model x is currently loading", "estimated_time": 0.01}), 200),
+        (Reply(200, json=[["not", "numbers"]]), 502),
+        (Reply(200, json=[[1.0], [2.0]]), 502),
+    ],
+    ids=["tei-openai-validation", "backend", "loading-then-ok", "strings", "count-mismatch"],
+)
+async def test_upstream_errors(client: Any, fake: FakeHF, reply: Reply, status: int) -> None:
+    fake.script("/tei/embed", reply)
+    r = await client.post("/v1/embeddings", json={"model": "tei", "input": "x"})
+    assert r.status_code == status, r.text
