@@ -87,6 +87,8 @@ def error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[
         headers["retry-after"] = str(max(1, round(error.retry_after)))
     ctx = context_of(request.scope)
     if isinstance(error, UpstreamError):
+        model = ctx.model if ctx is not None else "unknown"
+        log.warning("%s: upstream error (%s): %s", model, error.reason, error.message)
         if ctx is not None:
             ctx.error_reason = error.reason
         if error.status_code in (502, 504) and (error.exhausted or not error.retryable):
@@ -123,6 +125,8 @@ async def ready(state: State, upstreams: int = 0) -> Response[bytes]:
 @get("/metrics")
 async def metrics(state: State) -> Response[bytes]:
     services: Services = state.shim
+    if not services.metrics.enabled:
+        raise NotFoundError("Metrics are disabled (`[server] metrics = false`).")
     body, content_type = services.metrics.render()
     return Response(body, media_type=content_type)
 
@@ -282,6 +286,7 @@ def create_app(
     metrics_ = Metrics(
         registry if registry is not None else CollectorRegistry(),
         key_label=config.server.metrics_key_label,
+        enabled=config.server.metrics,
     )
     services = Services(
         config=config,

@@ -60,6 +60,8 @@ class ServerConfig(_Base):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # Sensitive: prompt and answer text in the per-request log line.
     log_bodies: bool = False
+    # false: no /metrics and nothing recorded (to measure what metrics cost).
+    metrics: bool = True
     metrics_auth: bool = False
     # Adds a `key` label (the key's name, never the key) to shim_requests_total.
     metrics_key_label: bool = False

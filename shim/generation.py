@@ -5,6 +5,7 @@ results from the adapter, OpenAI response or SSE stream out.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from shim.routing import GenerationAdapter, Route
 from shim.streaming import DONE, STREAM_HEADERS, encode_event, iter_sse_data
 from shim.upstream import OpenStream, Upstream
 
+log = logging.getLogger("shim.upstream")
 _encoder = msgspec.json.Encoder()
 JSON = "application/json"
 SSE = "text/event-stream"
@@ -242,6 +244,7 @@ async def _relay(
         reason = exc.reason if isinstance(exc, UpstreamError) else "invalid_response"
         ctx.error_reason = reason
         metrics.upstream_error(model, reason)
+        log.warning("%s: stream ended by an upstream error (%s): %s", model, reason, exc.message)
         yield encode_event(_encoder.encode(exc.body()))
         yield DONE
     except asyncio.CancelledError:

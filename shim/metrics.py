@@ -39,7 +39,10 @@ OVERHEAD_BUCKETS = (
 
 
 class Metrics:
-    def __init__(self, registry: CollectorRegistry, *, key_label: bool = False) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, *, key_label: bool = False, enabled: bool = True
+    ) -> None:
+        self.enabled = enabled
         # `_created` series double the output and no dashboard uses them.
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = registry
@@ -98,9 +101,12 @@ class Metrics:
 
     def start(self, ctx: RequestContext) -> None:
         """Called once the request is routed to a model."""
-        self._child(self.in_flight, ctx.model).inc()
+        if self.enabled:
+            self._child(self.in_flight, ctx.model).inc()
 
     def finish(self, ctx: RequestContext, now: float, *, routed: bool) -> None:
+        if not self.enabled:
+            return
         model, endpoint = ctx.model, ctx.endpoint
         if routed:
             self._child(self.in_flight, model).dec()
@@ -118,13 +124,16 @@ class Metrics:
             self._child(self.tokens, model, "completion").inc(ctx.completion_tokens)
 
     def first_token(self, model: str, seconds: float) -> None:
-        self._child(self.ttft, model).observe(seconds)
+        if self.enabled:
+            self._child(self.ttft, model).observe(seconds)
 
     def inter_token(self, model: str, seconds: float) -> None:
-        self._child(self.tpot, model).observe(seconds)
+        if self.enabled:
+            self._child(self.tpot, model).observe(seconds)
 
     def upstream_error(self, model: str, reason: str) -> None:
-        self._child(self.upstream_errors, model, reason).inc()
+        if self.enabled:
+            self._child(self.upstream_errors, model, reason).inc()
 
     def render(self) -> tuple[bytes, str]:
         if self.multiprocess:

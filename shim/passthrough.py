@@ -7,6 +7,7 @@ one-message chat and the answer turned back into a completion.
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -24,6 +25,7 @@ from shim.routing import Route
 from shim.streaming import DONE, STREAM_HEADERS, encode_event, iter_sse_data
 from shim.upstream import OpenStream, Upstream
 
+log = logging.getLogger("shim.upstream")
 Kind = Literal["chat", "completions"]
 
 
@@ -161,6 +163,7 @@ async def _relay(
         reason = exc.reason if isinstance(exc, UpstreamError) else "invalid_response"
         ctx.error_reason = reason
         metrics.upstream_error(model, reason)
+        log.warning("%s: stream ended by an upstream error (%s): %s", model, reason, exc.message)
         yield error_event(exc)
         yield DONE
     except asyncio.CancelledError:

@@ -160,3 +160,33 @@ def test_json_formatter_emits_one_json_object() -> None:
     record.fields = {"status": 200}
     line = JSONFormatter().format(record)
     assert json.loads(line)["status"] == 200
+
+
+async def test_promtool_accepts_metrics(fake: FakeHF) -> None:
+    import shutil
+    import subprocess
+
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (Debian package `prometheus`; .ci/run installs it)")
+    async with app_client(fake) as client:
+        await client.post("/v1/chat/completions", json={"model": "tgi", "messages": USER})
+        text = (await client.get("/metrics")).text
+    result = subprocess.run(
+        [promtool, "check", "metrics"],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    # promtool lints naming too; only errors (not lint warnings about e.g. counters) fail.
+    assert result.returncode in (0, 3) or "error" not in result.stderr.lower(), result.stderr
+
+
+async def test_metrics_can_be_disabled(fake: FakeHF) -> None:
+    registry = CollectorRegistry()
+    async with app_client(fake, make_config(server="metrics = false"), registry) as client:
+        await client.post("/v1/chat/completions", json={"model": "tgi", "messages": USER})
+        assert (await client.get("/metrics")).status_code == 404
+    assert value(registry, "shim_requests_total", model="tgi", endpoint="chat", status="200") == 0

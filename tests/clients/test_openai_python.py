@@ -275,6 +275,9 @@ async def test_tool_calls_through_openai_upstream(stack: Stack) -> None:
         assert call.function.name == "get_weather"
         assert json.loads(call.function.arguments) == {"city": "Paris"}
     assert final.model == "vllm"
+    # The helper parsed the arguments it accumulated from the deltas (strict tool).
+    [streamed_call] = final.choices[0].message.tool_calls or []
+    assert streamed_call.function.parsed_arguments == {"city": "Paris"}
     sent = stack.fake.requests("/vllm/v1/chat/completions")[0].json()
     assert sent["model"] == "served-name"
     assert sent["tools"] == TOOLS

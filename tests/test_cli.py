@@ -1,0 +1,145 @@
+"""`shim serve` as a user runs it: the example config serves /v1/models as-is; several workers
+share their metrics; SIGTERM drains and exits cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import free_port, serve_asgi
+from tests.fake_hf import FakeHF
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextlib.contextmanager
+def shim_process(config: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "shim",
+            "serve",
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+            *args,
+        ],
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise AssertionError(process.stdout.read().decode() if process.stdout else "exited")
+            try:
+                if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError("shim did not become ready in 30 s")
+        yield base
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+
+
+def test_example_config_serves_models_without_any_token() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "MY_ENDPOINT_TOKEN")}
+    with shim_process(ROOT / "config.example.toml", env=env) as base:
+        r = httpx.get(f"{base}/v1/models", timeout=5)
+        assert r.status_code == 200
+        assert {m["id"] for m in r.json()["data"]} == {
+            "llama-3.1-8b",
+            "my-endpoint",
+            "flan-t5",
+            "bge-small",
+        }
+        assert httpx.get(f"{base}/health", timeout=5).json() == {"status": "ok"}
+
+
+@contextlib.asynccontextmanager
+async def _fake() -> AsyncIterator[str]:
+    async with serve_asgi(FakeHF().asgi) as url:
+        yield url
+
+
+async def test_workers_share_metrics_and_sigterm_drains(tmp_path: Path) -> None:
+    async with _fake() as upstream:
+        config = tmp_path / "shim.toml"
+        config.write_text(
+            f'[models.m]\ntask = "text-generation"\nurl = "{upstream}"\nchat_template = "chatml"\n'
+        )
+        port = free_port()
+        temp = Path(os.environ.get("TMPDIR", "/tmp"))
+        before = set(temp.glob("shim-metrics-*"))
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "shim", "serve", "--config", str(config),
+            "--port", str(port), "--workers", "2",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        base = f"http://127.0.0.1:{port}"
+        try:
+            async with httpx.AsyncClient(base_url=base, timeout=5) as client:
+                for _ in range(300):
+                    with contextlib.suppress(httpx.TransportError):
+                        if (await client.get("/ready")).status_code == 200:
+                            break
+                    await asyncio.sleep(0.1)
+                body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+                # New connections spread over both workers.
+                for _ in range(20):
+                    async with httpx.AsyncClient(base_url=base, timeout=5) as fresh:
+                        assert (
+                            await fresh.post("/v1/chat/completions", json=body)
+                        ).status_code == 200
+                text = (await client.get("/metrics")).text
+            line = next(
+                ln for ln in text.splitlines()
+                if ln.startswith('shim_requests_total{endpoint="chat",model="m",status="200"}')
+            )  # fmt: skip
+            assert float(line.rsplit(" ", 1)[1]) == 20
+            metric_dirs = set(temp.glob("shim-metrics-*")) - before
+            assert metric_dirs, "the multiprocess directory exists while serving"
+        finally:
+            process.send_signal(signal.SIGTERM)
+            output = (await asyncio.wait_for(process.communicate(), 30))[0].decode()
+        assert process.returncode == 0, output
+        assert "Traceback" not in output
+        assert not [p for p in metric_dirs if p.exists()], "the multiprocess directory is removed"
+
+
+@pytest.mark.parametrize("argv", [["serve"], ["check"]])
+def test_missing_config_is_a_clear_error(argv: list[str]) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "SHIM_CONFIG"}
+    result = subprocess.run(
+        [sys.executable, "-m", "shim", *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "no config" in result.stderr
