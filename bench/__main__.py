@@ -8,6 +8,7 @@ writes ``bench/results/<date>.json``, ``<date>.md`` and ``<date>.png``. See benc
 from __future__ import annotations
 
 import argparse
+import gzip
 import platform
 import subprocess
 import sys
@@ -39,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--shim-log-level", default="info", help="shim's [server] log_level")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     parser.add_argument("--name", help="results file stem (default: today's date)")
+    parser.add_argument("--quiet-wait", type=float, default=5.0,
+                        help="seconds to wait for other processes to calm down per run (5)")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
     return parser
 
@@ -130,8 +133,8 @@ def _profile(
 
         if profiling.record(spy, target.proc.pid, seconds=seconds, output=raw, during=load):
             summary = profiling.summarize(raw)
-            kept = out / f"{name}-profile-{scenario.id}.txt"
-            kept.write_text(raw.read_text())
+            kept = out / f"{name}-profile-{scenario.id}.txt.gz"
+            kept.write_bytes(gzip.compress(raw.read_bytes()))
             summary["collapsed_stacks"] = kept.name
             summaries[scenario.id] = summary
     return summaries
@@ -193,7 +196,10 @@ def _run(
     if args.compare == "litellm" and litellm is None:
         results["litellm_error"] = "LiteLLM could not be installed"
     fake, ports = servers.start_fake(work, token_delay_ms=args.token_delay_ms)
-    bench = Bench(wrk=wrk, work_dir=work, duration=args.duration, warmup=args.warmup, fake=fake)
+    bench = Bench(
+        wrk=wrk, work_dir=work, duration=args.duration, warmup=args.warmup, fake=fake,
+        quiet_wait=args.quiet_wait,
+    )  # fmt: skip
     direct = Target(key="direct", label="direct (fake upstream)", kind="direct", fake_ports=ports)
     _run_target(bench, direct, scenarios, results)
     shim_config = configs.write(

@@ -349,6 +349,96 @@ async def run_fanout(
     )
 
 
+# --- sequential overhead, interleaved --------------------------------------------------------
+
+
+@dataclass
+class InterleavedResult:
+    """Per round, p50 and p99 (ms) of the target and of the direct call; the overhead is the
+    median over rounds of (target - direct), the method for sub-millisecond differences."""
+
+    rounds: int
+    per_round: int
+    target_p50: list[float]
+    direct_p50: list[float]
+    target_p99: list[float]
+    direct_p99: list[float]
+
+    @staticmethod
+    def _median(values: list[float]) -> float:
+        ordered = sorted(values)
+        mid = len(ordered) // 2
+        if not ordered:
+            return float("nan")
+        return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+    def overhead(self, q: str) -> float:
+        target, direct = (
+            (self.target_p50, self.direct_p50) if q == "p50" else (self.target_p99, self.direct_p99)
+        )
+        return self._median([t - d for t, d in zip(target, direct, strict=True)])
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "rounds": self.rounds,
+            "per_round": self.per_round,
+            "overhead_p50_ms": round(self.overhead("p50"), 4),
+            "overhead_p99_ms": round(self.overhead("p99"), 4),
+            "target_p50_ms": round(self._median(self.target_p50), 4),
+            "direct_p50_ms": round(self._median(self.direct_p50), 4),
+            "target_p99_ms": round(self._median(self.target_p99), 4),
+            "direct_p99_ms": round(self._median(self.direct_p99), 4),
+        }
+
+
+async def run_interleaved(
+    target: tuple[str, int, bytes],
+    direct: tuple[str, int, bytes],
+    *,
+    rounds: int = 7,
+    per_round: int = 200,
+    warmup: int = 50,
+    max_seconds: float = 30.0,
+) -> InterleavedResult:
+    """Rounds of ``per_round`` sequential requests to the direct call and to the target, in
+    alternating order, on one keep-alive connection each; bounded by ``max_seconds``."""
+    result = InterleavedResult(0, per_round, [], [], [], [])
+    conns = {
+        "target": await Connection.open(target[0], target[1]),
+        "direct": await Connection.open(direct[0], direct[1]),
+    }
+    raws = {"target": target[2], "direct": direct[2]}
+    deadline = time.perf_counter() + max_seconds
+
+    async def series(which: str, count: int) -> Percentiles:
+        times = []
+        for _ in range(count):
+            sample = await conns[which].request(raws[which])
+            if sample.status >= 400:
+                raise ConnectionError(f"{which} answered {sample.status}")
+            times.append(sample.seconds * 1000)
+        return percentiles(times)
+
+    try:
+        async with asyncio.timeout(max_seconds + 30):
+            await series("direct", warmup)
+            await series("target", warmup)
+            for i in range(rounds):
+                if time.perf_counter() > deadline:
+                    break
+                order = ("direct", "target") if i % 2 == 0 else ("target", "direct")
+                got = {which: await series(which, per_round) for which in order}
+                result.target_p50.append(got["target"].p50)
+                result.target_p99.append(got["target"].p99)
+                result.direct_p50.append(got["direct"].p50)
+                result.direct_p99.append(got["direct"].p99)
+                result.rounds += 1
+    finally:
+        for conn in conns.values():
+            conn.close()
+    return result
+
+
 # --- fallback closed-loop generator -----------------------------------------------------------
 
 

@@ -132,6 +132,33 @@ def cpu_seconds(pids: Iterable[int]) -> float:
     return ticks / CLOCK_TICKS
 
 
+def machine_busy_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, all cores (``/proc/stat``)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    user, nice, system, idle, iowait, irq, softirq, steal = fields
+    busy = user + nice + system + irq + softirq + steal
+    return busy / CLOCK_TICKS, (busy + idle + iowait) / CLOCK_TICKS
+
+
+def wait_for_quiet(own_pids: Iterable[int], *, limit: float, max_wait: float) -> float:
+    """Wait (up to ``max_wait`` s) until other processes use under ``limit`` cores; returns
+    the last reading, in cores."""
+    pids = list(own_pids)
+    deadline = time.monotonic() + max_wait
+    while True:
+        busy0, mine0 = machine_busy_seconds()[0], cpu_seconds(pids) + _self_cpu()
+        time.sleep(0.5)
+        busy1, mine1 = machine_busy_seconds()[0], cpu_seconds(pids) + _self_cpu()
+        others = max(0.0, (busy1 - busy0) - (mine1 - mine0)) / 0.5
+        if others < limit or time.monotonic() >= deadline:
+            return others
+
+
+def _self_cpu() -> float:
+    usage = os.times()
+    return usage.user + usage.system
+
+
 def memory_kb(pid: int, field: str = "VmRSS") -> int:
     """A ``/proc/<pid>/status`` memory field (VmRSS, VmHWM) in kB; 0 if the process is gone."""
     try:

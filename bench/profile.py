@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
+#: The event loop's frame: frames above it (uvicorn's and shim's startup) are on every stack;
+#: its self time is uvloop's C code (polling, socket reads and writes).
+LOOP_FRAME = "Runner.run (asyncio/runners.py)"
 
 
 def record(
@@ -24,7 +27,7 @@ def record(
     """Sample ``pid`` for ``seconds`` while ``during()`` puts load on it; False on failure."""
     argv = [
         str(py_spy), "record", "--pid", str(pid), "--duration", str(round(seconds)),
-        "--rate", "200", "--format", "raw", "--output", str(output), "--nonblocking",
+        "--rate", "250", "--format", "raw", "--output", str(output),
     ]  # fmt: skip
     spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -75,10 +78,17 @@ def summarize(raw_file: Path, *, top: int = 15) -> dict[str, Any]:
         if not frames:
             continue
         total += count
-        func, file = frames[-1]
-        self_samples[f"{func} ({file})"] += count
-        packages[_package(file)] += count
-        for name in {f"{fn} ({fl})" for fn, fl in frames}:
+        names = [f"{fn} ({fl})" for fn, fl in frames]
+        if LOOP_FRAME in names:
+            names = names[names.index(LOOP_FRAME) :]
+        leaf = names[-1]
+        if leaf == LOOP_FRAME:
+            leaf = "event loop: uvloop C code, syscalls (Runner.run)"
+            packages["uvloop (C)"] += count
+        else:
+            packages[_package(frames[-1][1])] += count
+        self_samples[leaf] += count
+        for name in set(names[1:]):
             inclusive[name] += count
 
     def ranked(counter: Counter[str]) -> list[dict[str, Any]]:

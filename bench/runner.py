@@ -72,6 +72,8 @@ class Bench:
     duration: float
     warmup: float
     fake: procs.Proc
+    # Before each scenario, wait up to this long for other processes to calm down.
+    quiet_wait: float = 5.0
 
 
 def _cpu_now(target: Target, bench: Bench) -> dict[str, float]:
@@ -81,6 +83,7 @@ def _cpu_now(target: Target, bench: Bench) -> dict[str, float]:
         "target": procs.cpu_seconds(target.pids()),
         "fake": procs.cpu_seconds([bench.fake.pid]),
         "loadgen": children.ru_utime + children.ru_stime + own.ru_utime + own.ru_stime,
+        "machine": procs.machine_busy_seconds()[0],
     }
 
 
@@ -215,6 +218,9 @@ def run_scenario(bench: Bench, target: Target, scenario: Scenario) -> dict[str, 
         return {"status": "n/a", "note": reason}
     _warmup(bench, scenario, port, path, body)
     pids = target.pids()
+    background = procs.wait_for_quiet(
+        [*pids, bench.fake.pid], limit=0.25, max_wait=bench.quiet_wait
+    )
     metrics_before = _scrape(target)
     procs.reset_peak_rss(pids)
     cpu_before = _cpu_now(target, bench)
@@ -234,6 +240,9 @@ def run_scenario(bench: Bench, target: Target, scenario: Scenario) -> dict[str, 
     rss = _rss_mb(pids, "VmRSS")
     metrics_after = _scrape(target)
     cpu = {k: cpu_after[k] - cpu_before[k] for k in cpu_after}
+    machine = cpu.pop("machine")
+    # CPU used by processes that are not part of the benchmark (other work on the machine).
+    cpu["other"] = max(0.0, machine - sum(cpu.values()))
     requests = max(result.requests, 1)
     out: dict[str, Any] = {
         "status": "ok",
@@ -243,14 +252,40 @@ def run_scenario(bench: Bench, target: Target, scenario: Scenario) -> dict[str, 
         "cpu_util": {k: round(v / wall, 3) for k, v in cpu.items()},
         "peak_rss_mb": round(peak_rss, 1) if pids else None,
         "rss_mb": round(rss, 1) if pids else None,
+        "background_cores_before": round(background, 2),
     }
     overhead = _overhead(metrics_before, metrics_after, scenario)
     if overhead is not None:
         out["overhead_metric"] = {k: round(v, 4) for k, v in overhead.items()}
     if scenario.id.startswith("stream"):
         out["tokens_per_second"] = round(result.rps * scenario.tokens, 1)
+    if scenario.interleaved and target.kind != "direct":
+        out["interleaved"] = _interleaved(target, scenario)
     _print_line(result, out)
     return out
+
+
+def _interleaved(target: Target, scenario: Scenario) -> dict[str, Any] | None:
+    """Sequential overhead against the call this target makes upstream, in alternating rounds."""
+    baseline = scenario.direct if target.kind == "shim" else scenario.peer_direct
+    if baseline is None:
+        return None
+    fake_port = target.fake_ports[baseline.port]
+    try:
+        result = run_async(
+            load.run_interleaved(
+                (HOST, target.port, load.build_request(HOST, target.port, scenario.path, scenario.body)),
+                (HOST, fake_port, load.build_request(HOST, fake_port, baseline.path, baseline.body)),
+            )
+        )
+    except (OSError, TimeoutError) as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    data = result.to_dict()
+    print(
+        f"    interleaved: overhead p50 {data['overhead_p50_ms']:.3f} ms, "
+        f"p99 {data['overhead_p99_ms']:.3f} ms ({result.rounds} rounds)"
+    )
+    return data
 
 
 def _print_line(result: LoadResult, out: dict[str, Any]) -> None:

@@ -81,6 +81,10 @@ class Scenario:
     tokens: int = 0
     # Overrides the run's --duration (the stream scenario needs a few full streams).
     duration: float | None = None
+    # Also measure sequential overhead in interleaved rounds (target vs its direct call).
+    interleaved: bool = False
+    # The upstream call LiteLLM makes for this request (its baseline for interleaving).
+    peer_direct: Direct | None = None
     note: str = ""
 
 
@@ -104,6 +108,8 @@ def all_scenarios(*, stream_concurrency: int = 1000, stream_tokens: int = 50) ->
             endpoint="chat",
             direct=Direct("fast", "/generate", _tgi_body(16)),
             tokens=16,
+            interleaved=True,
+            peer_direct=Direct("fast", "/v1/chat/completions", _chat_body("tgi-chat", 16)),
         ),
         Scenario(
             id="chat_c32",

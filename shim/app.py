@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import secrets
 import signal
 import time
@@ -187,7 +188,7 @@ class ShimMiddleware:
         scope.setdefault("state", {})[SCOPE_KEY] = ctx
         origin = self._allowed_origin(scope)
         if origin is not None and scope["method"] == "OPTIONS":
-            await _preflight(send, origin, ctx)
+            await _preflight(send, origin, ctx, _header(scope, b"access-control-request-headers"))
             return
 
         async def send_wrapper(message: Any) -> None:
@@ -253,14 +254,26 @@ _ALLOWED_HEADERS = ", ".join(
 ).encode()  # fmt: skip
 
 
-async def _preflight(send: Any, origin: bytes, ctx: RequestContext) -> None:
+# A plain list of header names, as browsers send in Access-Control-Request-Headers.
+_HEADER_NAMES = re.compile(rb"[A-Za-z0-9_\-]+(?:[ \t]*,[ \t]*[A-Za-z0-9_\-]+)*")
+
+
+async def _preflight(
+    send: Any, origin: bytes, ctx: RequestContext, requested: bytes | None
+) -> None:
     ctx.status = 204
+    allowed = _ALLOWED_HEADERS
+    # Also allow what this preflight asks for: SDKs add headers of their own over time (the
+    # openai JS SDK's `.stream()` sends X-Stainless-Helper-Method), and the origin allow-list,
+    # not the header list, is what guards a bearer-key API.
+    if requested and len(requested) <= 1024 and _HEADER_NAMES.fullmatch(requested):
+        allowed += b", " + requested.lower()
     headers = [
         (b"access-control-allow-origin", origin),
         (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
-        (b"access-control-allow-headers", _ALLOWED_HEADERS),
+        (b"access-control-allow-headers", allowed),
         (b"access-control-max-age", b"600"),
-        (b"vary", b"Origin"),
+        (b"vary", b"Origin, Access-Control-Request-Headers"),
     ]
     await send({"type": "http.response.start", "status": 204, "headers": headers})
     await send({"type": "http.response.body", "body": b""})

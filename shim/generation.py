@@ -19,12 +19,12 @@ from shim.adapters._params import GenerationParams
 from shim.adapters._result import Generation, StreamDelta
 from shim.adapters._stop import StopScanner, truncate_at_stop
 from shim.context import RequestContext
-from shim.errors import ShimError, UpstreamError, UpstreamTimeoutError, invalid_response
+from shim.errors import ShimError, UpstreamError
 from shim.formats import Format, estimate_tokens
 from shim.metrics import Metrics
 from shim.openai.common import Usage
 from shim.routing import GenerationAdapter, Route
-from shim.streaming import DONE, STREAM_HEADERS, encode_event, iter_sse_data
+from shim.streaming import DONE, STREAM_HEADERS, encode_event
 from shim.upstream import OpenStream, Upstream
 
 log = logging.getLogger("shim.upstream")
@@ -158,23 +158,14 @@ async def _open_stream(
     assert adapter.stream_path is not None
     prompt = job.prompts[0]
     stream = await upstream.open_stream(route, adapter.stream_path, _payload(job, prompt), ctx)
-    events = iter_sse_data(stream.iter_bytes())
+    first = await stream.first_event(route.first_token_timeout)
     try:
-        async with asyncio.timeout(route.first_token_timeout):
-            first = await anext(events, None)
-        if first is None:
-            raise invalid_response("the stream ended before any event")
         delta = adapter.parse_event(first)
-    except TimeoutError:
-        await stream.aclose()
-        raise UpstreamTimeoutError(
-            f"No first token from the upstream within {route.first_token_timeout:g}s."
-        ) from None
     except BaseException:
         await stream.aclose()
         raise
     return Stream(
-        _relay(job, stream, events, delta, metrics, ctx, prompt),
+        _relay(job, stream, delta, metrics, ctx, prompt),
         media_type=SSE,
         headers=STREAM_HEADERS,
     )
@@ -183,13 +174,13 @@ async def _open_stream(
 async def _relay(
     job: Job,
     stream: OpenStream,
-    events: AsyncIterator[bytes],
     delta: StreamDelta,
     metrics: Metrics,
     ctx: RequestContext,
     prompt: str,
 ) -> AsyncIterator[bytes]:
     fmt, adapter, model = job.fmt, job.adapter, ctx.model
+    events = stream.events()
     logprobs = job.params.logprobs
     scanner = StopScanner([*job.params.stop, *job.route.stops])
     finish: str | None = None
@@ -241,11 +232,7 @@ async def _relay(
             yield encode_event(fmt.usage(usage))
         yield DONE
     except ShimError as exc:
-        reason = exc.reason if isinstance(exc, UpstreamError) else "invalid_response"
-        ctx.error_reason = reason
-        metrics.upstream_error(model, reason)
-        log.warning("%s: stream ended by an upstream error (%s): %s", model, reason, exc.message)
-        yield encode_event(_encoder.encode(exc.body()))
+        yield stream_failure(exc, metrics, ctx)
         yield DONE
     except asyncio.CancelledError:
         ctx.status = 499
@@ -254,5 +241,10 @@ async def _relay(
         await stream.aclose()
 
 
-def error_event(exc: ShimError) -> bytes:
+def stream_failure(exc: ShimError, metrics: Metrics, ctx: RequestContext) -> bytes:
+    """A failure after the first byte: counted, logged, and sent as one SSE error event."""
+    reason = exc.reason if isinstance(exc, UpstreamError) else "invalid_response"
+    ctx.error_reason = reason
+    metrics.upstream_error(ctx.model, reason)
+    log.warning("%s: stream ended by an upstream error (%s): %s", ctx.model, reason, exc.message)
     return encode_event(_encoder.encode(exc.body()))

@@ -164,6 +164,37 @@ def _check_limits(route: Route, params: _params.GenerationParams, messages: int)
         )
 
 
+def _passthrough(
+    services: Services, ctx: RequestContext, body: bytes, kind: passthrough.Kind
+) -> Callable[[Route], Awaitable[Response[Any]]]:
+    """Serving on an ``openai`` upstream: the request as the client sent it (decoded once)."""
+    raw: dict[str, Any] | None = None
+
+    async def serve(route: Route) -> Response[Any]:
+        nonlocal raw
+        if raw is None:
+            raw = decode(_raw_request, body)
+        return await passthrough.respond(
+            services.upstream, services.metrics, route, raw, ctx, kind=kind
+        )
+
+    return serve
+
+
+def _chat_prompt(route: Route, req: chat.ChatCompletionRequest) -> str:
+    if route.template is not None:
+        return _prompt.render(route.template, req.messages)
+    if route.task == "text2text-generation":
+        return _prompt.render_plain(req.messages)
+    raise InvalidRequestError(
+        f"The model `{route.name}` has no chat template. Set `chat_template` in its config (a "
+        "built-in such as chatml, llama-3, mistral; inline Jinja; or a file), or use "
+        "/v1/completions with a ready prompt.",
+        param="messages",
+        code="chat_template_missing",
+    )
+
+
 @post("/v1/chat/completions", status_code=200)
 async def chat_completions(request: Request[Any, Any, Any], state: State) -> Response[Any]:
     services, ctx = services_of(state), context_of(request.scope)
@@ -172,47 +203,44 @@ async def chat_completions(request: Request[Any, Any, Any], state: State) -> Res
     req = decode(_chat_request, body)
     route = services.router.for_task(req.model, *GENERATION_TASKS, endpoint="/v1/chat/completions")
     begin(services, ctx, route)
-    if route.protocol == "openai":
-        raw = decode(_raw_request, body)
+    openai_upstream = _passthrough(services, ctx, body, "chat")
+    include_usage = bool(req.stream_options and req.stream_options.include_usage)
 
-        async def serve_passthrough(current: Route) -> Response[Any]:
-            return await passthrough.respond(
-                services.upstream, services.metrics, current, raw, ctx, kind="chat"
-            )
-
-        return await serve_with_fallbacks(request, services, ctx, route, serve_passthrough)
-    params = _params.from_chat(req)
-    _check_limits(route, params, len(req.messages))
-    stream = bool(req.stream)
-    if stream and params.n > 1:
-        raise InvalidRequestError("Streaming with `n` > 1 is not supported here.", param="n")
-
-    async def serve_rendered(current: Route) -> Response[Any]:
+    async def serve(current: Route) -> Response[Any]:
+        if current.protocol == "openai":
+            return await openai_upstream(current)
         assert current.adapter is not None
-        if current.template is not None:
-            prompt = _prompt.render(current.template, req.messages)
-        elif current.task == "text2text-generation":
-            prompt = _prompt.render_plain(req.messages)
-        else:
-            raise InvalidRequestError(
-                f"The model `{current.name}` has no chat template. Set `chat_template` in its "
-                "config (a built-in such as chatml, llama-3, mistral; inline Jinja; or a file), "
-                "or use /v1/completions with a ready prompt.",
-                param="messages",
-                code="chat_template_missing",
-            )
+        params = _params.from_chat(req)
+        _check_limits(current, params, len(req.messages))
+        if req.stream and params.n > 1:
+            raise InvalidRequestError("Streaming with `n` > 1 is not supported here.", param="n")
         job = generation.Job(
             route=current,
             adapter=current.adapter,
             params=params,
-            prompts=[prompt],
+            prompts=[_chat_prompt(current, req)],
             fmt=ChatFormat(current.name),
-            stream=stream,
-            include_usage=bool(req.stream_options and req.stream_options.include_usage),
+            stream=bool(req.stream),
+            include_usage=include_usage,
         )
         return await generation.respond(services.upstream, services.metrics, job, ctx)
 
-    return await serve_with_fallbacks(request, services, ctx, route, serve_rendered)
+    return await serve_with_fallbacks(request, services, ctx, route, serve)
+
+
+def _prompts(req: completions.CompletionRequest) -> list[str]:
+    prompt = req.prompt
+    if isinstance(prompt, str):
+        return [prompt]
+    prompts = [p for p in prompt if isinstance(p, str)]
+    if len(prompts) != len(prompt):
+        raise InvalidRequestError(
+            'Token-id prompts need an upstream that accepts ids: set protocol = "openai".',
+            param="prompt",
+        )
+    if not prompts:
+        raise InvalidRequestError("`prompt` must not be empty.", param="prompt")
+    return prompts
 
 
 @post("/v1/completions", status_code=200)
@@ -223,52 +251,35 @@ async def text_completions(request: Request[Any, Any, Any], state: State) -> Res
     req = decode(_completion_request, body)
     route = services.router.for_task(req.model, *GENERATION_TASKS, endpoint="/v1/completions")
     begin(services, ctx, route)
-    if route.protocol == "openai":
-        raw = decode(_raw_request, body)
+    openai_upstream = _passthrough(services, ctx, body, "completions")
+    include_usage = bool(req.stream_options and req.stream_options.include_usage)
 
-        async def serve_passthrough(current: Route) -> Response[Any]:
-            return await passthrough.respond(
-                services.upstream, services.metrics, current, raw, ctx, kind="completions"
-            )
-
-        return await serve_with_fallbacks(request, services, ctx, route, serve_passthrough)
-    params = _params.from_completion(req)
-    if params.max_tokens is None and route.default_max_tokens is None:
-        params.max_tokens = _params.COMPLETIONS_DEFAULT_MAX_TOKENS
-    prompt = req.prompt
-    if isinstance(prompt, str):
-        prompts = [prompt]
-    elif all(isinstance(p, str) for p in prompt):
-        prompts = [p for p in prompt if isinstance(p, str)]
-    else:
-        raise InvalidRequestError(
-            'Token-id prompts need an upstream that accepts ids: set protocol = "openai".',
-            param="prompt",
-        )
-    if not prompts:
-        raise InvalidRequestError("`prompt` must not be empty.", param="prompt")
-    _check_limits(route, params, 1)
-    stream = bool(req.stream)
-    if stream and (params.n > 1 or len(prompts) > 1):
-        raise InvalidRequestError(
-            "Streaming is supported for one prompt and `n` = 1.",
-            param="n" if params.n > 1 else "prompt",
-        )
-
-    async def serve_rendered(current: Route) -> Response[Any]:
+    async def serve(current: Route) -> Response[Any]:
+        if current.protocol == "openai":
+            return await openai_upstream(current)
         assert current.adapter is not None
+        params = _params.from_completion(req)
+        if params.max_tokens is None and current.default_max_tokens is None:
+            params.max_tokens = _params.COMPLETIONS_DEFAULT_MAX_TOKENS
+        prompts = _prompts(req)
+        _check_limits(current, params, 1)
+        if req.stream and (params.n > 1 or len(prompts) > 1):
+            raise InvalidRequestError(
+                "Streaming is supported for one prompt and `n` = 1.",
+                param="n" if params.n > 1 else "prompt",
+            )
         job = generation.Job(
             route=current,
             adapter=current.adapter,
             params=params,
             prompts=prompts,
             fmt=CompletionFormat(current.name),
-            stream=stream,
-            include_usage=bool(req.stream_options and req.stream_options.include_usage),
+            stream=bool(req.stream),
+            include_usage=include_usage,
         )
         return await generation.respond(services.upstream, services.metrics, job, ctx)
 
-    return await serve_with_fallbacks(request, services, ctx, route, serve_rendered)
+    return await serve_with_fallbacks(request, services, ctx, route, serve)
 
 
 def _visible(services: Services, ctx: RequestContext | None) -> list[str]:

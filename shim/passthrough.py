@@ -7,7 +7,6 @@ one-message chat and the answer turned back into a completion.
 from __future__ import annotations
 
 import asyncio
-import logging
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -18,14 +17,13 @@ from litestar.response import Stream
 
 from shim.adapters import openai_compat
 from shim.context import RequestContext
-from shim.errors import ShimError, UpstreamError, UpstreamTimeoutError, invalid_response
-from shim.generation import JSON, SSE, error_event
+from shim.errors import ShimError, UpstreamError
+from shim.generation import JSON, SSE, stream_failure
 from shim.metrics import Metrics
 from shim.routing import Route
-from shim.streaming import DONE, STREAM_HEADERS, encode_event, iter_sse_data
+from shim.streaming import DONE, STREAM_HEADERS, encode_event
 from shim.upstream import OpenStream, Upstream
 
-log = logging.getLogger("shim.upstream")
 Kind = Literal["chat", "completions"]
 
 
@@ -86,24 +84,15 @@ async def respond(
             ctx.prompt_tokens, ctx.completion_tokens = usage
         return Response(out, media_type=JSON)
     opened = await upstream.open_stream(route, path, body, ctx)
-    events = iter_sse_data(opened.iter_bytes())
+    first = await opened.first_event(route.first_token_timeout)
     try:
-        async with asyncio.timeout(route.first_token_timeout):
-            first = await anext(events, None)
-        if first is None:
-            raise invalid_response("the stream ended before any event")
         first_data = openai_compat.decode(first)
         first_chunk = rewriter(first_data, stream=True)
-    except TimeoutError:
-        await opened.aclose()
-        raise UpstreamTimeoutError(
-            f"No first token from the upstream within {route.first_token_timeout:g}s."
-        ) from None
     except BaseException:
         await opened.aclose()
         raise
     return Stream(
-        _relay(opened, events, first_data, first_chunk, rewriter, metrics, ctx),
+        _relay(opened, first_data, first_chunk, rewriter, metrics, ctx),
         media_type=SSE,
         headers=STREAM_HEADERS,
     )
@@ -123,7 +112,6 @@ def _finished(data: dict[str, Any]) -> bool:
 
 async def _relay(
     opened: OpenStream,
-    events: AsyncIterator[bytes],
     data: dict[str, Any],
     chunk: bytes,
     rewriter: _Rewriter,
@@ -131,6 +119,7 @@ async def _relay(
     ctx: RequestContext,
 ) -> AsyncIterator[bytes]:
     model = ctx.model
+    events = opened.events()
     finished = False
     last = 0.0
     try:
@@ -160,11 +149,7 @@ async def _relay(
             )
         yield DONE
     except ShimError as exc:
-        reason = exc.reason if isinstance(exc, UpstreamError) else "invalid_response"
-        ctx.error_reason = reason
-        metrics.upstream_error(model, reason)
-        log.warning("%s: stream ended by an upstream error (%s): %s", model, reason, exc.message)
-        yield error_event(exc)
+        yield stream_failure(exc, metrics, ctx)
         yield DONE
     except asyncio.CancelledError:
         ctx.status = 499

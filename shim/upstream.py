@@ -20,9 +20,11 @@ from shim.errors import (
     UpstreamError,
     UpstreamTimeoutError,
     UpstreamUnavailableError,
+    invalid_response,
     map_transport_errors,
     parse_upstream_error,
 )
+from shim.streaming import iter_sse_data
 
 if TYPE_CHECKING:
     from shim.context import RequestContext
@@ -239,7 +241,7 @@ def _backoff(attempt: int, retry_after: float | None) -> float | None:
 class OpenStream:
     """An upstream response whose body is still to be read, chunk by chunk."""
 
-    __slots__ = ("_closed", "_ctx", "_endpoint", "_idle", "response", "target")
+    __slots__ = ("_closed", "_ctx", "_endpoint", "_events", "_idle", "response", "target")
 
     def __init__(
         self,
@@ -255,6 +257,31 @@ class OpenStream:
         self._ctx = ctx
         self._idle = idle_timeout
         self._closed = False
+        self._events: AsyncIterator[bytes] | None = None
+
+    def events(self) -> AsyncIterator[bytes]:
+        """The ``data`` of each SSE event (one iterator per stream)."""
+        if self._events is None:
+            self._events = iter_sse_data(self.iter_bytes())
+        return self._events
+
+    async def first_event(self, limit: float) -> bytes:
+        """The first event, within ``limit`` seconds (``first_token_timeout``); on any failure
+        the stream is closed and the error raised, before the client got a byte."""
+        try:
+            async with asyncio.timeout(limit):
+                first = await anext(self.events(), None)
+            if first is None:
+                raise invalid_response("the stream ended before any event")
+            return first
+        except TimeoutError:
+            await self.aclose()
+            raise UpstreamTimeoutError(
+                f"No first token from the upstream within {limit:g}s."
+            ) from None
+        except BaseException:
+            await self.aclose()
+            raise
 
     async def iter_bytes(self) -> AsyncIterator[bytes]:
         """Body chunks as they arrive, at most ``idle_timeout`` apart (a long healthy stream is

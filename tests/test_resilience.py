@@ -455,3 +455,20 @@ async def test_ready_probes_upstreams_without_tokens(fake: FakeHF) -> None:
     assert body["models"]["e"]["status"] == "ok"
     assert body["models"]["f"]["status"] == "unavailable"
     assert "hf_resilience" not in r.text
+
+
+async def test_fallback_across_protocols(fake: FakeHF) -> None:
+    fake.script("/a/v1/chat/completions", Reply(503, body=b"down"))
+    models = (
+        hf()
+        + '[models.main]\ntask = "text-generation"\nprotocol = "openai"\n'
+        + f'url = "{FAKE}/a"\nretries = 0\nwait_for_model = 0\nfallbacks = ["spare"]\n'
+        + model("spare", f'"{FAKE}/b"')
+    )
+    async with app_client(fake, make_config(models)) as client:
+        r = await client.post(
+            "/v1/chat/completions", json={"model": "main", "messages": USER, "stream": True}
+        )
+    assert r.status_code == 200
+    assert '"model":"spare"' in r.text and r.text.endswith("data: [DONE]\n\n")
+    assert len(fake.requests("/b/generate_stream")) == 1
