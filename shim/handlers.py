@@ -102,22 +102,29 @@ def begin(services: Services, ctx: RequestContext, route: Route) -> None:
 
 
 async def _until_disconnect(request: Request[Any, Any, Any], work: Awaitable[T]) -> T:
-    """Run ``work``, cancelling it (and so the upstream call) if the client goes away."""
-    task = asyncio.ensure_future(work)
+    """Await ``work``, cancelling it (and so the upstream call) if the client goes away.
+
+    One watcher task per request listens for ``http.disconnect`` (after the body was read,
+    ``receive()`` returns only that) and cancels this task.
+    """
+    task = asyncio.current_task()
+    assert task is not None
     receive = request.receive
+    gone = False
 
     async def watch() -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                task.cancel()
-                return
+        nonlocal gone
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        gone = True
+        task.cancel()
 
-    watcher = asyncio.ensure_future(watch())
+    watcher = asyncio.create_task(watch())
     try:
-        return await task
+        return await work
     except asyncio.CancelledError:
-        if watcher.done() and not watcher.cancelled():
+        if gone:
+            task.uncancel()
             raise ClientDisconnectedError("The client closed the connection.") from None
         raise
     finally:

@@ -26,15 +26,23 @@ GenerationAdapter = TGI | Pipeline
 class Endpoint:
     """One upstream base URL of a model, with its load and health."""
 
-    __slots__ = ("base", "cooled_until", "display", "failures", "in_flight", "serverless")
+    __slots__ = ("_urls", "base", "cooled_until", "display", "failures", "in_flight", "serverless")
 
     def __init__(self, base: str, *, serverless: bool) -> None:
         self.base = base
+        self._urls: dict[str, httpx.URL] = {}
         self.display = display_url(base)
         self.serverless = serverless
         self.in_flight = 0
         self.failures = 0
         self.cooled_until = 0.0
+
+    def url(self, path: str) -> httpx.URL:
+        """``base + path``, parsed once (URL parsing is a measurable per-request cost)."""
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = httpx.URL(self.base + path)
+        return url
 
     def healthy(self, now: float) -> bool:
         return self.cooled_until <= now

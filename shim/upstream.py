@@ -191,7 +191,7 @@ class Upstream:
         loading_retry: bool,
     ) -> httpx.Response:
         headers = route.loading_headers if loading_retry else route.headers
-        url = endpoint.base + path
+        url = endpoint.url(path)
         timeout = route.stream_timeout if stream else route.request_timeout
         limit = route.first_token_timeout if stream else route.timeout
         endpoint.in_flight += 1

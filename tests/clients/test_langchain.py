@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from tests.clients.stack import (
     ANSWER,
@@ -76,6 +77,20 @@ async def test_chat_async_invoke_and_stream(keyed: Stack) -> None:
     text = "".join([str(chunk.content) async for chunk in llm.astream("Say hello.")])
     assert message.content == ANSWER
     assert text == ANSWER
+
+
+class Weather(BaseModel):
+    city: str
+    temperature_c: int
+
+
+@pytest.mark.parametrize("method", ["json_schema", "json_mode"])
+@pytest.mark.parametrize("model", ["tgi", "vllm"])
+@bounded()
+async def test_structured_output(keyed: Stack, model: str, method: str) -> None:
+    keyed.fake.tokens = ['{"city": "Paris", ', '"temperature_c": 21}']
+    llm = chat_model(keyed, model).with_structured_output(Weather, method=method)
+    assert await llm.ainvoke("The weather in Paris?") == Weather(city="Paris", temperature_c=21)
 
 
 @bounded()

@@ -28,7 +28,7 @@ from tests.clients.stack import (
     Stack,
     bounded,
 )
-from tests.fake_hf import TOKENS, Reply, sse
+from tests.fake_hf import TOKENS, Reply, sse, tgi_stream_events
 
 MESSAGES: list[ChatCompletionMessageParam] = [
     {"role": "system", "content": "You are terse."},
@@ -535,6 +535,25 @@ async def test_error_inside_a_stream_raises(stack: Stack) -> None:
                 got += (chunk.choices[0].delta.content or "") if chunk.choices else ""
     assert got == "Hel"
     assert "Request failed during generation" in failed.value.message
+
+
+@bounded()
+async def test_closing_a_stream_early_stops_the_upstream(stack: Stack) -> None:
+    """A client that stops reading (``stream.close()``) must not leave the upstream generating."""
+    events = sse(*tgi_stream_events(["tok"] * 50), space=False)
+    stack.fake.script("/tgi/generate_stream", Reply(chunks=events, delay=0.05))
+    async with async_client(stack) as client:
+        stream = await client.chat.completions.create(model="tgi", messages=MESSAGES, stream=True)
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                break
+        await stream.close()
+        for _ in range(100):
+            if stack.fake.closed_early:
+                break
+            await asyncio.sleep(0.02)
+    assert stack.fake.closed_early == 1
+    assert stack.fake.open_streams == 0
 
 
 # --- the SDK's own retry on "loading" ---------------------------------------------------------
