@@ -1,10 +1,16 @@
 """The configs the benchmark generates: shim's TOML and LiteLLM's YAML, with the same model
 names pointed at the same fake upstream, so one request body serves both.
 
-    tgi-chat     TGI on the fast port, chatml template (LiteLLM: huggingface/, TGI's /v1 API)
+    tgi-chat     TGI on the fast port, chatml template (LiteLLM: TGI's OpenAI route /v1)
     tgi-paced    the same on the paced port (20 ms between tokens)
     openai-chat  an OpenAI-speaking upstream (the fake's /v1)
     embed        TEI /embed, max_batch_size = 32 (LiteLLM: TEI's OpenAI route /v1/embeddings)
+
+LiteLLM reaches TGI through ``openai/`` on TGI's OpenAI-compatible ``/v1``: that is the request
+its ``huggingface/`` provider sends when given an ``api_base``, but that provider also fetches
+``https://huggingface.co/<model>/raw/main/config.json`` on every request (litellm 1.82.6,
+``utils._get_max_position_embeddings``), which must not leave this machine. Its ``huggingface/``
+embeddings look up the model's pipeline tag on the Hub the same way, hence TEI's ``/v1``.
 """
 
 from __future__ import annotations
@@ -50,13 +56,13 @@ def litellm_yaml(fast: int, paced: int) -> str:
 model_list:
   - model_name: tgi-chat
     litellm_params:
-      model: huggingface/tgi
-      api_base: {base}
+      model: openai/tgi
+      api_base: {base}/v1
       api_key: hf_fake
   - model_name: tgi-paced
     litellm_params:
-      model: huggingface/tgi
-      api_base: {slow}
+      model: openai/tgi
+      api_base: {slow}/v1
       api_key: hf_fake
   - model_name: openai-chat
     litellm_params:

@@ -15,6 +15,8 @@ from bench import procs
 from bench.runner import HOST, Target
 
 READY_TIMEOUT = 120.0
+#: Port 9 (discard) on loopback: nothing listens there.
+BLACKHOLE_PROXY = "http://127.0.0.1:9"
 
 
 def start_fake(work: Path, *, token_delay_ms: float) -> tuple[procs.Proc, dict[str, int]]:
@@ -72,7 +74,12 @@ def start_litellm(work: Path, binary: Path, config: Path, fake_ports: dict[str, 
         **os.environ,
         "HF_HUB_OFFLINE": "1",
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        # A safety net: any HTTP(S) request to a non-loopback host goes to a closed local port
+        # (connection refused at once) instead of the network.
+        **{name: BLACKHOLE_PROXY for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")},
+        **{name.lower(): BLACKHOLE_PROXY for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")},
         "NO_PROXY": "127.0.0.1,localhost",
+        "no_proxy": "127.0.0.1,localhost",
     }
     proc = procs.start("LiteLLM", argv, log=work / "litellm.log", env=env)
     procs.wait_http(f"http://{HOST}:{port}/health/liveliness", proc, timeout=READY_TIMEOUT)

@@ -41,7 +41,7 @@ from shim.errors import (
 from shim.metrics import Metrics
 from shim.routing import Router
 from shim.services import Services
-from shim.upstream import Upstream, make_client
+from shim.upstream import Upstream
 
 log = logging.getLogger("shim")
 _encoder = msgspec.json.Encoder()
@@ -304,7 +304,7 @@ def create_app(
     services = Services(
         config=config,
         router=Router(config),
-        upstream=Upstream(make_client(transport), on_error=metrics_.upstream_error),
+        upstream=Upstream(transport, on_error=metrics_.upstream_error),
         metrics=metrics_,
         keyring=Keyring(config.server),
     )

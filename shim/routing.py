@@ -147,6 +147,9 @@ class Route:
         self.stream_timeout = httpx.Timeout(
             model.idle_timeout, connect=model.connect_timeout, pool=model.connect_timeout
         )
+        # As httpx.Request extensions, built once.
+        self.request_extensions = {"timeout": self.request_timeout.as_dict()}
+        self.stream_extensions = {"timeout": self.stream_timeout.as_dict()}
         self.retries = model.retries
         self.wait_for_model = model.wait_for_model
         self.cooldown = model.cooldown

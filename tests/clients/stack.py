@@ -1,8 +1,10 @@
 """The stack real clients talk to: the fake HF upstream and shim, each on a real loopback port.
 
-``running_stack()`` starts ``FakeHF`` (``serve_asgi(fake.asgi)``) and shim on it
+``running_stack()`` serves ``FakeHF`` (its ``asgi``, through a function that delegates to the
+stack's current fake, so ``Stack.reset()`` can swap it) and shim on it
 (``serve_asgi(create_app(config))`` with the real aiohttp transport), configured with the
 models below: one per upstream protocol, plus embeddings and a model that answers "loading".
+(uvicorn takes a bound method such as ``fake.asgi`` for ASGI2 unless told ``interface="asgi3"``.)
 """
 
 from __future__ import annotations
