@@ -253,19 +253,45 @@ def _input_count(body: bytes, field: bytes) -> int:
     return 1
 
 
+class Pacer:
+    """Timers for paced streams, shared: every stream due in the same millisecond is served by
+    one loop timer, so 1,000 streams cost ~50 timers per 20 ms instead of 1,000."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self._due: dict[int, list[FakeHTTP]] = {}
+
+    def schedule(self, stream: FakeHTTP) -> None:
+        loop = asyncio.get_running_loop()
+        tick = math.ceil((loop.time() + self.delay) * 1000)
+        waiting = self._due.get(tick)
+        if waiting is None:
+            waiting = self._due[tick] = []
+            loop.call_at(tick / 1000, self._fire, tick)
+        waiting.append(stream)
+
+    def _fire(self, tick: int) -> None:
+        for stream in self._due.pop(tick, ()):
+            stream.send_next()
+
+
 class FakeHTTP(asyncio.Protocol):
     """One client connection: HTTP/1.1 keep-alive, one request at a time."""
 
-    __slots__ = ("_answers", "_body", "_delay", "_parser", "_timer", "_transport", "_url")
+    __slots__ = (
+        "_answers", "_body", "_events", "_next", "_pacer", "_parser", "_transport", "_url",
+    )  # fmt: skip
 
-    def __init__(self, answers: Answers, delay: float) -> None:
+    def __init__(self, answers: Answers, pacer: Pacer | None) -> None:
         self._answers = answers
-        self._delay = delay
+        self._pacer = pacer
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
         self._url = b""
         self._body: list[bytes] = []
-        self._timer: asyncio.TimerHandle | None = None
+        # The paced stream in progress: its events and the index of the next one.
+        self._events: list[bytes] | None = None
+        self._next = 0
 
     # --- asyncio.Protocol --------------------------------------------------------------------
 
@@ -273,10 +299,8 @@ class FakeHTTP(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         self._transport = None
+        self._events = None
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -328,7 +352,7 @@ class FakeHTTP(asyncio.Protocol):
             transport.write(answers.health)
         else:
             transport.write(answers.not_found)
-        if not self._parser.should_keep_alive() and self._timer is None:
+        if not self._parser.should_keep_alive() and self._events is None:
             transport.close()
 
     # --- streaming ---------------------------------------------------------------------------
@@ -337,36 +361,38 @@ class FakeHTTP(asyncio.Protocol):
         transport = self._transport
         assert transport is not None
         head = _head(200, "OK", _SSE_HEAD, None)
-        if self._delay <= 0:
+        if self._pacer is None:
             transport.write(head + b"".join(events) + _LAST_CHUNK)
             return
         transport.write(head)
-        self._schedule(events, 0)
+        self._events, self._next = events, 0
+        self._pacer.schedule(self)
 
-    def _schedule(self, events: list[bytes], index: int) -> None:
-        loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(self._delay, self._send_event, events, index)
-
-    def _send_event(self, events: list[bytes], index: int) -> None:
-        self._timer = None
-        transport = self._transport
-        if transport is None or transport.is_closing():
+    def send_next(self) -> None:
+        """Write the next event of the paced stream (called by the Pacer)."""
+        transport, events = self._transport, self._events
+        if transport is None or events is None or transport.is_closing():
             return
+        index = self._next
         if index == len(events) - 1:
+            self._events = None
             transport.write(events[index] + _LAST_CHUNK)
             if not self._parser.should_keep_alive():
                 transport.close()
             return
         transport.write(events[index])
-        self._schedule(events, index + 1)
+        self._next = index + 1
+        assert self._pacer is not None
+        self._pacer.schedule(self)
 
 
 async def serve(settings: Settings, *, token_delay: float, host: str = "127.0.0.1") -> None:
     """Listen on two ports (fast, paced), announce them on stdout, serve until SIGTERM/SIGINT."""
     loop = asyncio.get_running_loop()
     answers = Answers(settings)
-    fast = await loop.create_server(lambda: FakeHTTP(answers, 0.0), host, 0, backlog=4096)
-    paced = await loop.create_server(lambda: FakeHTTP(answers, token_delay), host, 0, backlog=4096)
+    pacer = Pacer(token_delay) if token_delay > 0 else None
+    fast = await loop.create_server(lambda: FakeHTTP(answers, None), host, 0, backlog=4096)
+    paced = await loop.create_server(lambda: FakeHTTP(answers, pacer), host, 0, backlog=4096)
     ports = {
         "fast": fast.sockets[0].getsockname()[1],
         "paced": paced.sockets[0].getsockname()[1],

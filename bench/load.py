@@ -154,11 +154,11 @@ class Connection(asyncio.Protocol):
             self.close()
 
 
-async def request_once(host: str, port: int, raw: bytes, *, timeout: float = 30.0) -> Sample:
-    """One request on a fresh connection, body kept (preflight checks)."""
+async def request_once(host: str, port: int, raw: bytes, *, limit: float = 30.0) -> Sample:
+    """One request on a fresh connection, body kept (preflight checks); ``limit`` seconds."""
     conn = await Connection.open(host, port)
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(limit):
             return await conn.request(raw, keep_body=True)
     finally:
         conn.close()
@@ -213,10 +213,10 @@ async def run_streams(
     *,
     concurrency: int,
     duration: float,
-    timeout: float = 30.0,
+    stream_limit: float = 30.0,
 ) -> StreamResult:
     """Hold ``concurrency`` streams open for ``duration`` seconds (each connection starts a new
-    stream when one ends, until the deadline); every stream is bounded by ``timeout``."""
+    stream when one ends, until the deadline); every stream is bounded by ``stream_limit``."""
     raise_fd_limit(concurrency * 2 + 256)
     errors: Counter[str] = Counter()
     conns = await _open_all(host, port, concurrency, errors)
@@ -234,7 +234,7 @@ async def run_streams(
             open_now += 1
             peak = max(peak, open_now)
             try:
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout(stream_limit):
                     sample = await conn.request(raw)
             except TimeoutError:
                 errors["timeout"] += 1
@@ -293,7 +293,7 @@ async def run_fanout(
     *,
     rounds: int,
     duration: float,
-    timeout: float = 30.0,
+    request_limit: float = 30.0,
 ) -> FanoutResult:
     """Alternate, per round: the direct batch calls (all at once, one connection each; the
     slowest is kept), then the one request through the target. Bounded by rounds and time."""
@@ -313,7 +313,7 @@ async def run_fanout(
             done += 1
             slowest = None
             if direct is not None:
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout(request_limit):
                     samples = await asyncio.gather(
                         *(c.request(raw) for c, raw in zip(direct_conns, direct[2], strict=True))
                     )
@@ -324,7 +324,7 @@ async def run_fanout(
                 slowest = max(s.seconds for s in samples)
                 slowest_s.append(slowest)
             if target_conn is not None and target is not None:
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout(request_limit):
                     sample = await target_conn.request(target[2])
                 if sample.status != 200:
                     errors[f"status {sample.status}"] += 1
@@ -443,7 +443,7 @@ async def run_interleaved(
 
 
 async def run_aiohttp(
-    url: str, body: bytes, *, connections: int, duration: float, timeout: float = 10.0
+    url: str, body: bytes, *, connections: int, duration: float, request_limit: float = 10.0
 ) -> LoadResult:
     """``connections`` workers, each sending the next request when the last one finished."""
     import aiohttp
@@ -453,7 +453,7 @@ async def run_aiohttp(
     statuses: Counter[int] = Counter()
     headers = {"content-type": "application/json"}
     connector = aiohttp.TCPConnector(limit=connections, force_close=False)
-    client_timeout = aiohttp.ClientTimeout(total=timeout)
+    client_timeout = aiohttp.ClientTimeout(total=request_limit)
     started = time.perf_counter()
     deadline = started + duration
     async with aiohttp.ClientSession(

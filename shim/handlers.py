@@ -144,7 +144,9 @@ async def serve_with_fallbacks(
     serve: Callable[[Route], Awaitable[Response[Any]]],
 ) -> Response[Any]:
     """Serve on ``route``, then on its ``fallbacks`` when all its upstreams failed."""
-    chain = [route, *(services.router.routes[name] for name in route.fallbacks)]
+    # Fallbacks are looked up now: a reload may have changed them since the route was built.
+    routes = services.router.routes
+    chain = [route, *(routes[name] for name in route.fallbacks if name in routes)]
     for i, current in enumerate(chain):
         try:
             async with current.acquire_slot():
