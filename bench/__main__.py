@@ -40,8 +40,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--shim-log-level", default="info", help="shim's [server] log_level")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     parser.add_argument("--name", help="results file stem (default: today's date)")
-    parser.add_argument("--quiet-wait", type=float, default=5.0,
-                        help="seconds to wait for other processes to calm down per run (5)")
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=5.0,
+        help="seconds to wait for other processes to calm down per run (5)",
+    )
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
     return parser
 
@@ -76,9 +80,12 @@ def _machine() -> dict[str, Any]:
 
 def _git_sha() -> str | None:
     done = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False,
+        ["git", "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
         cwd=Path(__file__).resolve().parent,
-    )  # fmt: skip
+    )
     return done.stdout.strip() or None
 
 
@@ -88,9 +95,7 @@ def _run_target(
     print(f"== {target.label}", flush=True)
     pids = target.pids()
     if pids:
-        target.info["idle_rss_mb"] = round(
-            sum(procs.memory_kb(p) for p in pids) / 1024, 1
-        )
+        target.info["idle_rss_mb"] = round(sum(procs.memory_kb(p) for p in pids) / 1024, 1)
         target.info["processes"] = len(pids)
     for scenario in scenarios:
         print(f"  {scenario.id}: {scenario.title}", flush=True)
@@ -99,9 +104,7 @@ def _run_target(
     if pids:
         time.sleep(1.0)
         pids = target.pids()
-        target.info["rss_after_load_mb"] = round(
-            sum(procs.memory_kb(p) for p in pids) / 1024, 1
-        )
+        target.info["rss_after_load_mb"] = round(sum(procs.memory_kb(p) for p in pids) / 1024, 1)
     results["targets"][target.key] = {
         "label": target.label,
         "kind": target.kind,
@@ -127,9 +130,13 @@ def _profile(
 
         def load(s: Scenario = scenario, d: float = seconds) -> object:
             return run_wrk(
-                bench.wrk or "wrk", f"http://127.0.0.1:{target.port}{s.path}", s.body,
-                connections=s.connections, duration=d - 1, script_dir=bench.work_dir,
-            )  # fmt: skip
+                bench.wrk or "wrk",
+                f"http://127.0.0.1:{target.port}{s.path}",
+                s.body,
+                connections=s.connections,
+                duration=d - 1,
+                script_dir=bench.work_dir,
+            )
 
         if profiling.record(spy, target.proc.pid, seconds=seconds, output=raw, during=load):
             summary = profiling.summarize(raw)
@@ -142,9 +149,7 @@ def _profile(
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    scenarios = _select(
-        args.scenarios, all_scenarios(stream_concurrency=args.streams)
-    )
+    scenarios = _select(args.scenarios, all_scenarios(stream_concurrency=args.streams))
     name = args.name or time.strftime("%Y-%m-%d")
     args.out.mkdir(parents=True, exist_ok=True)
     command = "python -m bench" + ("" if argv is None else " " + " ".join(argv))
@@ -164,8 +169,10 @@ def main(argv: list[str] | None = None) -> int:
             "shim_log_level": args.shim_log_level,
         },
         "scenarios": {},
-        "scenario_info": {s.id: {"title": s.title, "connections": s.connections,
-                                 "kind": s.kind, "note": s.note} for s in scenarios},  # fmt: skip
+        "scenario_info": {
+            s.id: {"title": s.title, "connections": s.connections, "kind": s.kind, "note": s.note}
+            for s in scenarios
+        },
         "targets": {},
     }
     started = time.monotonic()
@@ -197,15 +204,20 @@ def _run(
         results["litellm_error"] = "LiteLLM could not be installed"
     fake, ports = servers.start_fake(work, token_delay_ms=args.token_delay_ms)
     bench = Bench(
-        wrk=wrk, work_dir=work, duration=args.duration, warmup=args.warmup, fake=fake,
+        wrk=wrk,
+        work_dir=work,
+        duration=args.duration,
+        warmup=args.warmup,
+        fake=fake,
         quiet_wait=args.quiet_wait,
-    )  # fmt: skip
+    )
     direct = Target(key="direct", label="direct (fake upstream)", kind="direct", fake_ports=ports)
     _run_target(bench, direct, scenarios, results)
     shim_config = configs.write(
-        work, "shim.toml", configs.shim_toml(ports["fast"], ports["paced"],
-                                             log_level=args.shim_log_level)
-    )  # fmt: skip
+        work,
+        "shim.toml",
+        configs.shim_toml(ports["fast"], ports["paced"], log_level=args.shim_log_level),
+    )
     for workers in sorted({1, max(1, args.workers)}):
         shim = servers.start_shim(work, shim_config, ports, workers=workers)
         try:
@@ -216,7 +228,9 @@ def _run(
             if shim.proc is not None:
                 shim.proc.stop()
     if litellm is not None:
-        config = configs.write(work, "litellm.yaml", configs.litellm_yaml(ports["fast"], ports["paced"]))
+        config = configs.write(
+            work, "litellm.yaml", configs.litellm_yaml(ports["fast"], ports["paced"])
+        )
         try:
             target = servers.start_litellm(work, litellm, config, ports)
         except RuntimeError as exc:

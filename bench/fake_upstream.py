@@ -48,7 +48,9 @@ class Settings:
 
 
 def _head(status: int, reason: str, headers: bytes, length: int | None) -> bytes:
-    framing = b"transfer-encoding: chunked\r\n" if length is None else b"content-length: %d\r\n" % length
+    framing = (
+        b"transfer-encoding: chunked\r\n" if length is None else b"content-length: %d\r\n" % length
+    )
     return b"HTTP/1.1 %d %s\r\n%s%s\r\n" % (status, reason.encode(), headers, framing)
 
 
@@ -102,7 +104,9 @@ class Answers:
         assert isinstance(value, bytes)
         return value
 
-    def _cached_events(self, key: tuple[str, int], build: Callable[[int], list[bytes]]) -> list[bytes]:
+    def _cached_events(
+        self, key: tuple[str, int], build: Callable[[int], list[bytes]]
+    ) -> list[bytes]:
         value = self._cache.get(key)
         if value is None:
             value = self._cache[key] = build(key[1])
@@ -157,7 +161,9 @@ class Answers:
                     else None
                 ),
             }
-            events.append(_chunk(b"data:" + json.dumps(event, separators=(",", ":")).encode() + b"\n\n"))
+            events.append(
+                _chunk(b"data:" + json.dumps(event, separators=(",", ":")).encode() + b"\n\n")
+            )
         return events
 
     # --- OpenAI chat -------------------------------------------------------------------------
@@ -279,8 +285,15 @@ class FakeHTTP(asyncio.Protocol):
     """One client connection: HTTP/1.1 keep-alive, one request at a time."""
 
     __slots__ = (
-        "_answers", "_body", "_events", "_next", "_pacer", "_parser", "_transport", "_url",
-    )  # fmt: skip
+        "_answers",
+        "_body",
+        "_events",
+        "_next",
+        "_pacer",
+        "_parser",
+        "_transport",
+        "_url",
+    )
 
     def __init__(self, answers: Answers, pacer: Pacer | None) -> None:
         self._answers = answers

@@ -48,13 +48,16 @@ def draw(results: dict[str, Any], out: Path) -> None:
             lat = outcome["load"]["latency_ms"]
             p50.append(lat["p50"] if not math.isnan(lat["p50"]) else 0)
             p99.append(lat["p99"] if not math.isnan(lat["p99"]) else 0)
-        color = COLORS.get(target, None)
+        color = COLORS.get(target)
         left.bar(xs, rps, width, label=labels.get(target, target), color=color)
         right.bar(xs, p50, width, label=f"{labels.get(target, target)} p50", color=color)
-        right.scatter(xs, p99, marker="_", s=120, color="black", zorder=3,
-                      label="p99" if i == 0 else None)  # fmt: skip
-    for axis, title, unit in ((left, "Throughput", "requests (streams) / s"),
-                              (right, "Latency: bar = p50, dash = p99", "ms")):  # fmt: skip
+        right.scatter(
+            xs, p99, marker="_", s=120, color="black", zorder=3, label="p99" if i == 0 else None
+        )
+    for axis, title, unit in (
+        (left, "Throughput", "requests (streams) / s"),
+        (right, "Latency: bar = p50, dash = p99", "ms"),
+    ):
         axis.set_yscale("log")
         axis.set_title(title)
         axis.set_ylabel(unit + " (log)")

@@ -26,9 +26,19 @@ def record(
 ) -> bool:
     """Sample ``pid`` for ``seconds`` while ``during()`` puts load on it; False on failure."""
     argv = [
-        str(py_spy), "record", "--pid", str(pid), "--duration", str(round(seconds)),
-        "--rate", "250", "--format", "raw", "--output", str(output),
-    ]  # fmt: skip
+        str(py_spy),
+        "record",
+        "--pid",
+        str(pid),
+        "--duration",
+        str(round(seconds)),
+        "--rate",
+        "250",
+        "--format",
+        "raw",
+        "--output",
+        str(output),
+    ]
     spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         time.sleep(0.5)

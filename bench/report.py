@@ -41,7 +41,9 @@ def _num(value: Any) -> float | None:
     return float(value)
 
 
-def _check(name: str, value: float | None, op: str, limit: float, unit: str, why: str = "") -> dict[str, Any]:
+def _check(
+    name: str, value: float | None, op: str, limit: float, unit: str, why: str = ""
+) -> dict[str, Any]:
     if value is None:
         status = "n/a"
     elif op == ">=":
@@ -63,7 +65,7 @@ def _c1_overhead(results: dict[str, Any], target: str, q: str) -> tuple[float | 
     outcome = _ok(results, "chat_c1", target)
     interleaved = outcome.get("interleaved") if outcome else None
     if interleaved and "error" not in interleaved:
-        return interleaved[f"overhead_{q}_ms"], "interleaved rounds, median of per-round differences"
+        return interleaved[f"overhead_{q}_ms"], "interleaved rounds, median of differences"
     direct = _ok(results, "chat_c1", "direct")
     if outcome and direct:
         value = outcome["load"]["latency_ms"][q] - direct["load"]["latency_ms"][q]
@@ -71,65 +73,59 @@ def _c1_overhead(results: dict[str, Any], target: str, q: str) -> tuple[float | 
     return None, ""
 
 
+def _count(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
 def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Each target of the issue, measured against its threshold."""
     checks: list[dict[str, Any]] = []
-    chat = _ok(results, "chat_c32", SHIM)
-    lite = _ok(results, "chat_c32", "litellm")
-    rps = _num(_get(chat, "load", "rps")) if chat else None
-    errors = _get(chat, "load", "error_count") if chat else None
+    chat, lite = _ok(results, "chat_c32", SHIM), _ok(results, "chat_c32", "litellm")
+    rps = _num(_get(chat, "load", "rps"))
     checks.append(_check("chat c=32, 1 worker: RPS", rps, ">=", 1500, " req/s"))
-    checks.append(
-        _check("chat c=32, 1 worker: errors", None if errors is None else float(errors),
-               "<=", 0, "")  # fmt: skip
-    )
-    lite_rps = _num(_get(lite, "load", "rps")) if lite else None
+    errors = _count(_get(chat, "load", "error_count"))
+    checks.append(_check("chat c=32, 1 worker: errors", errors, "<=", 0, ""))
+    lite_rps = _num(_get(lite, "load", "rps"))
     ratio = rps / lite_rps if rps and lite_rps else None
-    checks.append(_check("chat c=32: shim / LiteLLM RPS", ratio, ">=", 10, "x",
-                         "" if lite else "run with --compare litellm"))  # fmt: skip
+    hint = "" if lite else "run with --compare litellm"
+    checks.append(_check("chat c=32: shim / LiteLLM RPS", ratio, ">=", 10, "x", hint))
     for q, limit in (("p50", 1.0), ("p99", 3.0)):
         value, method = _c1_overhead(results, SHIM, q)
         checks.append(_check(f"c=1 overhead vs direct, {q}", value, "<=", limit, " ms", method))
-    streams, direct_streams = _ok(results, "streams_1000", SHIM), _ok(results, "streams_1000", "direct")
-    stream_errors = _get(streams, "load", "error_count") if streams else None
-    checks.append(
-        _check("1,000 streams: errors", None if stream_errors is None else float(stream_errors),
-               "<=", 0, "")  # fmt: skip
-    )
-    ttft = None
-    if streams and direct_streams:
-        ttft = _num(streams["load"]["ttft_ms"]["p50"])
-        base = _num(direct_streams["load"]["ttft_ms"]["p50"])
-        ttft = None if ttft is None or base is None else ttft - base
-    checks.append(_check("1,000 streams: TTFT overhead p50", ttft, "<=", 2, " ms"))
-    checks.append(
-        _check("1,000 streams: peak RSS", _num(_get(streams, "peak_rss_mb")) if streams else None,
-               "<=", 250, " MB")  # fmt: skip
-    )
-    checks.append(
-        _check("idle RSS (1 worker)", _num(_get(results, "targets", SHIM, "idle_rss_mb")),
-               "<=", 100, " MB")  # fmt: skip
-    )
+    streams = _ok(results, "streams_1000", SHIM)
+    direct_streams = _ok(results, "streams_1000", "direct")
+    stream_errors = _count(_get(streams, "load", "error_count"))
+    checks.append(_check("1,000 streams: errors", stream_errors, "<=", 0, ""))
+    ttft = _num(_get(streams, "load", "ttft_ms", "p50"))
+    base = _num(_get(direct_streams, "load", "ttft_ms", "p50"))
+    ttft_overhead = ttft - base if ttft is not None and base is not None else None
+    checks.append(_check("1,000 streams: TTFT overhead p50", ttft_overhead, "<=", 2, " ms"))
+    peak = _num(_get(streams, "peak_rss_mb"))
+    checks.append(_check("1,000 streams: peak RSS", peak, "<=", 250, " MB"))
+    idle = _num(_get(results, "targets", SHIM, "idle_rss_mb"))
+    checks.append(_check("idle RSS (1 worker)", idle, "<=", 100, " MB"))
     embed, lite_embed = _ok(results, "embed_c32", SHIM), _ok(results, "embed_c32", "litellm")
-    embed_ratio = None
-    if embed and lite_embed and lite_embed["load"]["rps"]:
-        embed_ratio = embed["load"]["rps"] / lite_embed["load"]["rps"]
-    checks.append(_check("embeddings c=32: shim / LiteLLM RPS", embed_ratio, ">=", 10, "x",
-                         "" if lite_embed else "needs --compare litellm and /v1/embeddings"))  # fmt: skip
-    fanout = _ok(results, "embed_256", SHIM)
-    added = _num(_get(fanout, "load", "extra", "added_ms", "p50")) if fanout else None
-    checks.append(_check("256 inputs: added over slowest upstream call, p50", added, "<=", 5, " ms"))
+    embed_rps, lite_embed_rps = (
+        _num(_get(embed, "load", "rps")),
+        _num(_get(lite_embed, "load", "rps")),
+    )
+    embed_ratio = embed_rps / lite_embed_rps if embed_rps and lite_embed_rps else None
+    hint = "" if lite_embed else "run with --compare litellm"
+    checks.append(_check("embeddings c=32: shim / LiteLLM RPS", embed_ratio, ">=", 10, "x", hint))
+    added = _num(_get(_ok(results, "embed_256", SHIM), "load", "extra", "added_ms", "p50"))
+    name = "256 inputs: added over slowest upstream call, p50"
+    checks.append(_check(name, added, "<=", 5, " ms"))
     multi = [k for k in results.get("targets", {}) if k.startswith("shim-") and k != SHIM]
     if multi:
-        one, many = _ok(results, "chat_c32", SHIM), _ok(results, "chat_c32", multi[-1])
-        scale = many["load"]["rps"] / one["load"]["rps"] if one and many and one["load"]["rps"] else None
-        item = _check(f"throughput {multi[-1]} / shim-1w (chat c=32)", scale, ">=", 1, "x",
-                      "informational: 2 cores shared with wrk and the fake")  # fmt: skip
+        many = _num(_get(_ok(results, "chat_c32", multi[-1]), "load", "rps"))
+        scale = many / rps if many and rps else None
+        note = "informational: 2 cores shared with wrk and the fake"
+        item = _check(f"throughput {multi[-1]} / shim-1w, chat c=32", scale, ">=", 1, "x", note)
         item["status"] = "info" if scale is not None else "n/a"
         checks.append(item)
     if "litellm" in results.get("targets", {}):
         value, method = _c1_overhead(results, "litellm", "p50")
-        item = _check("LiteLLM c=1 overhead, p50 (for reference)", value, "<=", 1, " ms", method)
+        item = _check("LiteLLM c=1 overhead, p50 (reference)", value, "<=", 1, " ms", method)
         item["status"] = "info" if value is not None else "n/a"
         checks.append(item)
     return checks
@@ -209,7 +205,8 @@ def _streams_table(results: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {labels.get(key, key)} | {outcome['load']['rps']:,.0f} "
             f"| {outcome.get('tokens_per_second', 0):,.0f} | {fmt_ms(ttft.get('p50'))} "
-            f"| {fmt_ms(ttft.get('p99'))} | {over} | {fmt_ms(outcome['load']['latency_ms']['p50'])} "
+            f"| {fmt_ms(ttft.get('p99'))} | {over} "
+            f"| {fmt_ms(outcome['load']['latency_ms']['p50'])} "
             f"| {outcome['load']['error_count']} | {outcome.get('peak_rss_mb') or ''} |"
         )
     return lines
@@ -294,8 +291,10 @@ def _profile_lines(results: dict[str, Any]) -> list[str]:
         if not isinstance(summary, dict) or "self" not in summary:
             lines.append(f"- {sid}: {summary}")
             continue
-        lines.append(f"### {sid}: {summary['samples']} samples, "
-                     f"collapsed stacks in `{summary.get('collapsed_stacks', '')}`")  # fmt: skip
+        lines.append(
+            f"### {sid}: {summary['samples']} samples, "
+            f"collapsed stacks in `{summary.get('collapsed_stacks', '')}`"
+        )
         lines += ["", "| Package (self time) | % |", "|---|---:|"]
         lines += [f"| {p['function']} | {p['percent']} |" for p in summary["packages"][:10]]
         lines += ["", "| Top functions, self time | % |", "|---|---:|"]
@@ -329,21 +328,34 @@ def markdown(results: dict[str, Any]) -> str:
     for check in results.get("checks", evaluate(results)):
         value = "n/a" if check["value"] is None else f"{check['value']:,.2f}{check['unit']}"
         note = f" ({check['note']})" if check["note"] and check["status"] != "PASS" else ""
-        lines.append(f"| {check['target']} | {value} | {check['limit']} | **{check['status']}**{note} |")
+        lines.append(
+            f"| {check['target']} | {value} | {check['limit']} | **{check['status']}**{note} |"
+        )
     lines += ["", "## Results", "", *_results_table(results), ""]
     lines += _interleaved_lines(results)
     streams = _streams_table(results)
     if streams:
         lines += ["## Concurrent streams", "", *streams, ""]
-    lines += ["## Memory", "", "| Target | processes | idle RSS MB | RSS after load MB |",
-              "|---|---:|---:|---:|"]  # fmt: skip
+    lines += [
+        "## Memory",
+        "",
+        "| Target | processes | idle RSS MB | RSS after load MB |",
+        "|---|---:|---:|---:|",
+    ]
     for key in _targets_present(results):
         t = results["targets"][key]
         if "idle_rss_mb" in t:
-            lines.append(f"| {t['label']} | {t.get('processes')} | {t['idle_rss_mb']} "
-                         f"| {t.get('rss_after_load_mb', '')} |")  # fmt: skip
-    lines += ["", "## CPU split (share of one core; the machine has "
-              f"{machine.get('cpus')})", "", *_cpu_table(results), ""]  # fmt: skip
+            lines.append(
+                f"| {t['label']} | {t.get('processes')} | {t['idle_rss_mb']} "
+                f"| {t.get('rss_after_load_mb', '')} |"
+            )
+    lines += [
+        "",
+        f"## CPU split (share of one core; the machine has {machine.get('cpus')})",
+        "",
+        *_cpu_table(results),
+        "",
+    ]
     lines += _profile_lines(results)
     if results.get("litellm_error"):
         lines += ["", f"LiteLLM: {results['litellm_error']}"]
@@ -363,12 +375,15 @@ def write(results: dict[str, Any], out: Path, name: str, *, plot: bool) -> list[
         if python is not None:
             done = subprocess.run(
                 [str(python), "-m", "bench.plot", str(json_path), str(png_path)],
-                cwd=envs.BENCH_DIR.parent, check=False,
-            )  # fmt: skip
+                cwd=envs.BENCH_DIR.parent,
+                check=False,
+            )
             if done.returncode == 0:
                 written.append(png_path)
     text = markdown(results)
     if png_path.exists():
-        text = text.replace("## Targets", f"![latency and throughput]({png_path.name})\n\n## Targets", 1)
+        text = text.replace(
+            "## Targets", f"![latency and throughput]({png_path.name})\n\n## Targets", 1
+        )
     md_path.write_text(text)
     return written

@@ -113,9 +113,7 @@ def _load(bench: Bench, scenario: Scenario, port: int, path: str, body: bytes) -
     if scenario.kind == "streams":
         raw = load.build_request(HOST, port, path, body)
         result = run_async(
-            load.run_streams(
-                HOST, port, raw, concurrency=scenario.connections, duration=duration
-            )
+            load.run_streams(HOST, port, raw, concurrency=scenario.connections, duration=duration)
         )
         as_load = result.as_load()
         as_load.extra["peak_open_streams"] = result.peak_open
@@ -142,8 +140,14 @@ def _warmup(bench: Bench, scenario: Scenario, port: int, path: str, body: bytes)
     if bench.wrk is None:
         run_async(load.run_aiohttp(url, body, connections=scenario.connections, duration=1))
     else:
-        run_wrk(bench.wrk, url, body, connections=scenario.connections,
-                duration=bench.warmup, script_dir=bench.work_dir)  # fmt: skip
+        run_wrk(
+            bench.wrk,
+            url,
+            body,
+            connections=scenario.connections,
+            duration=bench.warmup,
+            script_dir=bench.work_dir,
+        )
 
 
 def _fanout(bench: Bench, target: Target, scenario: Scenario) -> LoadResult:
@@ -156,7 +160,11 @@ def _fanout(bench: Bench, target: Target, scenario: Scenario) -> LoadResult:
     through = (
         None
         if target.kind == "direct"
-        else (HOST, target.port, load.build_request(HOST, target.port, scenario.path, scenario.body))
+        else (
+            HOST,
+            target.port,
+            load.build_request(HOST, target.port, scenario.path, scenario.body),
+        )
     )
     result = run_async(
         load.run_fanout(through, direct, rounds=200, duration=scenario.duration or bench.duration)
@@ -274,8 +282,16 @@ def _interleaved(target: Target, scenario: Scenario) -> dict[str, Any] | None:
     try:
         result = run_async(
             load.run_interleaved(
-                (HOST, target.port, load.build_request(HOST, target.port, scenario.path, scenario.body)),
-                (HOST, fake_port, load.build_request(HOST, fake_port, baseline.path, baseline.body)),
+                (
+                    HOST,
+                    target.port,
+                    load.build_request(HOST, target.port, scenario.path, scenario.body),
+                ),
+                (
+                    HOST,
+                    fake_port,
+                    load.build_request(HOST, fake_port, baseline.path, baseline.body),
+                ),
             )
         )
     except (OSError, TimeoutError) as exc:

@@ -22,8 +22,12 @@ BLACKHOLE_PROXY = "http://127.0.0.1:9"
 def start_fake(work: Path, *, token_delay_ms: float) -> tuple[procs.Proc, dict[str, int]]:
     """The fake upstream; returns it and its ports (``fast``, ``paced``)."""
     argv = [
-        sys.executable, "-m", "bench.fake_upstream", "--token-delay-ms", str(token_delay_ms),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "bench.fake_upstream",
+        "--token-delay-ms",
+        str(token_delay_ms),
+    ]
     proc = procs.start("fake upstream", argv, log=work / "fake.log", stdout_pipe=True)
     assert proc.popen.stdout is not None
     line = proc.popen.stdout.readline().decode()
@@ -58,18 +62,32 @@ def start_shim(work: Path, config: Path, fake_ports: dict[str, int], *, workers:
             time.sleep(0.2)
     time.sleep(1.0)  # let every worker finish its startup before the idle reading
     return Target(
-        key=f"shim-{workers}w", label=label, kind="shim", fake_ports=fake_ports, port=port,
-        proc=proc, workers=workers,
-    )  # fmt: skip
+        key=f"shim-{workers}w",
+        label=label,
+        kind="shim",
+        fake_ports=fake_ports,
+        port=port,
+        proc=proc,
+        workers=workers,
+    )
 
 
 def start_litellm(work: Path, binary: Path, config: Path, fake_ports: dict[str, int]) -> Target:
     """LiteLLM's proxy, one worker, offline (no Hub lookups, local cost map, no telemetry)."""
     port = procs.free_port()
     argv = [
-        str(binary), "--config", str(config), "--host", HOST, "--port", str(port),
-        "--num_workers", "1", "--telemetry", "False",
-    ]  # fmt: skip
+        str(binary),
+        "--config",
+        str(config),
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--num_workers",
+        "1",
+        "--telemetry",
+        "False",
+    ]
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
@@ -85,6 +103,10 @@ def start_litellm(work: Path, binary: Path, config: Path, fake_ports: dict[str, 
     procs.wait_http(f"http://{HOST}:{port}/health/liveliness", proc, timeout=READY_TIMEOUT)
     time.sleep(1.0)
     return Target(
-        key="litellm", label="LiteLLM (1 worker)", kind="litellm", fake_ports=fake_ports,
-        port=port, proc=proc,
-    )  # fmt: skip
+        key="litellm",
+        label="LiteLLM (1 worker)",
+        kind="litellm",
+        fake_ports=fake_ports,
+        port=port,
+        proc=proc,
+    )

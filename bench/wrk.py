@@ -49,7 +49,9 @@ def ensure_wrk(*, install: bool = True) -> str | None:
         done = subprocess.run(command, env=env, capture_output=True, check=False)
         if done.returncode == 0 and shutil.which("wrk"):
             return shutil.which("wrk")
-    print("bench: could not install wrk; falling back to the aiohttp load generator", file=sys.stderr)
+    print(
+        "bench: could not install wrk; falling back to the aiohttp load generator", file=sys.stderr
+    )
     return None
 
 
@@ -89,13 +91,17 @@ def run_wrk(
     script.write_text(lua_script(body))
     seconds = max(1, round(duration))
     argv = [
-        wrk, f"-t{min(threads, connections)}", f"-c{connections}", f"-d{seconds}s",
-        f"--timeout={timeout:g}s", "-s", str(script), url,
-    ]  # fmt: skip
+        wrk,
+        f"-t{min(threads, connections)}",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        f"--timeout={timeout:g}s",
+        "-s",
+        str(script),
+        url,
+    ]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + timeout + 30)
-    line = next(
-        (ln for ln in done.stdout.splitlines() if ln.startswith("BENCH_JSON ")), None
-    )
+    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("BENCH_JSON ")), None)
     if done.returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr.strip() or done.stdout}")
     data = json.loads(line.removeprefix("BENCH_JSON "))
