@@ -8,7 +8,6 @@ writes ``bench/results/<date>.json``, ``<date>.md`` and ``<date>.png``. See benc
 from __future__ import annotations
 
 import argparse
-import gzip
 import platform
 import subprocess
 import sys
@@ -21,10 +20,9 @@ from bench import configs, envs, procs, report, servers
 from bench import profile as profiling
 from bench.runner import Bench, Target, run_scenario
 from bench.scenarios import Scenario, all_scenarios
-from bench.wrk import ensure_wrk, run_wrk
+from bench.wrk import ensure_wrk
 
 RESULTS = Path(__file__).resolve().parent / "results"
-PROFILED = ("chat_c32", "stream_c32")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -113,40 +111,6 @@ def _run_target(
     }
 
 
-def _profile(
-    bench: Bench, target: Target, scenarios: list[Scenario], out: Path, name: str
-) -> dict[str, Any]:
-    """py-spy on shim's one process while wrk runs each profiled scenario."""
-    spy = envs.py_spy()
-    if spy is None or bench.wrk is None or target.proc is None:
-        return {"error": "py-spy or wrk unavailable"}
-    summaries: dict[str, Any] = {}
-    for scenario in scenarios:
-        if scenario.id not in PROFILED:
-            continue
-        print(f"  profiling {scenario.id} with py-spy ...", flush=True)
-        raw = bench.work_dir / f"profile-{scenario.id}.txt"
-        seconds = max(8.0, bench.duration)
-
-        def load(s: Scenario = scenario, d: float = seconds) -> object:
-            return run_wrk(
-                bench.wrk or "wrk",
-                f"http://127.0.0.1:{target.port}{s.path}",
-                s.body,
-                connections=s.connections,
-                duration=d - 1,
-                script_dir=bench.work_dir,
-            )
-
-        if profiling.record(spy, target.proc.pid, seconds=seconds, output=raw, during=load):
-            summary = profiling.summarize(raw)
-            kept = out / f"{name}-profile-{scenario.id}.txt.gz"
-            kept.write_bytes(gzip.compress(raw.read_bytes()))
-            summary["collapsed_stacks"] = kept.name
-            summaries[scenario.id] = summary
-    return summaries
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     scenarios = _select(args.scenarios, all_scenarios(stream_concurrency=args.streams))
@@ -223,7 +187,9 @@ def _run(
         try:
             _run_target(bench, shim, scenarios, results)
             if args.profile and workers == 1:
-                results["profile"] = _profile(bench, shim, scenarios, args.out, name)
+                results["profile"] = profiling.profile_target(
+                    bench, shim, scenarios, out=args.out, name=name
+                )
         finally:
             if shim.proc is not None:
                 shim.proc.stop()

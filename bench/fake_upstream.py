@@ -131,7 +131,7 @@ class Answers:
             "prefill": [],
             "tokens": tokens,
         }
-        text = "".join(t["text"] for t in tokens)
+        text = "".join(_token_text(i) for i in range(n))
         body = json.dumps({"generated_text": text, "details": details}, separators=(",", ":"))
         extra = b"x-prompt-tokens: 12\r\nx-generated-tokens: %d\r\n" % n
         return _json_response(body.encode(), extra=extra)

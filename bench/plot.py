@@ -27,10 +27,10 @@ def _series(results: dict[str, Any]) -> tuple[list[str], list[str], dict[str, An
 
 
 def draw(results: dict[str, Any], out: Path) -> None:
-    import matplotlib
+    import matplotlib  # type: ignore[import-not-found]
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # type: ignore[import-not-found]
 
     scenarios, targets, data = _series(results)
     titles = [results["scenario_info"].get(s, {}).get("title", s) for s in scenarios]

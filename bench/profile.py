@@ -1,4 +1,4 @@
-"""``--profile``: sample shim's worker with py-spy while a scenario runs, then rank functions.
+"""``--profile``: sample shim's one process with py-spy while a scenario runs, rank functions.
 
 py-spy writes collapsed stacks (``--format raw``: ``frame;frame;... count``); from them come the
 top functions by *self* samples (where the CPU was) and by *inclusive* samples (what it was
@@ -7,6 +7,8 @@ doing), and the share of each package (shim, litestar, uvicorn, httpx, aiohttp, 
 
 from __future__ import annotations
 
+import functools
+import gzip
 import re
 import subprocess
 import time
@@ -14,6 +16,13 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from bench import envs
+from bench.runner import Bench, Target, run_load
+from bench.scenarios import Scenario
+
+#: Scenarios profiled by ``--profile``: non-stream chat, burst streams, paced streams.
+PROFILED = ("chat_c32", "stream_c32", "streams_1000")
 
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
 #: The event loop's frame: frames above it (uvicorn's and shim's startup) are on every stack;
@@ -113,3 +122,31 @@ def summarize(raw_file: Path, *, top: int = 15) -> dict[str, Any]:
         "inclusive": ranked(inclusive),
         "packages": ranked(packages),
     }
+
+
+def profile_target(
+    bench: Bench, target: Target, scenarios: list[Scenario], *, out: Path, name: str
+) -> dict[str, Any]:
+    """Profile each of ``PROFILED`` on ``target`` (one process: shim with one worker); the
+    collapsed stacks are kept gzipped next to the results, for flame-graph tools."""
+    spy = envs.py_spy()
+    if spy is None or target.proc is None:
+        return {"error": "py-spy unavailable"}
+    summaries: dict[str, Any] = {}
+    for scenario in scenarios:
+        address = target.address(scenario)
+        if scenario.id not in PROFILED or address is None:
+            continue
+        print(f"  profiling {scenario.id} with py-spy ...", flush=True)
+        raw = bench.work_dir / f"profile-{scenario.id}.txt"
+        seconds = max(8.0, bench.duration + 2)
+        port, path, body = address
+
+        load = functools.partial(run_load, bench, scenario, port, path, body, duration=seconds - 2)
+        if record(spy, target.proc.pid, seconds=seconds, output=raw, during=load):
+            summary = summarize(raw)
+            kept = out / f"{name}-profile-{scenario.id}.txt.gz"
+            kept.write_bytes(gzip.compress(raw.read_bytes()))
+            summary["collapsed_stacks"] = kept.name
+            summaries[scenario.id] = summary
+    return summaries

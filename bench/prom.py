@@ -33,7 +33,8 @@ class Histogram:
         return self.sum / self.count if self.count else math.nan
 
     def quantile(self, q: float) -> float:
-        """Linear interpolation inside the bucket holding rank ``q * count``."""
+        """Linear interpolation inside the bucket holding rank ``q * count``; ``inf`` when that
+        is the ``+Inf`` bucket (beyond the largest bound)."""
         if self.count <= 0:
             return math.nan
         rank = q * self.count
@@ -42,7 +43,7 @@ class Histogram:
             count = self.buckets[le]
             if count >= rank:
                 if math.isinf(le):
-                    return lower_bound
+                    return math.inf
                 width = count - lower_count
                 if width <= 0:
                     return le

@@ -21,7 +21,7 @@ TARGET_ORDER = ("direct", "shim-1w", "shim-2w", "shim-4w", "litellm")
 SHIM = "shim-1w"
 
 
-def _get(data: dict[str, Any], *path: str) -> Any:
+def _get(data: dict[str, Any] | None, *path: str) -> Any:
     node: Any = data
     for key in path:
         if not isinstance(node, dict) or key not in node:
@@ -143,7 +143,12 @@ def _cell_overhead(outcome: dict[str, Any]) -> str:
     metric = outcome.get("overhead_metric")
     if not metric:
         return ""
-    return f"{metric['mean_ms']:.2f} / {metric['p50_ms']:.2f} / {metric['p99_ms']:.2f}"
+
+    def ms(value: float) -> str:
+        # Past the histogram's largest bucket (100 ms).
+        return ">100" if math.isinf(value) else f"{value:.2f}"
+
+    return f"{ms(metric['mean_ms'])} / {ms(metric['p50_ms'])} / {ms(metric['p99_ms'])}"
 
 
 def _results_table(results: dict[str, Any]) -> list[str]:

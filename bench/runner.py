@@ -108,8 +108,17 @@ def _preflight(target: Target, scenario: Scenario, port: int, path: str, body: b
     return f"HTTP {sample.status} (expected {expected}): {snippet}"
 
 
-def _load(bench: Bench, scenario: Scenario, port: int, path: str, body: bytes) -> LoadResult:
-    duration = scenario.duration or bench.duration
+def run_load(
+    bench: Bench,
+    scenario: Scenario,
+    port: int,
+    path: str,
+    body: bytes,
+    *,
+    duration: float | None = None,
+) -> LoadResult:
+    """The scenario's load (wrk, or the stream client) for its duration; no measurements."""
+    duration = duration or scenario.duration or bench.duration
     if scenario.kind == "streams":
         raw = load.build_request(HOST, port, path, body)
         result = run_async(
@@ -237,7 +246,7 @@ def run_scenario(bench: Bench, target: Target, scenario: Scenario) -> dict[str, 
         if scenario.kind == "fanout":
             result = _fanout(bench, target, scenario)
         else:
-            result = _load(bench, scenario, port, path, body)
+            result = run_load(bench, scenario, port, path, body)
     except (RuntimeError, OSError, TimeoutError) as exc:
         print(f"    error: {exc}")
         return {"status": "error", "note": f"{type(exc).__name__}: {exc}"}

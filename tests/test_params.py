@@ -43,7 +43,17 @@ def _chat(**fields: Any) -> chat.ChatCompletionRequest:
         ({"audio": {"voice": "x"}}, "audio"),
         ({"functions": [{"name": "f"}]}, "functions"),
         ({"function_call": "auto"}, "function_call"),
-        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+        (
+            {"tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "required"},
+            "tool_choice",
+        ),
+        (
+            {
+                "tools": [{"type": "function", "function": {"name": "f"}}],
+                "tool_choice": {"type": "function", "function": {"name": "f"}},
+            },
+            "tool_choice",
+        ),
         ({"top_logprobs": 2}, "top_logprobs"),
         ({"response_format": {"type": "grammar"}}, "response_format"),
     ],
@@ -54,9 +64,11 @@ def test_rejected_chat_fields_name_the_parameter(fields: dict[str, Any], param: 
     assert info.value.param == param
 
 
-def test_tools_with_tool_choice_none_are_allowed() -> None:
+@pytest.mark.parametrize("choice", [None, "auto", "none"])
+def test_tools_the_model_may_decline_are_allowed(choice: str | None) -> None:
+    # The model answers in text, which these tool_choice values allow (Open WebUI sends tools).
     _params.from_chat(
-        _chat(tools=[{"type": "function", "function": {"name": "f"}}], tool_choice="none")
+        _chat(tools=[{"type": "function", "function": {"name": "f"}}], tool_choice=choice)
     )
 
 

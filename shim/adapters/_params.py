@@ -131,11 +131,14 @@ def _repetition(presence: float | None, explicit: float | None) -> float | None:
 
 def from_chat(req: chat.ChatCompletionRequest) -> GenerationParams:
     _reject_set(req, CHAT_REJECTED)
-    if req.tools and req.tool_choice != "none":
+    # With `tool_choice` "auto" (the default) the model may always answer in text, which is
+    # what a model without a tool-calling upstream does: chat UIs (Open WebUI) send their
+    # built-in tools with every message. Forcing a call cannot be honoured here.
+    if req.tools and req.tool_choice not in (None, "auto", "none"):
         raise InvalidRequestError(
-            '`tools` need an upstream that calls tools itself: set protocol = "openai" for '
-            "this model (TGI Messages API, vLLM, the HF router).",
-            param="tools",
+            "`tool_choice` that forces a tool call needs an upstream that calls tools itself: "
+            'set protocol = "openai" for this model (TGI Messages API, vLLM, the HF router).',
+            param="tool_choice",
         )
     if req.top_logprobs and not req.logprobs:
         raise InvalidRequestError("`top_logprobs` requires `logprobs: true`.", param="top_logprobs")

@@ -36,33 +36,9 @@ def dismiss_dialogs(page: Page) -> None:
     page.keyboard.press("Escape")
 
 
-def use_legacy_function_calling(page: Page, *, url: str, model: str) -> None:
-    """What Admin Panel → Settings → Models → <model> → Advanced Params → Function Calling:
-    Legacy does. Open WebUI otherwise sends its built-in tools (`tools`) with every chat, and
-    shim answers 400 for models whose upstream does not call tools itself (protocol tgi or
-    pipeline; see docs/chat-uis.md)."""
-    token = page.evaluate("() => localStorage.token")
-    response = page.request.post(
-        f"{url}/api/v1/models/create",
-        headers={"Authorization": f"Bearer {token}"},
-        data={
-            "id": model,
-            "base_model_id": None,
-            "name": model,
-            "meta": {"capabilities": {"builtin_tools": False}},
-            "params": {"function_calling": "legacy"},
-        },
-    )
-    if not response.ok:
-        raise RuntimeError(f"cannot set the model's function calling: {response.status}")
-
-
 def chat(page: Page, *, url: str, model: str, expect: str, screenshot: Path) -> None:
     page.goto(url, wait_until="domcontentloaded")
     chat_input = page.locator("#chat-input")
-    chat_input.wait_for(state="visible", timeout=120_000)
-    use_legacy_function_calling(page, url=url, model=model)
-    page.reload(wait_until="domcontentloaded")
     chat_input.wait_for(state="visible", timeout=120_000)
     page.wait_for_timeout(1_000)
     dismiss_dialogs(page)
