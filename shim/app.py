@@ -327,11 +327,7 @@ def create_app(
 
     app = Litestar(
         route_handlers=[
-            handlers.chat_completions,
-            handlers.text_completions,
-            handlers.list_models,
-            handlers.retrieve_model,
-            *handlers.extra_handlers(),
+            *handlers.route_handlers(),
             health,
             ready,
             metrics,

@@ -4,16 +4,14 @@ normalise shapes, encode floats or base64."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import msgspec
-from litestar import Request, Response, post
-from litestar.datastructures import State
 
 from shim.adapters import feature_extraction as fx
-from shim.context import RequestContext, context_of
+from shim.api import Call, Reply
+from shim.context import RequestContext
 from shim.errors import InvalidRequestError, ShimError
-from shim.handlers import begin, decode, read_json, serve_with_fallbacks, services_of
+from shim.handlers import begin, decode, serve_with_fallbacks
 from shim.openai import embeddings
 from shim.openai.common import EmbeddingUsage
 from shim.routing import Route
@@ -79,11 +77,9 @@ async def embed(
     return vectors, tokens
 
 
-@post("/v1/embeddings", status_code=200)
-async def create_embeddings(request: Request[Any, Any, Any], state: State) -> Response[Any]:
-    services, ctx = services_of(state), context_of(request.scope)
-    assert ctx is not None
-    req = decode(_request, await read_json(request))
+async def create_embeddings(call: Call) -> Reply:
+    services, ctx = call.services, call.ctx
+    req = decode(_request, call.body)
     route = services.router.for_task(req.model, "feature-extraction", endpoint="/v1/embeddings")
     begin(services, ctx, route)
     inputs, _single = fx.inputs_of(req.input)
@@ -98,7 +94,7 @@ async def create_embeddings(request: Request[Any, Any, Any], state: State) -> Re
             param="dimensions",
         )
 
-    async def serve(current: Route) -> Response[Any]:
+    async def serve(current: Route) -> Reply:
         vectors, tokens = await embed(services.upstream, current, inputs, ctx)
         if req.dimensions is not None:
             vectors = fx.shorten(vectors, req.dimensions)
@@ -115,6 +111,6 @@ async def create_embeddings(request: Request[Any, Any, Any], state: State) -> Re
             model=route.name,
             usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens),
         )
-        return Response(_encoder.encode(body), media_type="application/json")
+        return _encoder.encode(body)
 
-    return await serve_with_fallbacks(request, services, ctx, route, serve)
+    return await serve_with_fallbacks(call, route, serve)

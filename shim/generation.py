@@ -12,25 +12,22 @@ from dataclasses import dataclass
 
 import httpx
 import msgspec
-from litestar import Response
-from litestar.response import Stream
 
 from shim.adapters._params import GenerationParams
 from shim.adapters._result import Generation, StreamDelta
 from shim.adapters._stop import StopScanner, truncate_at_stop
+from shim.api import Reply
 from shim.context import RequestContext
 from shim.errors import ShimError, UpstreamError
 from shim.formats import Format, estimate_tokens
 from shim.metrics import Metrics
 from shim.openai.common import Usage
 from shim.routing import GenerationAdapter, Route
-from shim.streaming import DONE, STREAM_HEADERS, encode_event
+from shim.streaming import DONE, encode_event
 from shim.upstream import OpenStream, Upstream
 
 log = logging.getLogger("shim.upstream")
 _encoder = msgspec.json.Encoder()
-JSON = "application/json"
-SSE = "text/event-stream"
 
 
 @dataclass(slots=True)
@@ -113,9 +110,7 @@ def _usage(job: Job, generations: list[Generation]) -> Usage:
     )
 
 
-async def respond(
-    upstream: Upstream, metrics: Metrics, job: Job, ctx: RequestContext
-) -> Response[bytes] | Stream:
+async def respond(upstream: Upstream, metrics: Metrics, job: Job, ctx: RequestContext) -> Reply:
     ctx.stream = job.stream
     if job.stream and job.adapter.streams:
         return await _open_stream(upstream, metrics, job, ctx)
@@ -124,13 +119,8 @@ async def respond(
     ctx.prompt_tokens, ctx.completion_tokens = usage.prompt_tokens, usage.completion_tokens
     if job.stream:
         # The pipeline cannot stream: its one answer is sent as a stream.
-        return Stream(
-            _replay(job, generations[0], usage, metrics, ctx),
-            media_type=SSE,
-            headers=STREAM_HEADERS,
-        )
-    body = job.fmt.response(generations, usage, logprobs=job.params.logprobs)
-    return Response(body, media_type=JSON)
+        return _replay(job, generations[0], usage, metrics, ctx)
+    return job.fmt.response(generations, usage, logprobs=job.params.logprobs)
 
 
 async def _replay(
@@ -151,7 +141,7 @@ async def _replay(
 
 async def _open_stream(
     upstream: Upstream, metrics: Metrics, job: Job, ctx: RequestContext
-) -> Stream:
+) -> AsyncIterator[bytes]:
     """Open the upstream stream and read its first event *before* answering, so that upstream
     errors (including TGI's error events on a 200 stream) become real HTTP errors."""
     route, adapter = job.route, job.adapter
@@ -164,11 +154,7 @@ async def _open_stream(
     except BaseException:
         await stream.aclose()
         raise
-    return Stream(
-        _relay(job, stream, delta, metrics, ctx, prompt),
-        media_type=SSE,
-        headers=STREAM_HEADERS,
-    )
+    return _relay(job, stream, delta, metrics, ctx, prompt)
 
 
 async def _relay(

@@ -4,25 +4,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import msgspec
-from litestar import Request, Response, get, post
+from litestar import MediaType, Request, Response, get
 from litestar.datastructures import State
 
-from shim import accesslog, generation, passthrough
+from shim import generation, passthrough
 from shim.adapters import _params, _prompt
+from shim.api import Call, Reply, api_route
 from shim.config import Task
 from shim.context import RequestContext, context_of
 from shim.errors import (
     InvalidRequestError,
     ModelNotFoundError,
     PermissionDeniedError,
-    ShimError,
-    UnsupportedMediaTypeError,
     UpstreamError,
     UpstreamRejectedError,
 )
@@ -36,7 +34,6 @@ GENERATION_TASKS: tuple[Task, ...] = ("text-generation", "text2text-generation")
 _chat_request = msgspec.json.Decoder(chat.ChatCompletionRequest)
 _completion_request = msgspec.json.Decoder(completions.CompletionRequest)
 _raw_request = msgspec.json.Decoder(dict[str, Any])
-_JSON_TYPES = (b"application/json", b"text/plain")
 _MISSING = re.compile(r"Object missing required field `([^`]*)`")
 
 
@@ -73,22 +70,6 @@ def decode(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
         raise InvalidRequestError(f"The request body is not valid JSON: {exc}") from None
 
 
-async def read_json(request: Request[Any, Any, Any]) -> bytes:
-    content_type = request.headers.get("content-type")
-    if content_type:
-        media = content_type.split(";", 1)[0].strip().lower().encode()
-        if media not in _JSON_TYPES and not media.endswith(b"+json"):
-            raise UnsupportedMediaTypeError(
-                f"Content-Type `{content_type}` is not supported; send application/json."
-            )
-    body = await request.body()
-    if accesslog.bodies_enabled():
-        ctx = context_of(request.scope)
-        if ctx is not None:
-            ctx.body = body
-    return body
-
-
 def begin(services: Services, ctx: RequestContext, route: Route) -> None:
     """Bind the request to its model: label, in-flight gauge, per-key model permissions."""
     ctx.model = route.name
@@ -101,60 +82,21 @@ def begin(services: Services, ctx: RequestContext, route: Route) -> None:
         )
 
 
-async def _until_disconnect(request: Request[Any, Any, Any], work: Awaitable[T]) -> T:
-    """Await ``work``, cancelling it (and so the upstream call) if the client goes away.
-
-    One watcher task per request listens for ``http.disconnect`` (after the body was read,
-    ``receive()`` returns only that) and cancels this task.
-    """
-    task = asyncio.current_task()
-    assert task is not None
-    receive = request.receive
-    gone = False
-
-    async def watch() -> None:
-        nonlocal gone
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        gone = True
-        task.cancel()
-
-    watcher = asyncio.create_task(watch())
-    try:
-        return await work
-    except asyncio.CancelledError:
-        if gone:
-            task.uncancel()
-            raise ClientDisconnectedError("The client closed the connection.") from None
-        raise
-    finally:
-        watcher.cancel()
-
-
-class ClientDisconnectedError(ShimError):
-    status_code = 499
-    type = "client_closed_request"
-
-
 async def serve_with_fallbacks(
-    request: Request[Any, Any, Any],
-    services: Services,
-    ctx: RequestContext,
-    route: Route,
-    serve: Callable[[Route], Awaitable[Response[Any]]],
-) -> Response[Any]:
+    call: Call, route: Route, serve: Callable[[Route], Awaitable[Reply]]
+) -> Reply:
     """Serve on ``route``, then on its ``fallbacks`` when all its upstreams failed."""
     # Fallbacks are looked up now: a reload may have changed them since the route was built.
-    routes = services.router.routes
+    routes = call.services.router.routes
     chain = [route, *(routes[name] for name in route.fallbacks if name in routes)]
     for i, current in enumerate(chain):
         try:
             async with current.acquire_slot():
-                return await _until_disconnect(request, serve(current))
+                return await call.until_disconnect(serve(current))
         except UpstreamError as exc:
             if isinstance(exc, UpstreamRejectedError) or i == len(chain) - 1:
                 raise
-            ctx.error_reason = exc.reason
+            call.ctx.error_reason = exc.reason
     raise AssertionError("unreachable")
 
 
@@ -173,18 +115,17 @@ def _check_limits(route: Route, params: _params.GenerationParams, messages: int)
         )
 
 
-def _passthrough(
-    services: Services, ctx: RequestContext, body: bytes, kind: passthrough.Kind
-) -> Callable[[Route], Awaitable[Response[Any]]]:
+def _passthrough(call: Call, kind: passthrough.Kind) -> Callable[[Route], Awaitable[Reply]]:
     """Serving on an ``openai`` upstream: the request as the client sent it (decoded once)."""
     raw: dict[str, Any] | None = None
 
-    async def serve(route: Route) -> Response[Any]:
+    async def serve(route: Route) -> Reply:
         nonlocal raw
         if raw is None:
-            raw = decode(_raw_request, body)
+            raw = decode(_raw_request, call.body)
+        services = call.services
         return await passthrough.respond(
-            services.upstream, services.metrics, route, raw, ctx, kind=kind
+            services.upstream, services.metrics, route, raw, call.ctx, kind=kind
         )
 
     return serve
@@ -204,18 +145,15 @@ def _chat_prompt(route: Route, req: chat.ChatCompletionRequest) -> str:
     )
 
 
-@post("/v1/chat/completions", status_code=200)
-async def chat_completions(request: Request[Any, Any, Any], state: State) -> Response[Any]:
-    services, ctx = services_of(state), context_of(request.scope)
-    assert ctx is not None
-    body = await read_json(request)
-    req = decode(_chat_request, body)
+async def chat_completions(call: Call) -> Reply:
+    services, ctx = call.services, call.ctx
+    req = decode(_chat_request, call.body)
     route = services.router.for_task(req.model, *GENERATION_TASKS, endpoint="/v1/chat/completions")
     begin(services, ctx, route)
-    openai_upstream = _passthrough(services, ctx, body, "chat")
+    openai_upstream = _passthrough(call, "chat")
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
 
-    async def serve(current: Route) -> Response[Any]:
+    async def serve(current: Route) -> Reply:
         if current.protocol == "openai":
             return await openai_upstream(current)
         assert current.adapter is not None
@@ -234,7 +172,7 @@ async def chat_completions(request: Request[Any, Any, Any], state: State) -> Res
         )
         return await generation.respond(services.upstream, services.metrics, job, ctx)
 
-    return await serve_with_fallbacks(request, services, ctx, route, serve)
+    return await serve_with_fallbacks(call, route, serve)
 
 
 def _prompts(req: completions.CompletionRequest) -> list[str]:
@@ -252,18 +190,15 @@ def _prompts(req: completions.CompletionRequest) -> list[str]:
     return prompts
 
 
-@post("/v1/completions", status_code=200)
-async def text_completions(request: Request[Any, Any, Any], state: State) -> Response[Any]:
-    services, ctx = services_of(state), context_of(request.scope)
-    assert ctx is not None
-    body = await read_json(request)
-    req = decode(_completion_request, body)
+async def text_completions(call: Call) -> Reply:
+    services, ctx = call.services, call.ctx
+    req = decode(_completion_request, call.body)
     route = services.router.for_task(req.model, *GENERATION_TASKS, endpoint="/v1/completions")
     begin(services, ctx, route)
-    openai_upstream = _passthrough(services, ctx, body, "completions")
+    openai_upstream = _passthrough(call, "completions")
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
 
-    async def serve(current: Route) -> Response[Any]:
+    async def serve(current: Route) -> Reply:
         if current.protocol == "openai":
             return await openai_upstream(current)
         assert current.adapter is not None
@@ -288,7 +223,7 @@ async def text_completions(request: Request[Any, Any, Any], state: State) -> Res
         )
         return await generation.respond(services.upstream, services.metrics, job, ctx)
 
-    return await serve_with_fallbacks(request, services, ctx, route, serve)
+    return await serve_with_fallbacks(call, route, serve)
 
 
 def _visible(services: Services, ctx: RequestContext | None) -> list[str]:
@@ -303,11 +238,11 @@ async def list_models(request: Request[Any, Any, Any], state: State) -> Response
     services, ctx = services_of(state), context_of(request.scope)
     key = ctx.key if ctx is not None else None
     if key is None or key.models is None:
-        return Response(services.router.models_body, media_type=generation.JSON)
+        return Response(services.router.models_body, media_type=MediaType.JSON)
     models = [services.router.models[m] for m in _visible(services, ctx)]
     from shim.openai.common import ModelList
 
-    return Response(msgspec.json.encode(ModelList(data=models)), media_type=generation.JSON)
+    return Response(msgspec.json.encode(ModelList(data=models)), media_type=MediaType.JSON)
 
 
 @get("/v1/models/{model_id:path}")
@@ -318,11 +253,17 @@ async def retrieve_model(
     name = model_id.lstrip("/")
     if name not in _visible(services, ctx):
         raise ModelNotFoundError(name)
-    return Response(msgspec.json.encode(services.router.models[name]), media_type=generation.JSON)
+    return Response(msgspec.json.encode(services.router.models[name]), media_type=MediaType.JSON)
 
 
-def extra_handlers() -> list[Any]:
-    """Handlers of other modules (embeddings), registered with the app."""
+def route_handlers() -> list[Any]:
+    """The API's route handlers, for the app."""
     from shim.embeddings import create_embeddings
 
-    return [create_embeddings]
+    return [
+        api_route("/v1/chat/completions", chat_completions),
+        api_route("/v1/completions", text_completions),
+        api_route("/v1/embeddings", create_embeddings),
+        list_models,
+        retrieve_model,
+    ]

@@ -12,16 +12,14 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
-from litestar import Response
-from litestar.response import Stream
-
 from shim.adapters import openai_compat
+from shim.api import Reply
 from shim.context import RequestContext
 from shim.errors import ShimError, UpstreamError
-from shim.generation import JSON, SSE, stream_failure
+from shim.generation import stream_failure
 from shim.metrics import Metrics
 from shim.routing import Route
-from shim.streaming import DONE, STREAM_HEADERS, encode_event
+from shim.streaming import DONE, encode_event
 from shim.upstream import OpenStream, Upstream
 
 Kind = Literal["chat", "completions"]
@@ -63,7 +61,7 @@ async def respond(
     ctx: RequestContext,
     *,
     kind: Kind,
-) -> Response[bytes] | Stream:
+) -> Reply:
     stream = bool(request.get("stream"))
     ctx.stream = stream
     rewriter = _Rewriter(route, kind)
@@ -82,7 +80,7 @@ async def respond(
         usage = openai_compat.usage_of(data)
         if usage is not None:
             ctx.prompt_tokens, ctx.completion_tokens = usage
-        return Response(out, media_type=JSON)
+        return out
     opened = await upstream.open_stream(route, path, body, ctx)
     first = await opened.first_event(route.first_token_timeout)
     try:
@@ -91,11 +89,7 @@ async def respond(
     except BaseException:
         await opened.aclose()
         raise
-    return Stream(
-        _relay(opened, first_data, first_chunk, rewriter, metrics, ctx),
-        media_type=SSE,
-        headers=STREAM_HEADERS,
-    )
+    return _relay(opened, first_data, first_chunk, rewriter, metrics, ctx)
 
 
 def _has_content(data: dict[str, Any]) -> bool:
