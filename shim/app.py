@@ -10,7 +10,6 @@ import asyncio
 import logging
 import os
 import re
-import secrets
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -28,7 +27,7 @@ from prometheus_client import CollectorRegistry
 from shim import accesslog, handlers, startup
 from shim.auth import Keyring
 from shim.config import Config, ConfigError, load_config
-from shim.context import SCOPE_KEY, RequestContext, context_of
+from shim.context import SCOPE_KEY, RequestContext, context_of, new_id
 from shim.errors import (
     InvalidRequestError,
     MethodNotAllowedError,
@@ -142,7 +141,7 @@ def _request_id(scope: Any) -> str:
             if 0 < len(text) <= 128 and text.isprintable():
                 return text
             break
-    return secrets.token_hex(16)
+    return new_id(32)
 
 
 def _header(scope: Any, wanted: bytes) -> bytes | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +11,15 @@ if TYPE_CHECKING:
 
 #: Key of the RequestContext in the ASGI scope's state.
 SCOPE_KEY = "shim.context"
+
+# Ids need to be unique, not secret: a PRNG seeded from the OS is much cheaper per request
+# than os.urandom (a syscall each time).
+_ids = random.Random()
+
+
+def new_id(hex_digits: int = 32) -> str:
+    """A random hexadecimal id (request ids, completion ids)."""
+    return f"{_ids.getrandbits(hex_digits * 4):0{hex_digits}x}"
 
 
 class RequestContext:

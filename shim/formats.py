@@ -6,12 +6,12 @@ stream carries the same ``id`` and ``created``.
 
 from __future__ import annotations
 
-import secrets
 import time
 
 import msgspec
 
 from shim.adapters._result import Generation, TokenInfo
+from shim.context import new_id
 from shim.openai import chat, completions
 from shim.openai.common import Usage
 
@@ -31,7 +31,7 @@ class ChatFormat:
     kind = "chat"
 
     def __init__(self, model: str) -> None:
-        self.id = "chatcmpl-" + secrets.token_hex(12)
+        self.id = "chatcmpl-" + new_id(24)
         self.created = int(time.time())
         self.model = model
 
@@ -98,7 +98,7 @@ class CompletionFormat:
     kind = "completions"
 
     def __init__(self, model: str) -> None:
-        self.id = "cmpl-" + secrets.token_hex(12)
+        self.id = "cmpl-" + new_id(24)
         self.created = int(time.time())
         self.model = model
 

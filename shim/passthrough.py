@@ -7,14 +7,13 @@ one-message chat and the answer turned back into a completion.
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from shim.adapters import openai_compat
 from shim.api import Reply
-from shim.context import RequestContext
+from shim.context import RequestContext, new_id
 from shim.errors import ShimError, UpstreamError
 from shim.generation import stream_failure
 from shim.metrics import Metrics
@@ -30,7 +29,7 @@ class _Rewriter:
 
     def __init__(self, route: Route, kind: Kind) -> None:
         prefix = "chatcmpl-" if kind == "chat" else "cmpl-"
-        self.id = prefix + secrets.token_hex(12)
+        self.id = prefix + new_id(24)
         self.created = int(time.time())
         self.model = route.name
         self.as_completion = kind == "completions" and route.paths.completions is None
