@@ -143,3 +143,52 @@ def test_missing_config_is_a_clear_error(argv: list[str]) -> None:
     )
     assert result.returncode == 1
     assert "no config" in result.stderr
+
+
+async def test_sigterm_lets_inflight_streams_finish(tmp_path: Path) -> None:
+    from tests.fake_hf import Reply, sse, tgi_stream_events
+
+    fake = FakeHF()
+    fake.script("/generate_stream", Reply(chunks=sse(*tgi_stream_events(["x"] * 20)), delay=0.05))
+    async with serve_asgi(fake.asgi) as upstream:
+        config = tmp_path / "shim.toml"
+        config.write_text(
+            '[server]\ndrain_timeout = 10\n[models.m]\ntask = "text-generation"\n'
+            f'url = "{upstream}"\nchat_template = "chatml"\n'
+        )
+        port = free_port()
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "shim", "serve", "--config", str(config), "--port", str(port),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        base = f"http://127.0.0.1:{port}"
+        try:
+            async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+                for _ in range(300):
+                    with contextlib.suppress(httpx.TransportError):
+                        if (await client.get("/ready")).status_code == 200:
+                            break
+                    await asyncio.sleep(0.1)
+                body = {
+                    "model": "m",
+                    "messages": [{"role": "user", "content": "hi"}],
+                    "stream": True,
+                }
+                chunks: list[str] = []
+                async with client.stream("POST", "/v1/chat/completions", json=body) as response:
+                    async for text in response.aiter_text():
+                        if not chunks:
+                            process.send_signal(signal.SIGTERM)  # mid-stream
+                        chunks.append(text)
+            text = "".join(chunks)
+            output = (await asyncio.wait_for(process.communicate(), 30))[0].decode()
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    assert text.count('"content":"x"') == 20, text[-300:]
+    assert text.endswith("data: [DONE]\n\n")
+    # uvicorn re-raises the signal once drained: the conventional exit status for SIGTERM.
+    assert process.returncode in (0, -signal.SIGTERM), output
+    assert "Traceback" not in output
+    assert "draining" in output
