@@ -39,7 +39,9 @@ def _create(venv: Path, packages: list[str], *, what: str) -> bool:
         if made.returncode != 0:
             return False
     pip = [str(_python(venv)), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    done = subprocess.run([*pip, *packages], check=False)
+    done = subprocess.run([*pip, *packages], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        print("\n".join((done.stdout + done.stderr).splitlines()[-15:]), file=sys.stderr)
     return done.returncode == 0
 
 

@@ -21,6 +21,22 @@ from bench import envs
 from bench.runner import Bench, Target, run_load
 from bench.scenarios import Scenario
 
+#: Parts of shim's request path, each by the frames it is made of (a sample counts when one
+#: of its frames contains one of the names: inclusive time, so parts can overlap).
+COMPONENTS: dict[str, tuple[str, ...]] = {
+    "upstream HTTP client (httpx + httpx-aiohttp + aiohttp)": ("Upstream._attempt (",),
+    "upstream stream reads (OpenStream.iter_bytes)": ("OpenStream.iter_bytes (",),
+    "client writes (uvicorn RequestResponseCycle.send)": ("RequestResponseCycle.send (",),
+    "access log line (shim/accesslog.py write)": ("write (shim/accesslog.py)",),
+    "Prometheus metrics (shim/metrics.py)": ("(shim/metrics.py)",),
+    "request body read + decode": ("read_json (", "decode (shim/handlers.py)"),
+    "chat template render": ("render (shim/adapters/_prompt.py)",),
+    "TGI parse (response / stream events)": ("TGI.parse_response (", "TGI.parse_event ("),
+    "OpenAI response / chunk encode (shim/formats.py)": ("(shim/formats.py)",),
+    "stop-sequence scan (StopScanner)": ("StopScanner.",),
+    "disconnect watcher (_until_disconnect.watch)": ("watch (shim/handlers.py)",),
+}
+
 #: Scenarios profiled by ``--profile``: non-stream chat, burst streams, paced streams.
 PROFILED = ("chat_c32", "stream_c32", "streams_1000")
 
@@ -85,6 +101,7 @@ def summarize(raw_file: Path, *, top: int = 15) -> dict[str, Any]:
     self_samples: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     packages: Counter[str] = Counter()
+    components: Counter[str] = Counter()
     total = 0
     for line in raw_file.read_text(errors="replace").splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -109,6 +126,9 @@ def summarize(raw_file: Path, *, top: int = 15) -> dict[str, Any]:
         self_samples[leaf] += count
         for name in set(names[1:]):
             inclusive[name] += count
+        for component, parts in COMPONENTS.items():
+            if any(part in name for name in names for part in parts):
+                components[component] += count
 
     def ranked(counter: Counter[str]) -> list[dict[str, Any]]:
         return [
@@ -121,6 +141,7 @@ def summarize(raw_file: Path, *, top: int = 15) -> dict[str, Any]:
         "self": ranked(self_samples),
         "inclusive": ranked(inclusive),
         "packages": ranked(packages),
+        "components": ranked(components),
     }
 
 

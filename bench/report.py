@@ -217,11 +217,16 @@ def _streams_table(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _gc_cell(outcome: dict[str, Any]) -> str:
+    runs = outcome.get("gc_runs")
+    return f"{runs['gen0']} / {runs['gen1']} / {runs['gen2']}" if runs else ""
+
+
 def _cpu_table(results: dict[str, Any]) -> list[str]:
     lines = [
         "| Scenario | Target | target CPU % | fake CPU % | load generator CPU % "
-        "| other processes CPU % |",
-        "|---|---|---:|---:|---:|---:|",
+        "| other processes CPU % | target GC runs gen0/1/2 |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     info = results.get("scenario_info", {})
     labels = {k: v.get("label", k) for k, v in results.get("targets", {}).items()}
@@ -235,7 +240,7 @@ def _cpu_table(results: dict[str, Any]) -> list[str]:
             lines.append(
                 f"| {info.get(sid, {}).get('title', sid)} | {labels.get(key, key)} | {target_cpu} "
                 f"| {100 * util['fake']:.0f} | {100 * util['loadgen']:.0f} "
-                f"| {100 * util.get('other', 0):.0f} |"
+                f"| {100 * util.get('other', 0):.0f} | {_gc_cell(outcome)} |"
             )
     return lines
 
@@ -302,6 +307,8 @@ def _profile_lines(results: dict[str, Any]) -> list[str]:
         )
         lines += ["", "| Package (self time) | % |", "|---|---:|"]
         lines += [f"| {p['function']} | {p['percent']} |" for p in summary["packages"][:10]]
+        lines += ["", "| Part of the request path (inclusive) | % |", "|---|---:|"]
+        lines += [f"| {p['function']} | {p['percent']} |" for p in summary.get("components", [])]
         lines += ["", "| Top functions, self time | % |", "|---|---:|"]
         lines += [f"| `{p['function']}` | {p['percent']} |" for p in summary["self"][:12]]
         lines += ["", "| Top functions, inclusive | % |", "|---|---:|"]

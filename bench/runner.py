@@ -210,6 +210,21 @@ def _overhead(before: str | None, after: str | None, scenario: Scenario) -> dict
     }
 
 
+def _gc_runs(before: str | None, after: str | None) -> dict[str, int] | None:
+    """Garbage collections per generation during the run (one-process shim only: the
+    multi-process registry has no GC collector)."""
+    if before is None or after is None:
+        return None
+    runs = {}
+    for gen in ("0", "1", "2"):
+        name = "python_gc_collections"
+        diff = prom.counter(after, name, generation=gen) - prom.counter(
+            before, name, generation=gen
+        )
+        runs[f"gen{gen}"] = int(diff)
+    return runs if any(runs.values()) else None
+
+
 def _scrape(target: Target) -> str | None:
     url = target.metrics_url
     if url is None:
@@ -274,6 +289,9 @@ def run_scenario(bench: Bench, target: Target, scenario: Scenario) -> dict[str, 
     overhead = _overhead(metrics_before, metrics_after, scenario)
     if overhead is not None:
         out["overhead_metric"] = {k: round(v, 4) for k, v in overhead.items()}
+    gc_runs = _gc_runs(metrics_before, metrics_after)
+    if gc_runs is not None:
+        out["gc_runs"] = gc_runs
     if scenario.id.startswith("stream"):
         out["tokens_per_second"] = round(result.rps * scenario.tokens, 1)
     if scenario.interleaved and target.kind != "direct":

@@ -18,7 +18,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
-from shim.app import ENDPOINTS
+from shim.middleware import ENDPOINTS
 from shim.config import parse_config
 from shim.errors import UpstreamReason
 from shim.metrics import Metrics

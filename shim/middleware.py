@@ -1,0 +1,175 @@
+"""The outermost ASGI middleware: per request, the id and overhead headers, client keys,
+CORS, the request metrics and the access log line.
+
+Plain ASGI, so it sees every response (framework errors included) and never buffers a body or
+hides ``http.disconnect`` from the handlers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from typing import Any
+
+import msgspec
+from litestar.types import ASGIApp, Receive, Send
+
+from shim import accesslog
+from shim.context import SCOPE_KEY, RequestContext, new_id
+from shim.errors import ShimError
+from shim.services import Services
+
+_encoder = msgspec.json.Encoder()
+
+#: Metric `endpoint` label by path; other paths are not counted as API requests.
+ENDPOINTS = {
+    "/v1/chat/completions": "chat",
+    "/v1/completions": "completions",
+    "/v1/embeddings": "embeddings",
+    "/v1/models": "models",
+}
+
+
+def _request_id(scope: Any) -> str:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            text: str = value.decode("latin-1")
+            if 0 < len(text) <= 128 and text.isprintable():
+                return text
+            break
+    return new_id(32)
+
+
+def _header(scope: Any, wanted: bytes) -> bytes | None:
+    for name, value in scope["headers"]:
+        if name == wanted:
+            return bytes(value)
+    return None
+
+
+class ShimMiddleware:
+    """Per request: id and overhead headers, client keys, CORS, metrics and the access log.
+
+    Plain ASGI and outermost, so it sees every response (framework errors included) and never
+    buffers a body or hides ``http.disconnect`` from the handlers.
+    """
+
+    def __init__(self, app: ASGIApp, services: Services) -> None:
+        self.app = app
+        self.services = services
+        server = services.config.server
+        self.cors = frozenset(server.cors_origins)
+        self.cors_any = "*" in self.cors
+        self.metrics_auth = server.metrics_auth
+
+    def _allowed_origin(self, scope: Any) -> bytes | None:
+        if not self.cors:
+            return None
+        origin = _header(scope, b"origin")
+        if origin is None:
+            return None
+        if self.cors_any:
+            return b"*"
+        return origin if origin.decode("latin-1") in self.cors else None
+
+    async def __call__(self, scope: Any, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        services = self.services
+        path: str = scope["path"]
+        endpoint = ENDPOINTS.get(path) or ("models" if path.startswith("/v1/models/") else None)
+        ctx = RequestContext(_request_id(scope), endpoint or "other")
+        scope.setdefault("state", {})[SCOPE_KEY] = ctx
+        origin = self._allowed_origin(scope)
+        if origin is not None and scope["method"] == "OPTIONS":
+            await _preflight(send, origin, ctx, _header(scope, b"access-control-request-headers"))
+            return
+
+        async def send_wrapper(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                if not ctx.status:
+                    ctx.status = message["status"]
+                headers = list(message.get("headers", ()))
+                headers.append((b"x-request-id", ctx.request_id.encode("latin-1")))
+                headers.append((b"x-shim-overhead-ms", f"{ctx.overhead() * 1000:.3f}".encode()))
+                if origin is not None:
+                    headers.append((b"access-control-allow-origin", origin))
+                    headers.append(
+                        (b"access-control-expose-headers", b"x-request-id, x-shim-overhead-ms")
+                    )
+                    if origin != b"*":
+                        headers.append((b"vary", b"Origin"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            if path.startswith("/v1/") or (self.metrics_auth and path == "/metrics"):
+                try:
+                    key = services.keyring.authenticate(_header(scope, b"authorization"))
+                    if key is not None:
+                        ctx.key, ctx.key_name = key, key.name
+                        if path.startswith("/v1/") and scope["method"] == "POST":
+                            key.admit()
+                except ShimError as exc:
+                    await _send_error(send_wrapper, exc)
+                    return
+            await self.app(scope, receive, send_wrapper)
+        except asyncio.CancelledError:
+            ctx.status = 499
+            raise
+        finally:
+            now = time.perf_counter()
+            if endpoint is not None:
+                services.metrics.finish(ctx, now, routed=ctx.routed)
+                if ctx.key is not None:
+                    ctx.key.spend(ctx.prompt_tokens + ctx.completion_tokens)
+            accesslog.write(ctx, scope, now)
+
+
+async def _send_error(send: Any, exc: ShimError) -> None:
+    body = _encoder.encode(exc.body())
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if exc.retry_after is not None:
+        headers.append((b"retry-after", str(max(1, round(exc.retry_after))).encode()))
+    if exc.status_code == 401:
+        headers.append((b"www-authenticate", b"Bearer"))
+    await send({"type": "http.response.start", "status": exc.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+# What browser clients (the openai JS SDK included) send along with a request.
+_ALLOWED_HEADERS = ", ".join(
+    [
+        "authorization", "content-type", "x-request-id", "openai-organization", "openai-project",
+        "x-stainless-arch", "x-stainless-lang", "x-stainless-os", "x-stainless-package-version",
+        "x-stainless-runtime", "x-stainless-runtime-version", "x-stainless-retry-count",
+        "x-stainless-timeout",
+    ]
+).encode()  # fmt: skip
+
+
+# A plain list of header names, as browsers send in Access-Control-Request-Headers.
+_HEADER_NAMES = re.compile(rb"[A-Za-z0-9_\-]+(?:[ \t]*,[ \t]*[A-Za-z0-9_\-]+)*")
+
+
+async def _preflight(
+    send: Any, origin: bytes, ctx: RequestContext, requested: bytes | None
+) -> None:
+    ctx.status = 204
+    allowed = _ALLOWED_HEADERS
+    # Also allow what this preflight asks for: SDKs add headers of their own over time (the
+    # openai JS SDK's `.stream()` sends X-Stainless-Helper-Method), and the origin allow-list,
+    # not the header list, is what guards a bearer-key API.
+    if requested and len(requested) <= 1024 and _HEADER_NAMES.fullmatch(requested):
+        allowed += b", " + requested.lower()
+    headers = [
+        (b"access-control-allow-origin", origin),
+        (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
+        (b"access-control-allow-headers", allowed),
+        (b"access-control-max-age", b"600"),
+        (b"vary", b"Origin, Access-Control-Request-Headers"),
+    ]
+    await send({"type": "http.response.start", "status": 204, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
