@@ -18,10 +18,10 @@ import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
-from shim.middleware import ENDPOINTS
 from shim.config import parse_config
 from shim.errors import UpstreamReason
 from shim.metrics import Metrics
+from shim.middleware import ENDPOINTS
 from shim.routing import Router
 
 ROOT = Path(__file__).resolve().parent.parent
