@@ -22,6 +22,17 @@ def _bytes(text: str) -> list[int]:
     return list(text.encode("utf-8"))
 
 
+_MARK = "\u0000shim-text\u0000"
+_ENCODED_MARK = _encoder.encode(_MARK)
+
+
+def _event_template(chunk: bytes) -> tuple[bytes, bytes]:
+    """Split an encoded chunk whose text is the marker into the SSE event's fixed prefix and
+    suffix: per token only the text is encoded (msgspec does the JSON escaping)."""
+    prefix, suffix = chunk.split(_ENCODED_MARK)
+    return b"data: " + prefix, suffix + b"\n\n"
+
+
 def estimate_tokens(text: str) -> int:
     """Documented estimate when the upstream reports no counts: ~4 characters per token."""
     return (len(text) + 3) // 4 if text else 0
@@ -34,6 +45,7 @@ class ChatFormat:
         self.id = "chatcmpl-" + new_id(24)
         self.created = int(time.time())
         self.model = model
+        self._template: tuple[bytes, bytes] | None = None
 
     @staticmethod
     def logprobs(tokens: list[TokenInfo] | None) -> chat.ChoiceLogprobs | None:
@@ -83,6 +95,13 @@ class ChatFormat:
         lp = self.logprobs([token]) if logprobs and token is not None else None
         return self._chunk(chat.ChunkChoice(index=0, delta=chat.Delta(content=text), logprobs=lp))
 
+    def text_event(self, text: str) -> bytes:
+        """The SSE event of a text delta without logprobs: the hot path of every stream."""
+        if self._template is None:
+            self._template = _event_template(self.text(_MARK, None, logprobs=False))
+        prefix, suffix = self._template
+        return prefix + _encoder.encode(text) + suffix
+
     def finish(self, reason: str) -> bytes:
         return self._chunk(chat.ChunkChoice(index=0, delta=chat.Delta(), finish_reason=reason))
 
@@ -101,6 +120,7 @@ class CompletionFormat:
         self.id = "cmpl-" + new_id(24)
         self.created = int(time.time())
         self.model = model
+        self._template: tuple[bytes, bytes] | None = None
 
     @staticmethod
     def logprobs(
@@ -154,6 +174,13 @@ class CompletionFormat:
         return self._chunk(
             completions.CompletionChoice(text=text, index=0, finish_reason=None, logprobs=lp)
         )
+
+    def text_event(self, text: str) -> bytes:
+        """The SSE event of a text delta without logprobs: the hot path of every stream."""
+        if self._template is None:
+            self._template = _event_template(self.text(_MARK, None, logprobs=False))
+        prefix, suffix = self._template
+        return prefix + _encoder.encode(text) + suffix
 
     def finish(self, reason: str) -> bytes:
         return self._chunk(completions.CompletionChoice(text="", index=0, finish_reason=reason))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -20,7 +19,7 @@ from shim.api import Reply
 from shim.context import RequestContext
 from shim.errors import ShimError, UpstreamError
 from shim.formats import Format, estimate_tokens
-from shim.metrics import Metrics
+from shim.metrics import Metrics, TokenClock
 from shim.openai.common import Usage
 from shim.routing import GenerationAdapter, Route
 from shim.streaming import DONE, encode_event
@@ -130,7 +129,9 @@ async def _replay(
     first = fmt.first()
     if first is not None:
         yield encode_event(first)
-    metrics.first_token(ctx.model, time.perf_counter() - ctx.start)
+    clock = TokenClock()
+    clock.tick()
+    metrics.stream_timing(ctx.model, clock, ctx.start)
     if generation.text:
         yield encode_event(fmt.text(generation.text, None, logprobs=False))
     yield encode_event(fmt.finish(generation.finish_reason))
@@ -148,82 +149,85 @@ async def _open_stream(
     assert adapter.stream_path is not None
     prompt = job.prompts[0]
     stream = await upstream.open_stream(route, adapter.stream_path, _payload(job, prompt), ctx)
-    first = await stream.first_event(route.first_token_timeout)
+    first = await stream.first_batch(route.first_token_timeout)
     try:
-        delta = adapter.parse_event(first)
+        delta = adapter.parse_event(first[0])
     except BaseException:
         await stream.aclose()
         raise
-    return _relay(job, stream, delta, metrics, ctx, prompt)
+    return _relay(job, stream, delta, first[1:], metrics, ctx, prompt)
 
 
 async def _relay(
     job: Job,
     stream: OpenStream,
     delta: StreamDelta,
+    pending: list[bytes],
     metrics: Metrics,
     ctx: RequestContext,
     prompt: str,
 ) -> AsyncIterator[bytes]:
-    fmt, adapter, model = job.fmt, job.adapter, ctx.model
-    events = stream.events()
+    """The client's stream. Events that arrived together are answered with one write."""
+    fmt, adapter = job.fmt, job.adapter
+    batches = stream.batches()
     logprobs = job.params.logprobs
     scanner = StopScanner([*job.params.stop, *job.route.stops])
+    clock = TokenClock()
     finish: str | None = None
-    prompt_tokens = completion_tokens = None
     produced: list[str] = []
-    last = 0.0
+    out: list[bytes] = []
+    first = fmt.first()
+    if first is not None:
+        out.append(encode_event(first))
+    if job.params.echo:
+        out.append(fmt.text_event(prompt))
     try:
-        first = fmt.first()
-        if first is not None:
-            yield encode_event(first)
-        if job.params.echo:
-            yield encode_event(fmt.text(prompt, None, logprobs=False))
         while True:
             text = scanner.feed(delta.text)
             if text:
-                now = time.perf_counter()
-                if last:
-                    metrics.inter_token(model, now - last)
-                else:
-                    metrics.first_token(model, now - ctx.start)
-                last = now
+                clock.tick()
                 produced.append(text)
-                yield encode_event(fmt.text(text, delta.token, logprobs=logprobs))
+                if logprobs:
+                    out.append(encode_event(fmt.text(text, delta.token, logprobs=True)))
+                else:
+                    out.append(fmt.text_event(text))
             if delta.finish_reason is not None or scanner.stopped:
                 finish = "stop" if scanner.stopped else delta.finish_reason
-                prompt_tokens, completion_tokens = delta.prompt_tokens, delta.completion_tokens
                 break
-            data = await anext(events, None)
-            if data is None:
-                raise UpstreamError(
-                    "The upstream stream ended before the generation finished.",
-                    reason="stream_aborted",
-                )
-            delta = adapter.parse_event(data)
+            if not pending:
+                if out:
+                    yield b"".join(out)
+                    out = []
+                batch = await anext(batches, None)
+                if batch is None:
+                    raise UpstreamError(
+                        "The upstream stream ended before the generation finished.",
+                        reason="stream_aborted",
+                    )
+                pending = batch
+            delta = adapter.parse_event(pending[0])
+            pending = pending[1:]
         rest = scanner.flush()
         if rest:
             produced.append(rest)
-            yield encode_event(fmt.text(rest, None, logprobs=False))
-        yield encode_event(fmt.finish(finish or "stop"))
-        text = "".join(produced)
-        usage = Usage(
-            prompt_tokens=prompt_tokens or estimate_tokens(prompt),
-            completion_tokens=completion_tokens or estimate_tokens(text),
-            total_tokens=0,
-        )
-        usage.total_tokens = usage.prompt_tokens + usage.completion_tokens
-        ctx.prompt_tokens, ctx.completion_tokens = usage.prompt_tokens, usage.completion_tokens
+            out.append(fmt.text_event(rest))
+        out.append(encode_event(fmt.finish(finish or "stop")))
+        completion = "".join(produced)
+        prompt_tokens = delta.prompt_tokens or estimate_tokens(prompt)
+        completion_tokens = delta.completion_tokens or estimate_tokens(completion)
+        ctx.prompt_tokens, ctx.completion_tokens = prompt_tokens, completion_tokens
         if job.include_usage:
-            yield encode_event(fmt.usage(usage))
-        yield DONE
+            usage = Usage(prompt_tokens, completion_tokens, prompt_tokens + completion_tokens)
+            out.append(encode_event(fmt.usage(usage)))
+        out.append(DONE)
+        yield b"".join(out)
     except ShimError as exc:
-        yield stream_failure(exc, metrics, ctx)
-        yield DONE
+        yield b"".join([*out, stream_failure(exc, metrics, ctx), DONE])
     except asyncio.CancelledError:
         ctx.status = 499
         raise
     finally:
+        metrics.stream_timing(ctx.model, clock, ctx.start)
         await stream.aclose()
 
 

@@ -8,6 +8,7 @@ aggregates every worker's files.
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from prometheus_client import (
@@ -38,6 +39,25 @@ OVERHEAD_BUCKETS = (
 )  # fmt: skip
 
 
+class TokenClock:
+    """When a stream's output tokens went out (first, last, how many): cheap per token, turned
+    into histogram observations once per stream."""
+
+    __slots__ = ("count", "first", "last")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first = 0.0
+        self.last = 0.0
+
+    def tick(self, tokens: int = 1) -> None:
+        now = time.perf_counter()
+        if not self.count:
+            self.first = now
+        self.last = now
+        self.count += tokens
+
+
 class Metrics:
     def __init__(
         self, registry: CollectorRegistry, *, key_label: bool = False, enabled: bool = True
@@ -66,7 +86,8 @@ class Metrics:
             ["model"], buckets=TTFT_BUCKETS, registry=registry,
         )  # fmt: skip
         self.tpot = Histogram(
-            "shim_time_per_output_token_seconds", "Streams: time between output tokens.",
+            "shim_time_per_output_token_seconds",
+            "Streams: mean time between output tokens, one observation per stream.",
             ["model"], buckets=TPOT_BUCKETS, registry=registry,
         )  # fmt: skip
         self.tokens = Counter(
@@ -123,13 +144,13 @@ class Metrics:
         if ctx.completion_tokens:
             self._child(self.tokens, model, "completion").inc(ctx.completion_tokens)
 
-    def first_token(self, model: str, seconds: float) -> None:
-        if self.enabled:
-            self._child(self.ttft, model).observe(seconds)
-
-    def inter_token(self, model: str, seconds: float) -> None:
-        if self.enabled:
-            self._child(self.tpot, model).observe(seconds)
+    def stream_timing(self, model: str, clock: TokenClock, start: float) -> None:
+        """A finished (or abandoned) stream: its time to first token and time per token."""
+        if not self.enabled or not clock.count:
+            return
+        self._child(self.ttft, model).observe(clock.first - start)
+        if clock.count > 1:
+            self._child(self.tpot, model).observe((clock.last - clock.first) / (clock.count - 1))
 
     def upstream_error(self, model: str, reason: str) -> None:
         if self.enabled:

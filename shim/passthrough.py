@@ -16,7 +16,7 @@ from shim.api import Reply
 from shim.context import RequestContext, new_id
 from shim.errors import ShimError, UpstreamError
 from shim.generation import stream_failure
-from shim.metrics import Metrics
+from shim.metrics import Metrics, TokenClock
 from shim.routing import Route
 from shim.streaming import DONE, encode_event
 from shim.upstream import OpenStream, Upstream
@@ -81,14 +81,14 @@ async def respond(
             ctx.prompt_tokens, ctx.completion_tokens = usage
         return out
     opened = await upstream.open_stream(route, path, body, ctx)
-    first = await opened.first_event(route.first_token_timeout)
+    first = await opened.first_batch(route.first_token_timeout)
     try:
-        first_data = openai_compat.decode(first)
+        first_data = openai_compat.decode(first[0])
         first_chunk = rewriter(first_data, stream=True)
     except BaseException:
         await opened.aclose()
         raise
-    return _relay(opened, first_data, first_chunk, rewriter, metrics, ctx)
+    return _relay(opened, first_data, first_chunk, first[1:], rewriter, metrics, ctx)
 
 
 def _has_content(data: dict[str, Any]) -> bool:
@@ -107,33 +107,35 @@ async def _relay(
     opened: OpenStream,
     data: dict[str, Any],
     chunk: bytes,
+    pending: list[bytes],
     rewriter: _Rewriter,
     metrics: Metrics,
     ctx: RequestContext,
 ) -> AsyncIterator[bytes]:
-    model = ctx.model
-    events = opened.events()
+    """The client's stream. Events that arrived together are answered with one write."""
+    batches = opened.batches()
+    clock = TokenClock()
     finished = False
-    last = 0.0
+    out: list[bytes] = []
     try:
         while True:
             if _has_content(data):
-                now = time.perf_counter()
-                if last:
-                    metrics.inter_token(model, now - last)
-                else:
-                    metrics.first_token(model, now - ctx.start)
-                last = now
+                clock.tick()
                 ctx.completion_tokens += 1
             usage = openai_compat.usage_of(data)
             if usage is not None:
                 ctx.prompt_tokens, ctx.completion_tokens = usage
             finished = finished or _finished(data)
-            yield encode_event(chunk)
-            raw = await anext(events, None)
-            if raw is None:
-                break
-            data = openai_compat.decode(raw)
+            out.append(encode_event(chunk))
+            if not pending:
+                yield b"".join(out)
+                out = []
+                batch = await anext(batches, None)
+                if batch is None:
+                    break
+                pending = batch
+            data = openai_compat.decode(pending[0])
+            pending = pending[1:]
             chunk = rewriter(data, stream=True)
         if not finished:
             raise UpstreamError(
@@ -142,10 +144,10 @@ async def _relay(
             )
         yield DONE
     except ShimError as exc:
-        yield stream_failure(exc, metrics, ctx)
-        yield DONE
+        yield b"".join([*out, stream_failure(exc, metrics, ctx), DONE])
     except asyncio.CancelledError:
         ctx.status = 499
         raise
     finally:
+        metrics.stream_timing(ctx.model, clock, ctx.start)
         await opened.aclose()

@@ -143,9 +143,13 @@ class Route:
         self.request_timeout = httpx.Timeout(
             model.timeout, connect=model.connect_timeout, pool=model.connect_timeout
         )
-        # Streams: no total limit; the read timeout is the gap allowed between chunks.
+        # Streams: no total limit. The transport's read timeout is a backstop for the longest
+        # wait allowed (the first token, or a gap between chunks); both are enforced exactly by
+        # OpenStream.
         self.stream_timeout = httpx.Timeout(
-            model.idle_timeout, connect=model.connect_timeout, pool=model.connect_timeout
+            max(model.idle_timeout, model.first_token_timeout),
+            connect=model.connect_timeout,
+            pool=model.connect_timeout,
         )
         # As httpx.Request extensions, built once.
         self.request_extensions = {"timeout": self.request_timeout.as_dict()}

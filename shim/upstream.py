@@ -24,7 +24,7 @@ from shim.errors import (
     map_transport_errors,
     parse_upstream_error,
 )
-from shim.streaming import iter_sse_data
+from shim.streaming import iter_sse_batches
 
 if TYPE_CHECKING:
     from shim.context import RequestContext
@@ -240,9 +240,13 @@ def _backoff(attempt: int, retry_after: float | None) -> float | None:
 
 
 class OpenStream:
-    """An upstream response whose body is still to be read, chunk by chunk."""
+    """An upstream response whose body is still to be read, event batch by event batch.
 
-    __slots__ = ("_closed", "_ctx", "_endpoint", "_events", "_idle", "response", "target")
+    The wait for the first events is bounded by ``first_batch`` (``first_token_timeout``), each
+    later gap between chunks by ``idle_timeout``: a long healthy stream is never cut.
+    """
+
+    __slots__ = ("_batches", "_closed", "_ctx", "_endpoint", "_idle", "response", "target")
 
     def __init__(
         self,
@@ -258,20 +262,20 @@ class OpenStream:
         self._ctx = ctx
         self._idle = idle_timeout
         self._closed = False
-        self._events: AsyncIterator[bytes] | None = None
+        self._batches: AsyncIterator[list[bytes]] | None = None
 
-    def events(self) -> AsyncIterator[bytes]:
-        """The ``data`` of each SSE event (one iterator per stream)."""
-        if self._events is None:
-            self._events = iter_sse_data(self.iter_bytes())
-        return self._events
+    def batches(self) -> AsyncIterator[list[bytes]]:
+        """The ``data`` of the SSE events, a list per network read (one iterator per stream)."""
+        if self._batches is None:
+            self._batches = iter_sse_batches(self._chunks())
+        return self._batches
 
-    async def first_event(self, limit: float) -> bytes:
-        """The first event, within ``limit`` seconds (``first_token_timeout``); on any failure
+    async def first_batch(self, limit: float) -> list[bytes]:
+        """The first events, within ``limit`` seconds (``first_token_timeout``); on any failure
         the stream is closed and the error raised, before the client got a byte."""
         try:
             async with asyncio.timeout(limit):
-                first = await anext(self.events(), None)
+                first = await anext(self.batches(), None)
             if first is None:
                 raise invalid_response("the stream ended before any event")
             return first
@@ -284,13 +288,14 @@ class OpenStream:
             await self.aclose()
             raise
 
-    async def iter_bytes(self) -> AsyncIterator[bytes]:
-        """Body chunks as they arrive, at most ``idle_timeout`` apart (a long healthy stream is
-        never cut by a total limit); time spent waiting is counted as upstream time."""
-        iterator = self.response.aiter_bytes().__aiter__()
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        """Body chunks as they arrive, straight from the transport's stream (shim asks for no
+        content encoding, so there is nothing to decode); waiting counts as upstream time."""
+        stream = self.response.stream
+        assert isinstance(stream, httpx.AsyncByteStream)
+        iterator = stream.__aiter__()
         ctx = self._ctx
-        # The wait for the first chunk is the caller's (first_token_timeout).
-        idle: float | None = None
+        idle: float | None = None  # the first read is the caller's (first_token_timeout)
         while True:
             started = time.perf_counter()
             try:
@@ -307,7 +312,8 @@ class OpenStream:
                 if ctx is not None:
                     ctx.upstream_seconds += time.perf_counter() - started
             idle = self._idle
-            yield chunk
+            if chunk:
+                yield chunk
 
     async def aclose(self) -> None:
         """Close the upstream connection (an unfinished body closes the socket: paid

@@ -190,9 +190,9 @@ async def test_first_token_timeout_is_504(fake: FakeHF) -> None:
     assert r.status_code == 504
 
 
-async def test_idle_timeout_ends_stream_with_error_event_but_long_streams_live(
-    fake: FakeHF,
-) -> None:
+async def test_idle_timeout_ends_stream_with_error_event_but_long_streams_live() -> None:
+    # Real sockets: the idle timeout is the transport's read timeout.
+    fake = FakeHF()
     events = tgi_stream_events(["a"] * 12)
     # Healthy: 12 tokens 50 ms apart take longer than `timeout` (a non-stream limit).
     fake.script("/generate_stream", Reply(chunks=sse(*events), delay=0.05))
@@ -200,9 +200,11 @@ async def test_idle_timeout_ends_stream_with_error_event_but_long_streams_live(
     fake.script("/generate_stream", Reply(chunks=sse(*events), delay=0.5))
     extra = "idle_timeout = 0.3\ntimeout = 0.2\nfirst_token_timeout = 2"
     body = {"model": "e", "messages": USER, "stream": True}
-    async with app_client(fake, make_config(hf() + model("e", f'"{FAKE}"', extra))) as client:
-        healthy = await client.post("/v1/chat/completions", json=body)
-        stalled = await client.post("/v1/chat/completions", json=body)
+    async with serve_asgi(fake.asgi) as upstream:
+        app = create_app(make_config(hf(upstream) + model("e", f'"{upstream}"', extra)))
+        async with serve_asgi(app) as shim, httpx.AsyncClient(base_url=shim, timeout=10) as client:
+            healthy = await client.post("/v1/chat/completions", json=body)
+            stalled = await client.post("/v1/chat/completions", json=body)
     assert healthy.text.count('"content":"a"') == 12 and '"error"' not in healthy.text
     assert stalled.status_code == 200  # the first token came in time
     assert stalled.text.count('"code":"upstream_timeout"') == 1

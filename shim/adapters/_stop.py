@@ -24,11 +24,13 @@ def truncate_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
 class StopScanner:
     """Feed stream text in; get out only text that can no longer become part of a stop."""
 
-    __slots__ = ("_buffer", "_hold", "_stops", "stopped")
+    __slots__ = ("_buffer", "_firsts", "_hold", "_stops", "stopped")
 
     def __init__(self, stops: Sequence[str]) -> None:
         self._stops = tuple(s for s in stops if s)
         self._hold = max((len(s) for s in self._stops), default=1) - 1
+        # A held-back tail must start with the first character of some stop.
+        self._firsts = frozenset(s[0] for s in self._stops)
         self._buffer = ""
         self.stopped = False
 
@@ -37,22 +39,23 @@ class StopScanner:
             return ""
         if not self._stops:
             return text
-        self._buffer += text
-        head, found = truncate_at_stop(self._buffer, self._stops)
+        buffer = self._buffer + text
+        head, found = truncate_at_stop(buffer, self._stops)
         if found:
             self.stopped = True
             self._buffer = ""
             return head
-        buffer = self._buffer
         cut = len(buffer)
         # Hold back the shortest tail that is still the beginning of some stop sequence.
+        firsts = self._firsts
         for i in range(max(0, len(buffer) - self._hold), len(buffer)):
-            tail = buffer[i:]
-            if any(s.startswith(tail) for s in self._stops):
-                cut = i
-                break
-        out, self._buffer = buffer[:cut], buffer[cut:]
-        return out
+            if buffer[i] in firsts:
+                tail = buffer[i:]
+                if any(s.startswith(tail) for s in self._stops):
+                    cut = i
+                    break
+        self._buffer = buffer[cut:]
+        return buffer[:cut]
 
     def flush(self) -> str:
         out, self._buffer = ("" if self.stopped else self._buffer), ""
