@@ -26,11 +26,22 @@ GenerationAdapter = TGI | Pipeline
 class Endpoint:
     """One upstream base URL of a model, with its load and health."""
 
-    __slots__ = ("_urls", "base", "cooled_until", "display", "failures", "in_flight", "serverless")
+    __slots__ = (
+        "_urls",
+        "base",
+        "cooled_until",
+        "display",
+        "failures",
+        "host",
+        "in_flight",
+        "serverless",
+    )
 
     def __init__(self, base: str, *, serverless: bool) -> None:
         self.base = base
         self._urls: dict[str, httpx.URL] = {}
+        # The Host header, encoded once (requests are built without httpx's header merging).
+        self.host = httpx.URL(base).netloc
         self.display = display_url(base)
         self.serverless = serverless
         self.in_flight = 0
@@ -106,6 +117,8 @@ class Route:
         elif any(".endpoints.huggingface.cloud" in e.base for e in self.endpoints):
             loading["x-scale-up-timeout"] = str(int(model.wait_for_model))
         self.loading_headers = loading
+        self.raw_headers = [(k.encode(), v.encode()) for k, v in headers.items()]
+        self.loading_raw_headers = [(k.encode(), v.encode()) for k, v in loading.items()]
         # --- generation ---
         self.adapter: GenerationAdapter | None = None
         if self.protocol == "tgi":

