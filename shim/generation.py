@@ -9,7 +9,6 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import httpx
 import msgspec
 
 from shim.adapters._params import GenerationParams
@@ -23,7 +22,7 @@ from shim.metrics import Metrics, TokenClock
 from shim.openai.common import Usage
 from shim.routing import GenerationAdapter, Route
 from shim.streaming import DONE, encode_event
-from shim.upstream import OpenStream, Upstream
+from shim.upstream import Answer, OpenStream, Upstream
 
 log = logging.getLogger("shim.upstream")
 _encoder = msgspec.json.Encoder()
@@ -42,7 +41,7 @@ class Job:
     include_usage: bool
 
 
-def _int_header(response: httpx.Response, name: str) -> int | None:
+def _int_header(response: Answer, name: str) -> int | None:
     value = response.headers.get(name)
     return int(value) if value is not None and value.isdigit() else None
 

@@ -12,7 +12,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import httpx
 
@@ -93,16 +93,16 @@ class Upstream:
 
     async def post(
         self, route: Route, path: str, body: bytes, ctx: RequestContext | None = None
-    ) -> httpx.Response:
+    ) -> Answer:
         """POST and read the whole answer (within the route's ``timeout``)."""
-        response, _ = await self._send(route, path, body, ctx, stream=False)
-        return response
+        response, _, content = await self._send(route, path, body, ctx, stream=False)
+        return Answer(response.headers, content)
 
     async def open_stream(
         self, route: Route, path: str, body: bytes, ctx: RequestContext | None = None
     ) -> OpenStream:
         """POST and return once a 2xx status and headers arrived; the caller must ``aclose``."""
-        response, endpoint = await self._send(route, path, body, ctx, stream=True)
+        response, endpoint, _ = await self._send(route, path, body, ctx, stream=True)
         return OpenStream(response, endpoint, endpoint.display + path, ctx, route.idle_timeout)
 
     async def get(self, url: str, *, headers: Mapping[str, str], limit: float) -> httpx.Response:
@@ -112,7 +112,7 @@ class Upstream:
 
     async def _send(
         self, route: Route, path: str, body: bytes, ctx: RequestContext | None, *, stream: bool
-    ) -> tuple[httpx.Response, Endpoint]:
+    ) -> tuple[httpx.Response, Endpoint, bytes]:
         retries_left = route.retries
         loading_deadline = time.monotonic() + route.wait_for_model
         loading_retry = False
@@ -128,10 +128,10 @@ class Upstream:
                 endpoint = route.pick_endpoint(avoid=failed)
                 started = time.perf_counter()
                 try:
-                    response = await self._attempt(
+                    response, content = await self._attempt(
                         route, endpoint, path, body, stream=stream, loading_retry=loading_retry
                     )
-                    return response, endpoint
+                    return response, endpoint, content
                 except UpstreamUnavailableError as exc:
                     self._count(route, exc)
                     remaining = loading_deadline - time.monotonic()
@@ -190,13 +190,15 @@ class Upstream:
         *,
         stream: bool,
         loading_retry: bool,
-    ) -> httpx.Response:
+    ) -> tuple[httpx.Response, bytes]:
+        """One try: the response, and its whole body unless ``stream``."""
         headers = route.loading_raw_headers if loading_retry else route.raw_headers
         url = endpoint.url(path)
         timeout = route.stream_extensions if stream else route.request_extensions
         limit = route.first_token_timeout if stream else route.timeout
         endpoint.in_flight += 1
         response: httpx.Response | None = None
+        content = b""
         # A stream keeps counting as in flight until OpenStream.aclose().
         keep_counting = False
         try:
@@ -225,8 +227,7 @@ class Upstream:
                             retry_after=response.headers.get("retry-after"),
                         )
                     if not stream:
-                        await response.aread()
-                        await response.aclose()
+                        content = await _read_all(response)
             keep_counting = stream
         except TimeoutError:
             raise UpstreamTimeoutError(
@@ -239,7 +240,28 @@ class Upstream:
                     await response.aclose()
         endpoint.record_success()
         assert response is not None
-        return response
+        return response, content
+
+
+class Answer(NamedTuple):
+    """A whole upstream answer."""
+
+    headers: httpx.Headers
+    content: bytes
+
+
+async def _read_all(response: httpx.Response) -> bytes:
+    """The body, straight from the transport's stream (httpx's decoder chain is a measurable
+    cost); through httpx only when the upstream compressed it."""
+    try:
+        encoding = response.headers.get("content-encoding")
+        if encoding and encoding != "identity":
+            return await response.aread()
+        stream = response.stream
+        assert isinstance(stream, httpx.AsyncByteStream)
+        return b"".join([chunk async for chunk in stream])
+    finally:
+        await response.aclose()
 
 
 def _backoff(attempt: int, retry_after: float | None) -> float | None:
