@@ -4,6 +4,7 @@ normalise shapes, encode floats or base64."""
 from __future__ import annotations
 
 import asyncio
+from typing import NamedTuple
 
 import msgspec
 
@@ -23,9 +24,35 @@ _request = msgspec.json.Decoder(embeddings.EmbeddingRequest)
 _encoder = msgspec.json.Encoder()
 
 
+# One input's embedding as it goes out: floats, base64, or the upstream's own JSON for either.
+Item = list[float] | str | msgspec.Raw
+
+
+class Plan(NamedTuple):
+    """How a request's embeddings are produced, decided once per request."""
+
+    # Pass the upstream's JSON through (tei/openai and nothing to change), else parse floats.
+    verbatim: bool
+    # What to ask an OpenAI-style upstream for.
+    upstream_format: str
+
+
+def plan_for(route: Route, req: embeddings.EmbeddingRequest) -> Plan:
+    if req.dimensions is not None or route.protocol == "pipeline":
+        return Plan(verbatim=False, upstream_format="float")
+    if route.protocol == "openai":
+        return Plan(verbatim=True, upstream_format=req.encoding_format)
+    return Plan(verbatim=req.encoding_format == "float", upstream_format="float")
+
+
 async def _embed_batch(
-    upstream: Upstream, route: Route, batch: fx.Inputs, ctx: RequestContext, gate: asyncio.Semaphore
-) -> tuple[list[list[float]], int]:
+    upstream: Upstream,
+    route: Route,
+    batch: fx.Inputs,
+    plan: Plan,
+    ctx: RequestContext,
+    gate: asyncio.Semaphore,
+) -> tuple[list[Item], int]:
     config = route.config
     body = fx.to_payload(
         route.protocol,
@@ -33,48 +60,71 @@ async def _embed_batch(
         truncate=config.truncate,
         normalize=config.normalize,
         upstream_model=route.hf_model or "tei",
+        encoding_format=plan.upstream_format,
     )
     path = route.paths.embeddings
     assert path is not None
     async with gate:
-        response = await upstream.post(route, path, body, ctx)
-    result = fx.parse_response(
-        route.protocol,
-        response.content,
-        n=len(batch),
-        pooling=config.pooling,
-        normalize=config.normalize,
-    )
-    tokens = result.prompt_tokens
+        answer = await upstream.post(route, path, body, ctx)
+    items: list[Item]
+    if plan.verbatim:
+        raw, tokens = fx.parse_verbatim(route.protocol, answer.content, n=len(batch))
+        items = list(raw)
+    else:
+        result = fx.parse_response(
+            route.protocol,
+            answer.content,
+            n=len(batch),
+            pooling=config.pooling,
+            normalize=config.normalize,
+        )
+        items, tokens = list(result.vectors), result.prompt_tokens
     if tokens is None:
-        header = response.headers.get("x-compute-tokens")
+        header = answer.headers.get("x-compute-tokens")
         tokens = int(header) if header and header.isdigit() else fx.estimate_tokens(batch)
-    return result.vectors, tokens
+    return items, tokens
 
 
 async def embed(
-    upstream: Upstream, route: Route, inputs: fx.Inputs, ctx: RequestContext
-) -> tuple[list[list[float]], int]:
+    upstream: Upstream, route: Route, inputs: fx.Inputs, plan: Plan, ctx: RequestContext
+) -> tuple[list[Item], int]:
+    """Every input's embedding, in order: batches of ``max_batch_size`` sent concurrently."""
     size = route.max_batch_size
     batches = [inputs[i : i + size] for i in range(0, len(inputs), size)]
     gate = asyncio.Semaphore(MAX_PARALLEL_BATCHES)
     if len(batches) == 1:
-        return await _embed_batch(upstream, route, batches[0], ctx, gate)
+        return await _embed_batch(upstream, route, batches[0], plan, ctx, gate)
     try:
         # One failed batch cancels the others and fails the request: nothing partial.
         async with asyncio.TaskGroup() as group:
             tasks = [
-                group.create_task(_embed_batch(upstream, route, b, ctx, gate)) for b in batches
+                group.create_task(_embed_batch(upstream, route, b, plan, ctx, gate))
+                for b in batches
             ]
     except* ShimError as errors:
         raise errors.exceptions[0] from None
-    vectors: list[list[float]] = []
+    items: list[Item] = []
     tokens = 0
     for task in tasks:
         part, count = task.result()
-        vectors.extend(part)
+        items.extend(part)
         tokens += count
-    return vectors, tokens
+    return items, tokens
+
+
+def _finish(items: list[Item], req: embeddings.EmbeddingRequest, plan: Plan) -> list[Item]:
+    """Parsed vectors: shortened to ``dimensions`` and encoded as asked."""
+    if plan.verbatim:
+        return [
+            fx.conform(item, req.encoding_format) if isinstance(item, msgspec.Raw) else item
+            for item in items
+        ]
+    vectors = [item for item in items if isinstance(item, list)]
+    if req.dimensions is not None:
+        vectors = fx.shorten(vectors, req.dimensions)
+    if req.encoding_format == "base64":
+        return [fx.to_base64(v) for v in vectors]
+    return list(vectors)
 
 
 async def create_embeddings(call: Call) -> Reply:
@@ -95,20 +145,15 @@ async def create_embeddings(call: Call) -> Reply:
         )
 
     async def serve(current: Route) -> Reply:
-        vectors, tokens = await embed(services.upstream, current, inputs, ctx)
-        if req.dimensions is not None:
-            vectors = fx.shorten(vectors, req.dimensions)
+        plan = plan_for(current, req)
+        items, tokens = await embed(services.upstream, current, inputs, plan, ctx)
         ctx.prompt_tokens = tokens
-        if req.encoding_format == "base64":
-            data = [
-                embeddings.Embedding(index=i, embedding=fx.to_base64(v))
-                for i, v in enumerate(vectors)
-            ]
-        else:
-            data = [embeddings.Embedding(index=i, embedding=v) for i, v in enumerate(vectors)]
         body = embeddings.CreateEmbeddingResponse(
-            data=data,
-            model=route.name,
+            data=[
+                embeddings.Embedding(index=i, embedding=item)
+                for i, item in enumerate(_finish(items, req, plan))
+            ],
+            model=current.name,
             usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens),
         )
         return _encoder.encode(body)

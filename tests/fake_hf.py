@@ -12,8 +12,10 @@ Default answers by path: TGI ``/generate`` and ``/generate_stream``, the pipelin
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import math
+import struct
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
@@ -93,6 +95,11 @@ def vector(text: str, dim: int = DIM) -> list[float]:
     return [x / norm for x in raw]
 
 
+def b64_vector(text: str, dim: int = DIM) -> str:
+    values = vector(text, dim)
+    return base64.b64encode(struct.pack(f"<{dim}f", *values)).decode()
+
+
 class FakeHF:
     def __init__(self) -> None:
         self.seen: list[Seen] = []
@@ -166,11 +173,16 @@ class FakeHF:
         if path.endswith("/embeddings"):
             inputs = body["input"]
             items = [inputs] if isinstance(inputs, str) else inputs
+            as_base64 = body.get("encoding_format") == "base64"  # as TEI's OpenAI route does
             return Reply(
                 json={
                     "object": "list",
                     "data": [
-                        {"object": "embedding", "index": i, "embedding": vector(str(x))}
+                        {
+                            "object": "embedding",
+                            "index": i,
+                            "embedding": b64_vector(str(x)) if as_base64 else vector(str(x)),
+                        }
                         for i, x in enumerate(items)
                     ],
                     "model": body.get("model"),

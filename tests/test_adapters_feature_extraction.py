@@ -148,3 +148,43 @@ def test_dimensions_truncate_and_renormalise() -> None:
 def test_token_estimate() -> None:
     assert fx.estimate_tokens([[1, 2, 3]]) == 3
     assert fx.estimate_tokens(["abcd"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("protocol", "body", "ok"),
+    [
+        ("tei", b"[[1.0, 2.0], [3.0]]", True),
+        ("tei", b'[["a"], [1.0]]', False),
+        ("tei", b"[[[1.0]], [2.0]]", False),
+        ("tei", b"[[1.0]]", False),  # count mismatch (2 inputs)
+        (
+            "openai",
+            b'{"data": [{"index": 1, "embedding": "AAAA"}, {"index": 0, "embedding": [1]}]}',
+            True,
+        ),
+        (
+            "openai",
+            b'{"data": [{"index": 0, "embedding": {"x": 1}}, {"index": 1, "embedding": [1]}]}',
+            False,
+        ),
+    ],
+)
+def test_parse_verbatim(protocol: Any, body: bytes, ok: bool) -> None:
+    if ok:
+        items, _ = fx.parse_verbatim(protocol, body, n=2)
+        assert len(items) == 2
+        if protocol == "openai":
+            assert bytes(items[0]) == b"[1]"  # sorted by index
+    else:
+        with pytest.raises(UpstreamError):
+            fx.parse_verbatim(protocol, body, n=2)
+
+
+def test_conform_converts_between_encodings() -> None:
+    import msgspec
+
+    floats = msgspec.Raw(b"[0.5,-0.25]")
+    assert fx.conform(floats, "float") is floats
+    encoded = fx.conform(floats, "base64")
+    assert isinstance(encoded, str)
+    assert fx.conform(msgspec.Raw(msgspec.json.encode(encoded)), "float") == [0.5, -0.25]

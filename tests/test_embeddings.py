@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import struct
 from typing import Any
 
@@ -173,3 +174,39 @@ async def test_upstream_errors(client: Any, fake: FakeHF, reply: Reply, status: 
     fake.script("/tei/embed", reply)
     r = await client.post("/v1/embeddings", json={"model": "tei", "input": "x"})
     assert r.status_code == status, r.text
+
+
+async def test_tei_float_answers_pass_through_verbatim(client: Any, fake: FakeHF) -> None:
+    numbers = [[0.1, -2.5e-05, 3.0], [1e-07, 0.0, -1.0]]
+    fake.script(
+        "/tei/embed",
+        Reply(body=json.dumps(numbers).encode(), headers={"content-type": "application/json"}),
+    )
+    r = await client.post("/v1/embeddings", json={"model": "tei", "input": ["a", "b"]})
+    # The upstream's own number text is kept (nothing parsed and re-printed).
+    assert '"embedding":[0.1, -2.5e-05, 3.0]' in r.text
+    assert [d["embedding"] for d in r.json()["data"]] == numbers
+
+
+async def test_openai_upstream_asked_for_base64_when_the_client_is(
+    client: Any, fake: FakeHF
+) -> None:
+    r = await client.post(
+        "/v1/embeddings", json={"model": "oai", "input": ["x", "y"], "encoding_format": "base64"}
+    )
+    assert fake.requests("/oai/v1/embeddings")[-1].json()["encoding_format"] == "base64"
+    assert [decode(d) for d in r.json()["data"]] == [
+        pytest.approx(vector(t), abs=1e-6) for t in ("x", "y")
+    ]
+
+
+async def test_openai_upstream_ignoring_base64_is_converted(client: Any, fake: FakeHF) -> None:
+    reply = {
+        "data": [{"index": 0, "embedding": [0.5, -0.25]}],
+        "usage": {"prompt_tokens": 1, "total_tokens": 1},
+    }
+    fake.script("/oai/v1/embeddings", Reply(json=reply))
+    r = await client.post(
+        "/v1/embeddings", json={"model": "oai", "input": "x", "encoding_format": "base64"}
+    )
+    assert decode(r.json()["data"][0]) == [0.5, -0.25]

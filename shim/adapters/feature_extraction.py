@@ -65,6 +65,7 @@ def to_payload(
     truncate: bool | None,
     normalize: bool,
     upstream_model: str,
+    encoding_format: str = "float",
 ) -> bytes:
     if protocol == "tei":
         return _encoder.encode(
@@ -72,7 +73,7 @@ def to_payload(
         )
     if protocol == "openai":
         return _encoder.encode(
-            {"input": batch, "model": upstream_model, "encoding_format": "float"}
+            {"input": batch, "model": upstream_model, "encoding_format": encoding_format}
         )
     if batch and not isinstance(batch[0], str):
         raise InvalidRequestError(
@@ -184,6 +185,64 @@ def parse_response(
         # promises unit vectors. TEI was asked to normalise itself.
         vectors = [l2_normalize(v) for v in vectors]
     return Embeddings(vectors)
+
+
+class _VerbatimItem(msgspec.Struct):
+    index: int
+    embedding: msgspec.Raw
+
+
+class _VerbatimResponse(msgspec.Struct):
+    data: list[_VerbatimItem]
+    usage: _OpenAIUsage | None = None
+
+
+_verbatim_tei = msgspec.json.Decoder(list[msgspec.Raw])
+_verbatim_openai = msgspec.json.Decoder(_VerbatimResponse)
+
+
+def parse_verbatim(
+    protocol: Protocol, body: bytes, *, n: int
+) -> tuple[list[msgspec.Raw], int | None]:
+    """Each input's embedding as the upstream's own JSON (a number array, or a base64 string
+    from an OpenAI-style upstream asked for base64), not parsed into floats: a 256-input answer
+    is ~100k numbers, and decoding then re-encoding them was most of its cost. For ``tei`` and
+    ``openai`` upstreams when the answer needs no change (no ``dimensions``)."""
+    tokens: int | None = None
+    try:
+        if protocol == "tei":
+            items = _verbatim_tei.decode(body)
+        else:
+            decoded = _verbatim_openai.decode(body)
+            items = [item.embedding for item in sorted(decoded.data, key=lambda i: i.index)]
+            tokens = decoded.usage.prompt_tokens if decoded.usage else None
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise invalid_response(f"embeddings: {exc}") from None
+    if len(items) != n:
+        raise invalid_response(f"{len(items)} embeddings for {n} inputs")
+    for item in items:
+        if not _plausible(bytes(item)):
+            raise invalid_response("an embedding is neither a number array nor base64")
+    return items, tokens or None
+
+
+def _plausible(data: bytes) -> bool:
+    """A flat number array or one string, checked without parsing the numbers."""
+    if data.startswith(b'"'):
+        return data.count(b'"') == 2
+    return data.startswith(b"[") and not data.startswith(b"[[") and b'"' not in data
+
+
+def conform(item: msgspec.Raw, encoding_format: str) -> msgspec.Raw | str | list[float]:
+    """A verbatim embedding in the encoding the client asked for (an OpenAI-style upstream may
+    ignore ``encoding_format``)."""
+    is_base64 = memoryview(item)[:1].tobytes() == b'"'
+    if (encoding_format == "base64") == is_base64:
+        return item
+    if is_base64:
+        packed = base64.b64decode(msgspec.json.decode(item, type=str))
+        return list(struct.unpack(f"<{len(packed) // 4}f", packed))
+    return to_base64(msgspec.json.decode(item, type=list[float]))
 
 
 def shorten(vectors: list[list[float]], dimensions: int) -> list[list[float]]:

@@ -29,8 +29,9 @@ class EmbeddingRequest(msgspec.Struct):
 class Embedding(msgspec.Struct, kw_only=True):
     object: Literal["embedding"] = "embedding"
     index: int
-    # floats, or base64 of little-endian float32 bytes
-    embedding: list[float] | str
+    # floats, or base64 of little-endian float32 bytes; Raw: the upstream's own JSON for
+    # either, passed through verbatim when shim has nothing to change in it.
+    embedding: list[float] | str | msgspec.Raw
 
 
 class CreateEmbeddingResponse(msgspec.Struct, kw_only=True):
