@@ -301,42 +301,46 @@ def map_transport_errors(target: str) -> Iterator[None]:
     """
     try:
         yield
-    except httpx.TimeoutException as exc:
+    except httpx.TransportError as exc:
+        raise transport_error(exc, target) from exc
+
+
+def transport_error(exc: httpx.TransportError, target: str) -> UpstreamError:
+    """The client-facing error for a transport failure (``map_transport_errors`` without the
+    context manager, for loops that run per chunk)."""
+    if isinstance(exc, httpx.TimeoutException):
         # httpx-aiohttp reports every aiohttp connection error as a ConnectTimeout; the cause
         # tells what really happened.
         cause = _cause_names(exc)
         if "ServerTimeoutError" in cause or "TimeoutError" in cause or not cause:
-            raise UpstreamTimeoutError(f"The upstream {target} timed out.") from exc
+            return UpstreamTimeoutError(f"The upstream {target} timed out.")
         if "ClientConnectorError" in cause:
-            raise UpstreamError(
+            return UpstreamError(
                 f"Could not connect to the upstream {target}: {scrub(str(exc.__cause__))}.",
                 reason="connect",
                 code="upstream_unreachable",
-            ) from exc
+            )
         # Usually a pooled keep-alive connection the server had closed: safe to retry.
-        raise UpstreamError(
-            f"The upstream {target} closed the connection.", reason="connect"
-        ) from exc
-    except httpx.ConnectError as exc:
-        raise UpstreamError(
+        return UpstreamError(f"The upstream {target} closed the connection.", reason="connect")
+    if isinstance(exc, httpx.ConnectError):
+        return UpstreamError(
             f"Could not connect to the upstream {target}: "
             f"{scrub(str(exc)) or 'connection refused'}.",
             reason="connect",
             code="upstream_unreachable",
-        ) from exc
-    except (httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError) as exc:
-        raise UpstreamError(
+        )
+    if isinstance(exc, httpx.ReadError | httpx.RemoteProtocolError | httpx.WriteError):
+        return UpstreamError(
             f"The connection to the upstream {target} broke: "
             f"{scrub(str(exc)) or type(exc).__name__}.",
             reason="stream_aborted",
             retryable=False,
-        ) from exc
-    except httpx.TransportError as exc:
-        raise UpstreamError(
-            f"The upstream {target} could not be reached: {type(exc).__name__}.",
-            reason="connect",
-            code="upstream_unreachable",
-        ) from exc
+        )
+    return UpstreamError(
+        f"The upstream {target} could not be reached: {type(exc).__name__}.",
+        reason="connect",
+        code="upstream_unreachable",
+    )
 
 
 def _cause_names(exc: BaseException) -> set[str]:

@@ -148,7 +148,7 @@ async def _open_stream(
     assert adapter.stream_path is not None
     prompt = job.prompts[0]
     stream = await upstream.open_stream(route, adapter.stream_path, _payload(job, prompt), ctx)
-    first = await stream.first_batch(route.first_token_timeout)
+    first = await stream.first_batch()
     try:
         delta = adapter.parse_event(first[0])
     except BaseException:

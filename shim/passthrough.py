@@ -81,7 +81,7 @@ async def respond(
             ctx.prompt_tokens, ctx.completion_tokens = usage
         return out
     opened = await upstream.open_stream(route, path, body, ctx)
-    first = await opened.first_batch(route.first_token_timeout)
+    first = await opened.first_batch()
     try:
         first_data = openai_compat.decode(first[0])
         first_chunk = rewriter(first_data, stream=True)

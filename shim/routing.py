@@ -156,13 +156,10 @@ class Route:
         self.request_timeout = httpx.Timeout(
             model.timeout, connect=model.connect_timeout, pool=model.connect_timeout
         )
-        # Streams: no total limit. The transport's read timeout is a backstop for the longest
-        # wait allowed (the first token, or a gap between chunks); both are enforced exactly by
-        # OpenStream.
+        # Streams: no total limit, and no transport read timeout: OpenStream's watchdog bounds
+        # the first token and each later gap between chunks.
         self.stream_timeout = httpx.Timeout(
-            max(model.idle_timeout, model.first_token_timeout),
-            connect=model.connect_timeout,
-            pool=model.connect_timeout,
+            None, connect=model.connect_timeout, pool=model.connect_timeout
         )
         # As httpx.Request extensions, built once.
         self.request_extensions = {"timeout": self.request_timeout.as_dict()}

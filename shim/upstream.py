@@ -12,7 +12,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import httpx
 
@@ -23,6 +23,7 @@ from shim.errors import (
     invalid_response,
     map_transport_errors,
     parse_upstream_error,
+    transport_error,
 )
 from shim.streaming import iter_sse_batches
 
@@ -103,7 +104,14 @@ class Upstream:
     ) -> OpenStream:
         """POST and return once a 2xx status and headers arrived; the caller must ``aclose``."""
         response, endpoint, _ = await self._send(route, path, body, ctx, stream=True)
-        return OpenStream(response, endpoint, endpoint.display + path, ctx, route.idle_timeout)
+        return OpenStream(
+            response,
+            endpoint,
+            endpoint.display + path,
+            ctx,
+            first_token_timeout=route.first_token_timeout,
+            idle_timeout=route.idle_timeout,
+        )
 
     async def get(self, url: str, *, headers: Mapping[str, str], limit: float) -> httpx.Response:
         """A plain GET within ``limit`` seconds (startup: TEI /info, the Hub; health probes)."""
@@ -275,11 +283,28 @@ def _backoff(attempt: int, retry_after: float | None) -> float | None:
 class OpenStream:
     """An upstream response whose body is still to be read, event batch by event batch.
 
-    The wait for the first events is bounded by ``first_batch`` (``first_token_timeout``), each
-    later gap between chunks by ``idle_timeout``: a long healthy stream is never cut.
+    The first wait is bounded by ``first_token_timeout``, every later wait for a chunk by
+    ``idle_timeout``: a long healthy stream is never cut. One lazy watchdog timer per stream
+    enforces both (a timer per chunk was a measurable cost of every token): reading a chunk only
+    records when the wait began, and the timer, when it fires, either re-arms for the current
+    wait's deadline or cancels the wait.
     """
 
-    __slots__ = ("_batches", "_closed", "_ctx", "_endpoint", "_idle", "response", "target")
+    __slots__ = (
+        "_batches",
+        "_closed",
+        "_ctx",
+        "_endpoint",
+        "_expired",
+        "_first_limit",
+        "_idle",
+        "_reader",
+        "_timer",
+        "_wait_started",
+        "_waits",
+        "response",
+        "target",
+    )
 
     def __init__(
         self,
@@ -287,15 +312,24 @@ class OpenStream:
         endpoint: Endpoint,
         target: str,
         ctx: RequestContext | None,
+        *,
+        first_token_timeout: float,
         idle_timeout: float,
     ) -> None:
         self.response = response
         self.target = target
         self._endpoint = endpoint
         self._ctx = ctx
+        self._first_limit = first_token_timeout
         self._idle = idle_timeout
         self._closed = False
         self._batches: AsyncIterator[list[bytes]] | None = None
+        # The task waiting for a chunk (None between waits), since when, and how many waits.
+        self._reader: asyncio.Task[Any] | None = None
+        self._wait_started = 0.0
+        self._waits = 0
+        self._expired = False
+        self._timer: asyncio.TimerHandle | None = None
 
     def batches(self) -> AsyncIterator[list[bytes]]:
         """The ``data`` of the SSE events, a list per network read (one iterator per stream)."""
@@ -303,23 +337,36 @@ class OpenStream:
             self._batches = iter_sse_batches(self._chunks())
         return self._batches
 
-    async def first_batch(self, limit: float) -> list[bytes]:
-        """The first events, within ``limit`` seconds (``first_token_timeout``); on any failure
-        the stream is closed and the error raised, before the client got a byte."""
+    async def first_batch(self) -> list[bytes]:
+        """The first events; on any failure the stream is closed and the error raised, before
+        the client got a byte."""
         try:
-            async with asyncio.timeout(limit):
-                first = await anext(self.batches(), None)
+            first = await anext(self.batches(), None)
             if first is None:
                 raise invalid_response("the stream ended before any event")
             return first
-        except TimeoutError:
-            await self.aclose()
-            raise UpstreamTimeoutError(
-                f"No first token from the upstream within {limit:g}s."
-            ) from None
         except BaseException:
             await self.aclose()
             raise
+
+    def _limit(self) -> float:
+        return self._first_limit if self._waits <= 1 else self._idle
+
+    def _watch(self) -> None:
+        """The watchdog: cancel a wait that outlived its limit, else sleep until it could."""
+        self._timer = None
+        if self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        if self._reader is None:
+            when = loop.time() + self._idle
+        else:
+            when = self._wait_started + self._limit()
+            if loop.time() >= when:
+                self._expired = True
+                self._reader.cancel()
+                return
+        self._timer = loop.call_at(when, self._watch)
 
     async def _chunks(self) -> AsyncIterator[bytes]:
         """Body chunks as they arrive, straight from the transport's stream (shim asks for no
@@ -328,23 +375,32 @@ class OpenStream:
         assert isinstance(stream, httpx.AsyncByteStream)
         iterator = stream.__aiter__()
         ctx = self._ctx
-        idle: float | None = None  # the first read is the caller's (first_token_timeout)
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_at(loop.time() + self._first_limit, self._watch)
         while True:
             started = time.perf_counter()
+            self._wait_started = loop.time()
+            self._waits += 1
+            # The first read runs in the request's task, later ones in the response's.
+            self._reader = task = asyncio.current_task()
             try:
-                with map_transport_errors(self.target):
-                    async with asyncio.timeout(idle):
-                        chunk = await iterator.__anext__()
+                chunk = await iterator.__anext__()
             except StopAsyncIteration:
                 return
-            except TimeoutError:
+            except httpx.TransportError as exc:
+                raise transport_error(exc, self.target) from exc
+            except asyncio.CancelledError:
+                if not self._expired or task is None:
+                    raise
+                task.uncancel()
+                what = "first token" if self._waits <= 1 else "next chunk"
                 raise UpstreamTimeoutError(
-                    f"The upstream {self.target} sent nothing for {self._idle:g}s."
+                    f"No {what} from the upstream {self.target} within {self._limit():g}s."
                 ) from None
             finally:
+                self._reader = None
                 if ctx is not None:
                     ctx.upstream_seconds += time.perf_counter() - started
-            idle = self._idle
             if chunk:
                 yield chunk
 
@@ -354,5 +410,7 @@ class OpenStream:
         if self._closed:
             return
         self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
         self._endpoint.in_flight -= 1
         await self.response.aclose()
