@@ -260,7 +260,8 @@ class Answer(NamedTuple):
 
 async def _read_all(response: httpx.Response) -> bytes:
     """The body, straight from the transport's stream (httpx's decoder chain is a measurable
-    cost); through httpx only when the upstream compressed it."""
+    cost); through httpx's decoders when the upstream compressed it (aiohttp offers gzip, which
+    pays off for large embedding answers from remote endpoints)."""
     try:
         encoding = response.headers.get("content-encoding")
         if encoding and encoding != "identity":
@@ -369,11 +370,16 @@ class OpenStream:
         self._timer = loop.call_at(when, self._watch)
 
     async def _chunks(self) -> AsyncIterator[bytes]:
-        """Body chunks as they arrive, straight from the transport's stream (shim asks for no
-        content encoding, so there is nothing to decode); waiting counts as upstream time."""
-        stream = self.response.stream
-        assert isinstance(stream, httpx.AsyncByteStream)
-        iterator = stream.__aiter__()
+        """Body chunks as they arrive, straight from the transport's stream unless the upstream
+        compressed them (then through httpx's decoders); waiting counts as upstream time."""
+        response = self.response
+        encoding = response.headers.get("content-encoding")
+        if encoding and encoding != "identity":
+            iterator = response.aiter_bytes().__aiter__()
+        else:
+            stream = response.stream
+            assert isinstance(stream, httpx.AsyncByteStream)
+            iterator = stream.__aiter__()
         ctx = self._ctx
         loop = asyncio.get_running_loop()
         self._timer = loop.call_at(loop.time() + self._first_limit, self._watch)

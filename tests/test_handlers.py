@@ -530,3 +530,30 @@ async def test_health_ready_and_headers(client: Client) -> None:
     assert float(r.headers["x-shim-overhead-ms"]) >= 0
     r = await client.get("/v1/models")
     assert len(r.headers["x-request-id"]) == 32
+
+
+async def test_compressed_upstream_answers_are_decoded(client: Client, fake: FakeHF) -> None:
+    import gzip
+
+    body = json.dumps({"generated_text": "zipped", "details": None}).encode()
+    fake.script(
+        "/tgi/generate",
+        Reply(
+            body=gzip.compress(body),
+            headers={"content-encoding": "gzip", "content-type": "application/json"},
+        ),
+    )
+    r = await client.post("/v1/chat/completions", json={"model": "tgi", "messages": USER})
+    assert r.json()["choices"][0]["message"]["content"] == "zipped"
+    events_ = b"".join(sse(*tgi_stream_events(["z", "ip"]), space=False))
+    fake.script(
+        "/tgi/generate_stream",
+        Reply(
+            body=gzip.compress(events_),
+            headers={"content-encoding": "gzip", "content-type": "text/event-stream"},
+        ),
+    )
+    r = await client.post(
+        "/v1/chat/completions", json={"model": "tgi", "messages": USER, "stream": True}
+    )
+    assert stream_text(events(r.text)) == "zip"
