@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -91,7 +93,7 @@ async def test_label_cardinality_is_bounded(fake: FakeHF) -> None:
 
 
 async def test_logs_never_carry_tokens_keys_or_prompts(
-    fake: FakeHF, caplog: pytest.LogCaptureFixture
+    fake: FakeHF, caplog: pytest.LogCaptureFixture, access_log: io.StringIO
 ) -> None:
     server = 'api_keys = ["client-key-secret-42"]\nlog_format = "json"'
     caplog.set_level(logging.DEBUG)
@@ -120,7 +122,8 @@ async def test_logs_never_carry_tokens_keys_or_prompts(
         r = await client.post(
             "/v1/chat/completions", json={"model": "tgi", "messages": USER}, headers=headers
         )
-    text = caplog.text + "\n".join(str(r.args) for r in caplog.records) + r.text
+    lines = access_log.getvalue().splitlines()
+    text = caplog.text + "\n".join(str(r.args) for r in caplog.records) + r.text + "\n".join(lines)
     for secret in (
         "hf_sekrit_default_token",
         "client-key-secret-42",
@@ -128,9 +131,9 @@ async def test_logs_never_carry_tokens_keys_or_prompts(
         "my private prompt",
     ):
         assert secret not in text
-    access = [r for r in caplog.records if r.name == "shim.access"]
-    assert len(access) == 4
-    fields: dict[str, Any] = access[0].__dict__["fields"]
+    assert len(lines) == 4
+    fields: dict[str, Any] = json.loads(lines[0])
+    assert fields["logger"] == "shim.access" and fields["status"] == 200
     assert {
         "request_id",
         "model",
@@ -145,13 +148,31 @@ async def test_logs_never_carry_tokens_keys_or_prompts(
     assert fields["key"] == "key-0"
 
 
-async def test_log_bodies_opt_in(fake: FakeHF, caplog: pytest.LogCaptureFixture) -> None:
+async def test_log_bodies_opt_in(fake: FakeHF, access_log: io.StringIO) -> None:
     async with app_client(fake, make_config(server="log_bodies = true")) as client:
         await client.post(
             "/v1/chat/completions",
             json={"model": "tgi", "messages": [{"role": "user", "content": "visible prompt"}]},
         )
-    assert "visible prompt" in caplog.text
+    assert "visible prompt" in access_log.getvalue()
+
+
+async def test_access_line_text_format(fake: FakeHF, access_log: io.StringIO) -> None:
+    async with app_client(fake) as client:
+        await client.post(
+            "/v1/chat/completions",
+            json={"model": "tgi", "messages": USER},
+            headers={"x-request-id": "rid-7"},
+        )
+    (line,) = access_log.getvalue().splitlines()
+    assert " INFO shim.access: request_id=rid-7 method=POST path=/v1/chat/completions " in line
+    assert " model=tgi status=200 " in line and " prompt_tokens=7 completion_tokens=4 " in line
+
+
+async def test_access_log_off_below_info(fake: FakeHF, access_log: io.StringIO) -> None:
+    async with app_client(fake, make_config(server='log_level = "warning"')) as client:
+        await client.post("/v1/chat/completions", json={"model": "tgi", "messages": USER})
+    assert access_log.getvalue() == ""
 
 
 def test_json_formatter_emits_one_json_object() -> None:
@@ -191,3 +212,17 @@ async def test_metrics_can_be_disabled(fake: FakeHF) -> None:
         await client.post("/v1/chat/completions", json={"model": "tgi", "messages": USER})
         assert (await client.get("/metrics")).status_code == 404
     assert value(registry, "shim_requests_total", model="tgi", endpoint="chat", status="200") == 0
+
+
+@pytest.fixture
+def access_log() -> Iterator[io.StringIO]:
+    """What the access log writes (flushed when the app shuts down)."""
+    from shim.accesslog import ACCESS
+
+    sink, previous = io.StringIO(), ACCESS.stream
+    ACCESS.stream = sink
+    try:
+        yield sink
+    finally:
+        ACCESS.flush()
+        ACCESS.stream = previous
