@@ -1,0 +1,1 @@
+"""shim's benchmark: ``python -m bench`` (see bench/README.md)."""

@@ -44,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
         default=5.0,
         help="seconds to wait for other processes to calm down per run (5)",
     )
+    parser.add_argument(
+        "--shim-ref", help="benchmark shim as of this git ref (default: the installed copy)"
+    )
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
     return parser
 
@@ -74,17 +77,6 @@ def _machine() -> dict[str, Any]:
         "kernel": platform.release(),
         "python": platform.python_version(),
     }
-
-
-def _git_sha() -> str | None:
-    done = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=Path(__file__).resolve().parent,
-    )
-    return done.stdout.strip() or None
 
 
 def _run_target(
@@ -124,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": command.strip(),
         "machine": _machine(),
-        "shim_git": _git_sha(),
+        "shim_git": servers.installed_shim_sha(),
         "settings": {
             "duration_s": args.duration,
             "warmup_s": args.warmup,
@@ -134,7 +126,13 @@ def main(argv: list[str] | None = None) -> int:
         },
         "scenarios": {},
         "scenario_info": {
-            s.id: {"title": s.title, "connections": s.connections, "kind": s.kind, "note": s.note}
+            s.id: {
+                "title": s.title,
+                "connections": s.connections,
+                "kind": s.kind,
+                "repeat": s.repeat,
+                "note": s.note,
+            }
             for s in scenarios
         },
         "targets": {},
@@ -166,6 +164,9 @@ def _run(
     litellm = envs.litellm_bin() if args.compare == "litellm" else None
     if args.compare == "litellm" and litellm is None:
         results["litellm_error"] = "LiteLLM could not be installed"
+    source = None
+    if args.shim_ref:
+        source, results["shim_git"] = servers.extract_shim(args.shim_ref, work)
     fake, ports = servers.start_fake(work, token_delay_ms=args.token_delay_ms)
     bench = Bench(
         wrk=wrk,
@@ -183,7 +184,7 @@ def _run(
         configs.shim_toml(ports["fast"], ports["paced"], log_level=args.shim_log_level),
     )
     for workers in sorted({1, max(1, args.workers)}):
-        shim = servers.start_shim(work, shim_config, ports, workers=workers)
+        shim = servers.start_shim(work, shim_config, ports, workers=workers, source=source)
         try:
             _run_target(bench, shim, scenarios, results)
             if args.profile and workers == 1:

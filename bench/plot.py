@@ -19,6 +19,10 @@ COLORS = {
 }
 
 
+def _ms(value: float | None) -> float:
+    return 0.0 if value is None or math.isnan(value) else value
+
+
 def _series(results: dict[str, Any]) -> tuple[list[str], list[str], dict[str, Any]]:
     order = [t for t in ("direct", "shim-1w", "shim-2w", "litellm") if t in results["targets"]]
     order += sorted(set(results["targets"]) - set(order))
@@ -46,11 +50,11 @@ def draw(results: dict[str, Any], out: Path) -> None:
             xs.append(j + (i - (len(targets) - 1) / 2) * width)
             rps.append(max(outcome["load"]["rps"], 0.1))
             lat = outcome["load"]["latency_ms"]
-            p50.append(lat["p50"] if not math.isnan(lat["p50"]) else 0)
-            p99.append(lat["p99"] if not math.isnan(lat["p99"]) else 0)
+            p50.append(_ms(lat["p50"]))
+            p99.append(_ms(lat["p99"]))
         color = COLORS.get(target)
         left.bar(xs, rps, width, label=labels.get(target, target), color=color)
-        right.bar(xs, p50, width, label=f"{labels.get(target, target)} p50", color=color)
+        right.bar(xs, p50, width, color=color)
         right.scatter(
             xs, p99, marker="_", s=120, color="black", zorder=3, label="p99" if i == 0 else None
         )
@@ -64,15 +68,24 @@ def draw(results: dict[str, Any], out: Path) -> None:
         axis.set_xticks(range(len(scenarios)))
         axis.set_xticklabels(titles, rotation=30, ha="right", fontsize=8)
         axis.grid(axis="y", alpha=0.3)
-    left.legend(fontsize=8)
-    right.legend(fontsize=7, ncol=2)
+    handles, names = left.get_legend_handles_labels()
+    marker, marker_name = right.get_legend_handles_labels()
+    fig.legend(
+        handles + marker,
+        names + marker_name,
+        loc="upper center",
+        ncol=len(names) + 1,
+        fontsize=8,
+        bbox_to_anchor=(0.5, 0.94),
+        frameon=False,
+    )
     machine = results.get("machine", {})
     fig.suptitle(
         f"shim benchmark {results.get('name')}: {machine.get('cpus')} CPUs shared by "
         "load generator, fake upstream and server",
         fontsize=10,
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
     fig.savefig(out, dpi=80)
 
 

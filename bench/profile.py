@@ -25,7 +25,11 @@ from bench.scenarios import Scenario
 #: of its frames contains one of the names: inclusive time, so parts can overlap).
 COMPONENTS: dict[str, tuple[str, ...]] = {
     "upstream HTTP client (httpx + httpx-aiohttp + aiohttp)": ("Upstream._attempt (",),
-    "upstream stream reads (OpenStream.iter_bytes)": ("OpenStream.iter_bytes (",),
+    "upstream stream reads (OpenStream chunks)": (
+        "OpenStream.iter_bytes (",
+        "OpenStream._chunks (",
+    ),
+    "SSE parsing (shim/streaming.py)": ("iter_sse_data (", "iter_sse_batches ("),
     "client writes (uvicorn RequestResponseCycle.send)": ("RequestResponseCycle.send (",),
     "access log line (shim/accesslog.py write)": ("write (shim/accesslog.py)",),
     "Prometheus metrics (shim/metrics.py)": ("(shim/metrics.py)",),

@@ -81,6 +81,8 @@ class Scenario:
     tokens: int = 0
     # Overrides the run's --duration (the stream scenario needs a few full streams).
     duration: float | None = None
+    # Measured runs (back to back); the median-throughput one is reported, with the range.
+    repeat: int = 1
     # Also measure sequential overhead in interleaved rounds (target vs its direct call).
     interleaved: bool = False
     # The upstream call LiteLLM makes for this request (its baseline for interleaving).
@@ -122,6 +124,7 @@ def all_scenarios(*, stream_concurrency: int = 1000, stream_tokens: int = 50) ->
             endpoint="chat",
             direct=Direct("fast", "/generate", _tgi_body(16)),
             tokens=16,
+            repeat=3,
         ),
         Scenario(
             id="chat_openai_c32",
@@ -170,6 +173,7 @@ def all_scenarios(*, stream_concurrency: int = 1000, stream_tokens: int = 50) ->
             model="embed",
             endpoint="embeddings",
             direct=Direct("fast", "/embed", _json({"inputs": [EMBED_TEXT]})),
+            repeat=3,
         ),
         Scenario(
             id="embed_256",

@@ -4,10 +4,13 @@ shim (``shim serve``, 1 or N workers) and LiteLLM's proxy. Each returns once it 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
+import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -47,12 +50,66 @@ def _shim_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "shim"]
 
 
-def start_shim(work: Path, config: Path, fake_ports: dict[str, int], *, workers: int) -> Target:
-    """``shim serve --config <config> --port P --workers N``, ready when every worker is up."""
+REPO = Path(__file__).resolve().parent.parent
+#: Where the shim package to run lives, when not the installed one (see ``shim_env``).
+SOURCE_ENV = "BENCH_SHIM_SOURCE"
+
+
+def extract_shim(ref: str, work: Path) -> tuple[Path, str]:
+    """shim's package as of git ``ref``, unpacked under ``work``; (directory, short sha).
+
+    Put on ``PYTHONPATH``, it is imported instead of the installed (working tree) copy, so a
+    run measures exactly one commit."""
+    sha = subprocess.run(
+        ["git", "rev-parse", "--short", ref], capture_output=True, text=True, check=True, cwd=REPO
+    ).stdout.strip()
+    target = work / f"shim-{sha}"
+    target.mkdir()
+    archive = subprocess.run(
+        ["git", "archive", sha, "shim"], capture_output=True, check=True, cwd=REPO
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(target, filter="data")
+    return target, sha
+
+
+def installed_shim_sha() -> str | None:
+    """HEAD's short sha, with ``+dirty`` when shim's files in the work tree differ from it."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], capture_output=True, text=True, check=False, cwd=REPO)
+        return done.stdout.strip()
+
+    sha = git("rev-parse", "--short", "HEAD")
+    if not sha:
+        return None
+    return sha + ("+dirty" if git("status", "--porcelain", "--", "shim") else "")
+
+
+def shim_env(source: Path | None) -> dict[str, str]:
+    """The environment of a shim process: ``source`` first on the path when given."""
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    if source is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(source), env.get("PYTHONPATH")]))
+        # For ``python -m`` launches, whose sys.path starts with the working directory.
+        env[SOURCE_ENV] = str(source)
+    return env
+
+
+def start_shim(
+    work: Path,
+    config: Path,
+    fake_ports: dict[str, int],
+    *,
+    workers: int,
+    source: Path | None = None,
+) -> Target:
+    """``shim serve --config <config> --port P --workers N``, ready when every worker is up;
+    ``source``: a directory holding the ``shim`` package to run instead of the installed one."""
     port = procs.free_port()
     argv = [*_shim_command(), "serve", "--config", str(config), "--port", str(port)]
     argv += ["--workers", str(workers)]
-    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    env = shim_env(source)
     label = f"shim ({workers} worker{'s' if workers > 1 else ''})"
     proc = procs.start(label, argv, log=work / f"shim-{workers}w.log", env=env)
     procs.wait_http(f"http://{HOST}:{port}/health", proc, timeout=READY_TIMEOUT)

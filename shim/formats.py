@@ -38,14 +38,32 @@ def estimate_tokens(text: str) -> int:
     return (len(text) + 3) // 4 if text else 0
 
 
-class ChatFormat:
-    kind = "chat"
+class _Format:
+    """What every response of one request shares: id, creation time, model name, and the
+    pre-encoded frame of its text chunks."""
+
+    id_prefix = ""
 
     def __init__(self, model: str) -> None:
-        self.id = "chatcmpl-" + new_id(24)
+        self.id = self.id_prefix + new_id(24)
         self.created = int(time.time())
         self.model = model
         self._template: tuple[bytes, bytes] | None = None
+
+    def text(self, text: str, token: TokenInfo | None, *, logprobs: bool) -> bytes:
+        raise NotImplementedError
+
+    def text_event(self, text: str) -> bytes:
+        """The SSE event of a text delta without logprobs: the hot path of every stream."""
+        if self._template is None:
+            self._template = _event_template(self.text(_MARK, None, logprobs=False))
+        prefix, suffix = self._template
+        return prefix + _encoder.encode(text) + suffix
+
+
+class ChatFormat(_Format):
+    kind = "chat"
+    id_prefix = "chatcmpl-"
 
     @staticmethod
     def logprobs(tokens: list[TokenInfo] | None) -> chat.ChoiceLogprobs | None:
@@ -95,13 +113,6 @@ class ChatFormat:
         lp = self.logprobs([token]) if logprobs and token is not None else None
         return self._chunk(chat.ChunkChoice(index=0, delta=chat.Delta(content=text), logprobs=lp))
 
-    def text_event(self, text: str) -> bytes:
-        """The SSE event of a text delta without logprobs: the hot path of every stream."""
-        if self._template is None:
-            self._template = _event_template(self.text(_MARK, None, logprobs=False))
-        prefix, suffix = self._template
-        return prefix + _encoder.encode(text) + suffix
-
     def finish(self, reason: str) -> bytes:
         return self._chunk(chat.ChunkChoice(index=0, delta=chat.Delta(), finish_reason=reason))
 
@@ -113,14 +124,9 @@ class ChatFormat:
         )
 
 
-class CompletionFormat:
+class CompletionFormat(_Format):
     kind = "completions"
-
-    def __init__(self, model: str) -> None:
-        self.id = "cmpl-" + new_id(24)
-        self.created = int(time.time())
-        self.model = model
-        self._template: tuple[bytes, bytes] | None = None
+    id_prefix = "cmpl-"
 
     @staticmethod
     def logprobs(
@@ -174,13 +180,6 @@ class CompletionFormat:
         return self._chunk(
             completions.CompletionChoice(text=text, index=0, finish_reason=None, logprobs=lp)
         )
-
-    def text_event(self, text: str) -> bytes:
-        """The SSE event of a text delta without logprobs: the hot path of every stream."""
-        if self._template is None:
-            self._template = _event_template(self.text(_MARK, None, logprobs=False))
-        prefix, suffix = self._template
-        return prefix + _encoder.encode(text) + suffix
 
     def finish(self, reason: str) -> bytes:
         return self._chunk(completions.CompletionChoice(text="", index=0, finish_reason=reason))
