@@ -11,12 +11,12 @@ import msgspec
 from shim.adapters import feature_extraction as fx
 from shim.api import Call, Reply
 from shim.context import RequestContext
-from shim.errors import InvalidRequestError, ShimError
+from shim.errors import InvalidRequestError
 from shim.handlers import begin, decode, serve_with_fallbacks
 from shim.openai import embeddings
 from shim.openai.common import EmbeddingUsage
 from shim.routing import Route
-from shim.upstream import Upstream
+from shim.upstream import Upstream, fan_out
 
 #: Upstream calls one request may have in flight at once.
 MAX_PARALLEL_BATCHES = 8
@@ -94,19 +94,13 @@ async def embed(
     gate = asyncio.Semaphore(MAX_PARALLEL_BATCHES)
     if len(batches) == 1:
         return await _embed_batch(upstream, route, batches[0], plan, ctx, gate)
-    try:
-        # One failed batch cancels the others and fails the request: nothing partial.
-        async with asyncio.TaskGroup() as group:
-            tasks = [
-                group.create_task(_embed_batch(upstream, route, b, plan, ctx, gate))
-                for b in batches
-            ]
-    except* ShimError as errors:
-        raise errors.exceptions[0] from None
+    # One failed batch cancels the others and fails the request: nothing partial.
+    results = await fan_out(
+        ctx, [_embed_batch(upstream, route, b, plan, ctx, gate) for b in batches]
+    )
     items: list[Item] = []
     tokens = 0
-    for task in tasks:
-        part, count = task.result()
+    for part, count in results:
         items.extend(part)
         tokens += count
     return items, tokens

@@ -22,7 +22,7 @@ from shim.metrics import Metrics, TokenClock
 from shim.openai.common import Usage
 from shim.routing import GenerationAdapter, Route
 from shim.streaming import DONE, encode_event
-from shim.upstream import Answer, OpenStream, Upstream
+from shim.upstream import Answer, OpenStream, Upstream, fan_out
 
 log = logging.getLogger("shim.upstream")
 _encoder = msgspec.json.Encoder()
@@ -90,12 +90,7 @@ async def generate(upstream: Upstream, job: Job, ctx: RequestContext) -> list[Ge
     if len(calls) == 1:
         prompt, body = calls[0]
         return [await _generate_one(upstream, job, prompt, body, ctx)]
-    try:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(_generate_one(upstream, job, p, b, ctx)) for p, b in calls]
-    except* ShimError as errors:
-        raise errors.exceptions[0] from None
-    return [t.result() for t in tasks]
+    return await fan_out(ctx, [_generate_one(upstream, job, p, b, ctx) for p, b in calls])
 
 
 def _usage(job: Job, generations: list[Generation]) -> Usage:

@@ -11,12 +11,13 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import httpx
 
 from shim.errors import (
+    ShimError,
     UpstreamError,
     UpstreamTimeoutError,
     UpstreamUnavailableError,
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from shim.routing import Endpoint, Route
 
 log = logging.getLogger("shim.upstream")
+T = TypeVar("T")
 
 # Keep-alive connections are what make a proxy fast; LLM traffic holds many at once.
 POOL_LIMITS = httpx.Limits(max_connections=1024, max_keepalive_connections=256, keepalive_expiry=60)
@@ -249,6 +251,21 @@ class Upstream:
         endpoint.record_success()
         assert response is not None
         return response, content
+
+
+async def fan_out(ctx: RequestContext, calls: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run upstream calls concurrently; results in order. The first failure cancels the rest
+    and is raised (nothing partial). Time waiting on the upstream is the wall-clock span of the
+    calls, not their sum, so ``shim_overhead_seconds`` stays true for concurrent calls."""
+    before, started = ctx.upstream_seconds, time.perf_counter()
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(call) for call in calls]
+    except* ShimError as errors:
+        raise errors.exceptions[0] from None
+    finally:
+        ctx.upstream_seconds = before + (time.perf_counter() - started)
+    return [task.result() for task in tasks]
 
 
 class Answer(NamedTuple):

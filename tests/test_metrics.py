@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import FAKE, MODELS, app_client, make_config
+from tests.conftest import FAKE, MODELS, app_client, make_config, shim_server
 from tests.fake_hf import FakeHF, Reply
 
 USER = [{"role": "user", "content": "Hi"}]
@@ -226,3 +226,27 @@ def access_log() -> Iterator[io.StringIO]:
     finally:
         ACCESS.flush()
         ACCESS.stream = previous
+
+
+async def test_concurrent_upstream_calls_count_once_in_the_overhead(fake: FakeHF) -> None:
+    models = (
+        MODELS
+        + f'\n[models.emb]\ntask = "feature-extraction"\nurl = "{FAKE}/tei"\nmax_batch_size = 2\n'
+    )
+    for _ in range(4):
+        fake.script("/tei/embed", lambda seen: Reply(hang=0.1, json=[[1.0, 0.0]] * 2))
+    registry = CollectorRegistry()
+    async with shim_server(fake, make_config(models), registry) as base:
+        import httpx
+
+        async with httpx.AsyncClient(base_url=base) as client:
+            r = await client.post(
+                "/v1/embeddings", json={"model": "emb", "input": list("abcdefgh")}
+            )
+    assert r.status_code == 200
+    total = value(registry, "shim_request_duration_seconds_sum", model="emb", endpoint="embeddings")
+    upstream = value(registry, "shim_upstream_request_duration_seconds_sum", model="emb")
+    # Four 100 ms calls ran side by side: ~0.1 s waiting, not 0.4 s.
+    assert 0.09 < upstream < 0.3
+    assert upstream <= total
+    assert value(registry, "shim_overhead_seconds_sum", model="emb", endpoint="embeddings") > 0
