@@ -50,7 +50,8 @@ def default_transport() -> httpx.AsyncBaseTransport:
     throughput on this kind of machine; README "Performance"). Tests pass an
     ``httpx.MockTransport`` to ``create_app`` instead."""
     import aiohttp
-    from httpx_aiohttp import AiohttpTransport
+
+    from shim.transport import FastAiohttpTransport
 
     def session() -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
@@ -62,7 +63,7 @@ def default_transport() -> httpx.AsyncBaseTransport:
         # No cookie jar: one upstream's cookies must never reach another client's request.
         return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
 
-    transport: httpx.AsyncBaseTransport = AiohttpTransport(client=session, limits=POOL_LIMITS)
+    transport: httpx.AsyncBaseTransport = FastAiohttpTransport(client=session, limits=POOL_LIMITS)
     return transport
 
 
