@@ -4,19 +4,22 @@ These are litestar ``asgi`` route handlers: litestar still routes, runs the app'
 handler (every error still leaves as OpenAI's envelope) and the lifespan, but the per-request
 machinery of a regular handler (signature model, kwargs, response objects) is skipped; it was a
 measured ~15% of a request's CPU. A handler gets a ``Call`` and returns a ``Reply``: JSON bytes,
-or an async iterator of SSE chunks streamed with litestar's disconnect-aware streaming.
+or an async iterator of SSE chunks, written here.
+
+One watcher task per request listens for ``http.disconnect`` (once the body is read,
+``receive()`` returns nothing else) and cancels the request's task: the upstream call or
+stream in progress is cancelled and closed at once, whatever phase the request is in.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from litestar import asgi
 from litestar.handlers import ASGIRouteHandler
-from litestar.response.streaming import ASGIStreamingResponse
 from litestar.types import Receive
 
 from shim import accesslog
@@ -30,11 +33,16 @@ from shim.errors import (
 from shim.services import Services
 from shim.streaming import STREAM_HEADERS
 
-T = TypeVar("T")
 #: JSON bytes (200), or the chunks of an SSE stream.
-Reply = bytes | AsyncIterator[bytes]
+Reply = bytes | AsyncGenerator[bytes, None]
 _JSON_TYPES = (b"application/json", b"text/plain")
 _JSON_HEADERS = [(b"content-type", b"application/json")]
+_SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    *((k.encode(), v.encode()) for k, v in STREAM_HEADERS.items()),
+]
+_SSE_START = {"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS}
+_SSE_END = {"type": "http.response.body", "body": b"", "more_body": False}
 
 
 @dataclass(slots=True)
@@ -46,39 +54,39 @@ class Call:
     body: bytes
     receive: Receive
 
-    async def until_disconnect(self, work: Awaitable[T]) -> T:
-        """Await ``work``, cancelling it (and so the upstream call) if the client goes away.
-
-        One watcher task listens for ``http.disconnect`` (once the body is read, ``receive()``
-        returns nothing else) and cancels this task.
-        """
-        task = asyncio.current_task()
-        assert task is not None
-        receive = self.receive
-        gone = False
-
-        async def watch() -> None:
-            nonlocal gone
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            gone = True
-            task.cancel()
-
-        watcher = asyncio.create_task(watch())
-        try:
-            return await work
-        except asyncio.CancelledError:
-            if gone:
-                task.uncancel()
-                raise ClientDisconnectedError("The client closed the connection.") from None
-            raise
-        finally:
-            watcher.cancel()
-
 
 class ClientDisconnectedError(ShimError):
     status_code = 499
     type = "client_closed_request"
+
+
+class _DisconnectWatch:
+    """Cancels ``task`` when the client disconnects."""
+
+    __slots__ = ("_watcher", "gone", "task")
+
+    def __init__(self, receive: Any) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.task = task
+        self.gone = False
+        self._watcher = asyncio.create_task(self._watch(receive))
+
+    async def _watch(self, receive: Any) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self.gone = True
+        self.task.cancel()
+
+    def stop(self) -> None:
+        self._watcher.cancel()
+
+
+async def _send_stream(send: Any, chunks: AsyncIterator[bytes]) -> None:
+    await send(_SSE_START)
+    async for chunk in chunks:
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send(_SSE_END)
 
 
 def _check_content_type(scope: Any) -> None:
@@ -122,21 +130,32 @@ def api_route(path: str, handler: Callable[[Call], Awaitable[Reply]]) -> ASGIRou
         body = await _read_body(receive, services.config.server.max_body_bytes)
         if accesslog.bodies_enabled():
             ctx.body = body
-        reply = await handler(Call(services, ctx, body, receive))
-        if isinstance(reply, bytes):
-            await send(
-                {
+        watch = _DisconnectWatch(receive)
+        reply: Reply | None = None
+        try:
+            reply = await handler(Call(services, ctx, body, receive))
+            if isinstance(reply, bytes):
+                start = {
                     "type": "http.response.start",
                     "status": 200,
                     "headers": [*_JSON_HEADERS, (b"content-length", str(len(reply)).encode())],
                 }
-            )
-            await send({"type": "http.response.body", "body": reply})
-            return
-        stream = ASGIStreamingResponse(
-            iterator=reply, media_type="text/event-stream", headers=dict(STREAM_HEADERS)
-        )
-        await stream(scope, receive, send)
+                await send(start)
+                await send({"type": "http.response.body", "body": reply})
+            else:
+                await _send_stream(send, reply)
+        except asyncio.CancelledError:
+            if not watch.gone:
+                raise
+            watch.task.uncancel()
+            if reply is None:  # nothing answered yet: counted and logged as a 499
+                raise ClientDisconnectedError("The client closed the connection.") from None
+            ctx.status = 499
+        finally:
+            watch.stop()
+            if reply is not None and not isinstance(reply, bytes):
+                # Closes the upstream stream if the client left mid-way.
+                await reply.aclose()
 
     endpoint.__name__ = handler.__name__
     route: ASGIRouteHandler = asgi(path, is_mount=False, copy_scope=False)(endpoint)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 import msgspec
@@ -118,7 +118,7 @@ async def respond(upstream: Upstream, metrics: Metrics, job: Job, ctx: RequestCo
 
 async def _replay(
     job: Job, generation: Generation, usage: Usage, metrics: Metrics, ctx: RequestContext
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     fmt = job.fmt
     first = fmt.first()
     if first is not None:
@@ -136,7 +136,7 @@ async def _replay(
 
 async def _open_stream(
     upstream: Upstream, metrics: Metrics, job: Job, ctx: RequestContext
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """Open the upstream stream and read its first event *before* answering, so that upstream
     errors (including TGI's error events on a 200 stream) become real HTTP errors."""
     route, adapter = job.route, job.adapter
@@ -160,7 +160,7 @@ async def _relay(
     metrics: Metrics,
     ctx: RequestContext,
     prompt: str,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """The client's stream. Events that arrived together are answered with one write."""
     fmt, adapter = job.fmt, job.adapter
     batches = stream.batches()

@@ -92,7 +92,7 @@ async def serve_with_fallbacks(
     for i, current in enumerate(chain):
         try:
             async with current.acquire_slot():
-                return await call.until_disconnect(serve(current))
+                return await serve(current)
         except UpstreamError as exc:
             if isinstance(exc, UpstreamRejectedError) or i == len(chain) - 1:
                 raise

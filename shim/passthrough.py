@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any, Literal
 
 from shim.adapters import openai_compat
@@ -111,7 +111,7 @@ async def _relay(
     rewriter: _Rewriter,
     metrics: Metrics,
     ctx: RequestContext,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """The client's stream. Events that arrived together are answered with one write."""
     batches = opened.batches()
     clock = TokenClock()
