@@ -4,7 +4,6 @@ results from the adapter, OpenAI response or SSE stream out.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
@@ -217,9 +216,6 @@ async def _relay(
         yield b"".join(out)
     except ShimError as exc:
         yield b"".join([*out, stream_failure(exc, metrics, ctx), DONE])
-    except asyncio.CancelledError:
-        ctx.status = 499
-        raise
     finally:
         metrics.stream_timing(ctx.model, clock, ctx.start)
         await stream.aclose()

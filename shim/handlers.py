@@ -26,7 +26,7 @@ from shim.errors import (
 )
 from shim.formats import ChatFormat, CompletionFormat
 from shim.openai import chat, completions
-from shim.routing import Route
+from shim.routing import GenerationAdapter, Route
 from shim.services import Services
 
 T = TypeVar("T")
@@ -145,34 +145,52 @@ def _chat_prompt(route: Route, req: chat.ChatCompletionRequest) -> str:
     )
 
 
-async def chat_completions(call: Call) -> Reply:
+async def _generation(
+    call: Call,
+    model: str,
+    *,
+    endpoint: str,
+    kind: passthrough.Kind,
+    job_for: Callable[[Route, GenerationAdapter], generation.Job],
+) -> Reply:
+    """Chat or completions: the ``openai`` upstreams get the request as sent, rendered
+    protocols the ``Job`` that ``job_for`` builds for the route; fallbacks may cross both."""
     services, ctx = call.services, call.ctx
-    req = decode(_chat_request, call.body)
-    route = services.router.for_task(req.model, *GENERATION_TASKS, endpoint="/v1/chat/completions")
+    route = services.router.for_task(model, *GENERATION_TASKS, endpoint=endpoint)
     begin(services, ctx, route)
-    openai_upstream = _passthrough(call, "chat")
-    include_usage = bool(req.stream_options and req.stream_options.include_usage)
+    openai_upstream = _passthrough(call, kind)
 
     async def serve(current: Route) -> Reply:
         if current.protocol == "openai":
             return await openai_upstream(current)
         assert current.adapter is not None
-        params = _params.from_chat(req)
-        _check_limits(current, params, len(req.messages))
-        if req.stream and params.n > 1:
-            raise InvalidRequestError("Streaming with `n` > 1 is not supported here.", param="n")
-        job = generation.Job(
-            route=current,
-            adapter=current.adapter,
-            params=params,
-            prompts=[_chat_prompt(current, req)],
-            fmt=ChatFormat(current.name),
-            stream=bool(req.stream),
-            include_usage=include_usage,
-        )
+        job = job_for(current, current.adapter)
         return await generation.respond(services.upstream, services.metrics, job, ctx)
 
     return await serve_with_fallbacks(call, route, serve)
+
+
+async def chat_completions(call: Call) -> Reply:
+    req = decode(_chat_request, call.body)
+
+    def job_for(route: Route, adapter: GenerationAdapter) -> generation.Job:
+        params = _params.from_chat(req)
+        _check_limits(route, params, len(req.messages))
+        if req.stream and params.n > 1:
+            raise InvalidRequestError("Streaming with `n` > 1 is not supported here.", param="n")
+        return generation.Job(
+            route=route,
+            adapter=adapter,
+            params=params,
+            prompts=[_chat_prompt(route, req)],
+            fmt=ChatFormat(route.name),
+            stream=bool(req.stream),
+            include_usage=bool(req.stream_options and req.stream_options.include_usage),
+        )
+
+    return await _generation(
+        call, req.model, endpoint="/v1/chat/completions", kind="chat", job_for=job_for
+    )
 
 
 def _prompts(req: completions.CompletionRequest) -> list[str]:
@@ -191,39 +209,32 @@ def _prompts(req: completions.CompletionRequest) -> list[str]:
 
 
 async def text_completions(call: Call) -> Reply:
-    services, ctx = call.services, call.ctx
     req = decode(_completion_request, call.body)
-    route = services.router.for_task(req.model, *GENERATION_TASKS, endpoint="/v1/completions")
-    begin(services, ctx, route)
-    openai_upstream = _passthrough(call, "completions")
-    include_usage = bool(req.stream_options and req.stream_options.include_usage)
 
-    async def serve(current: Route) -> Reply:
-        if current.protocol == "openai":
-            return await openai_upstream(current)
-        assert current.adapter is not None
+    def job_for(route: Route, adapter: GenerationAdapter) -> generation.Job:
         params = _params.from_completion(req)
-        if params.max_tokens is None and current.default_max_tokens is None:
+        if params.max_tokens is None and route.default_max_tokens is None:
             params.max_tokens = _params.COMPLETIONS_DEFAULT_MAX_TOKENS
         prompts = _prompts(req)
-        _check_limits(current, params, 1)
+        _check_limits(route, params, 1)
         if req.stream and (params.n > 1 or len(prompts) > 1):
             raise InvalidRequestError(
                 "Streaming is supported for one prompt and `n` = 1.",
                 param="n" if params.n > 1 else "prompt",
             )
-        job = generation.Job(
-            route=current,
-            adapter=current.adapter,
+        return generation.Job(
+            route=route,
+            adapter=adapter,
             params=params,
             prompts=prompts,
-            fmt=CompletionFormat(current.name),
+            fmt=CompletionFormat(route.name),
             stream=bool(req.stream),
-            include_usage=include_usage,
+            include_usage=bool(req.stream_options and req.stream_options.include_usage),
         )
-        return await generation.respond(services.upstream, services.metrics, job, ctx)
 
-    return await serve_with_fallbacks(call, route, serve)
+    return await _generation(
+        call, req.model, endpoint="/v1/completions", kind="completions", job_for=job_for
+    )
 
 
 def _visible(services: Services, ctx: RequestContext | None) -> list[str]:

@@ -6,7 +6,6 @@ one-message chat and the answer turned back into a completion.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncGenerator
 from typing import Any, Literal
@@ -145,9 +144,6 @@ async def _relay(
         yield DONE
     except ShimError as exc:
         yield b"".join([*out, stream_failure(exc, metrics, ctx), DONE])
-    except asyncio.CancelledError:
-        ctx.status = 499
-        raise
     finally:
         metrics.stream_timing(ctx.model, clock, ctx.start)
         await opened.aclose()
