@@ -156,7 +156,7 @@ def create_app(
         log.info("config loaded from %s: %d models", config.source, len(services.router.routes))
         for route in services.router.routes.values():
             log.info("route %s", route.describe())
-        await startup.prepare(services)
+        background = await startup.prepare(services)
         restore = _install_signal_handlers(services)
         # Everything built so far lives as long as the process: keep it out of the cyclic
         # collector's scans (measured: +13% throughput, p99 99 -> 25 ms under load).
@@ -167,6 +167,8 @@ def create_app(
             yield
         finally:
             services.draining = True
+            for task in background:
+                task.cancel()
             restore()
             await services.upstream.aclose()
             accesslog.ACCESS.flush()

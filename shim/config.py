@@ -103,6 +103,9 @@ class ModelConfig(_Base):
     truncate: bool | None = None
     dimensions: bool = False
     max_inputs: int = 2048
+    # Count prompt tokens with the model's tokenizer (needs the `tokenizers` package) when the
+    # upstream reports none: a `tokenizer.json` path, or "hub" to fetch it at startup.
+    tokenizer: str | None = None
     # --- timeouts (seconds) ---
     connect_timeout: float = 10.0
     timeout: float = 300.0
@@ -247,6 +250,8 @@ def _validate(config: Config) -> None:
         for positive in ("timeout", "connect_timeout", "first_token_timeout", "idle_timeout"):
             if getattr(model, positive) <= 0:
                 raise ConfigError(f"{src}: {key}.{positive}: must be greater than 0")
+        if model.tokenizer == "hub" and not model.hf_model:
+            raise ConfigError(f'{src}: {key}.tokenizer: "hub" needs `hf_model`')
         if model.max_batch_size is not None and model.max_batch_size < 1:
             raise ConfigError(f"{src}: {key}.max_batch_size: must be at least 1")
         if model.retries < 0:

@@ -81,8 +81,17 @@ async def _embed_batch(
         items, tokens = list(result.vectors), result.prompt_tokens
     if tokens is None:
         header = answer.headers.get("x-compute-tokens")
-        tokens = int(header) if header and header.isdigit() else fx.estimate_tokens(batch)
+        tokens = int(header) if header and header.isdigit() else _count_tokens(route, batch)
     return items, tokens
+
+
+def _count_tokens(route: Route, batch: fx.Inputs) -> int:
+    """With the model's tokenizer when loaded (special tokens included, as the model sees
+    them), else the documented estimate."""
+    texts = [item for item in batch if isinstance(item, str)]
+    if route.tokenizer is None or len(texts) != len(batch):
+        return fx.estimate_tokens(batch)
+    return sum(len(encoding.ids) for encoding in route.tokenizer.encode_batch(texts))
 
 
 async def embed(

@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+import typing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -21,6 +23,12 @@ from shim.errors import InvalidRequestError, ModelNotFoundError, RateLimitError
 from shim.openai import common
 
 GenerationAdapter = TGI | Pipeline
+
+
+class TokenCounter(typing.Protocol):
+    """What shim needs of a ``tokenizers.Tokenizer``."""
+
+    def encode_batch(self, inputs: list[str]) -> list[Any]: ...
 
 
 class Endpoint:
@@ -149,6 +157,9 @@ class Route:
         self.max_n = model.max_n
         # --- embeddings ---
         self.max_batch_size = model.max_batch_size or 32
+        # The model's tokenizer (``tokenizers``), loaded at startup when available offline:
+        # counts prompt tokens when the upstream reports none.
+        self.tokenizer: TokenCounter | None = None
         # --- timeouts and resilience ---
         self.timeout = model.timeout
         self.first_token_timeout = model.first_token_timeout

@@ -30,12 +30,79 @@ def _cache_dir(services: Services) -> Path:
     return Path(base) / "shim" / "templates"
 
 
-async def prepare(services: Services) -> None:
+async def prepare(services: Services) -> list[asyncio.Task[None]]:
+    """What must be ready before serving (chat templates, TEI batch limits); returns the
+    background tasks of what merely improves answers once done (tokenizers for token counts)."""
     routes = list(services.router.routes.values())
     await asyncio.gather(
         *(fetch_template(services, r) for r in routes if r.needs_hub_template),
         *(read_tei_info(services, r) for r in routes if r.protocol == "tei"),
     )
+    return [asyncio.create_task(load_tokenizer(services, r)) for r in routes if _wants_tokenizer(r)]
+
+
+def _wants_tokenizer(route: Route) -> bool:
+    return route.task == "feature-extraction" and route.config.tokenizer is not None
+
+
+async def load_tokenizer(services: Services, route: Route) -> None:
+    """The model's ``tokenizer.json`` (a file, or the Hub's cached on disk), loaded with the
+    ``tokenizers`` package when it is installed; without either, token counts are estimated."""
+    try:
+        from tokenizers import Tokenizer
+    except ImportError:
+        log.warning("%s: `tokenizer` is set but the tokenizers package is missing", route.name)
+        return
+    spec = route.config.tokenizer
+    assert spec is not None
+    if spec == "hub":
+        text = await _hub_tokenizer(services, route)
+    else:
+        text = _read_tokenizer_file(spec, Path(services.config.source).parent, route.name)
+    if text is None:
+        return
+    try:
+        route.tokenizer = Tokenizer.from_str(text)
+    except Exception as exc:  # the tokenizers library raises plain Exceptions
+        log.warning("%s: unusable tokenizer.json: %s", route.name, type(exc).__name__)
+        return
+    log.info("%s: prompt tokens counted with the model's tokenizer", route.name)
+
+
+def _read_cached(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return None
+
+
+def _read_tokenizer_file(spec: str, base: Path, name: str) -> str | None:
+    path = Path(spec).expanduser()
+    if not path.is_absolute():
+        path = base / path
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        log.warning("%s: cannot read the tokenizer %s: %s", name, path, exc.strerror)
+        return None
+
+
+async def _hub_tokenizer(services: Services, route: Route) -> str | None:
+    assert route.hf_model is not None
+    path = _cache_dir(services) / (route.hf_model.replace("/", "--") + "--tokenizer.json")
+    cached = _read_cached(path)
+    if cached is not None:
+        return cached
+    data = await _hub_get(services, route, "tokenizer.json")
+    if data is None:
+        return None
+    text = data.decode("utf-8", "replace")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        log.warning("%s: cannot cache the tokenizer: %s", route.name, exc)
+    return text
 
 
 async def _hub_get(services: Services, route: Route, filename: str) -> bytes | None:

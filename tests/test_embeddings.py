@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import struct
@@ -210,3 +211,63 @@ async def test_openai_upstream_ignoring_base64_is_converted(client: Any, fake: F
         "/v1/embeddings", json={"model": "oai", "input": "x", "encoding_format": "base64"}
     )
     assert decode(r.json()["data"][0]) == [0.5, -0.25]
+
+
+async def test_prompt_tokens_counted_with_the_models_tokenizer(fake: FakeHF, tmp_path: Any) -> None:
+    tokenizers = pytest.importorskip(
+        "tokenizers", reason="the optional tokenizers package counts tokens"
+    )
+    vocab = {"[UNK]": 0, "[CLS]": 1, "[SEP]": 2, "hello": 3, "world": 4}
+    tokenizer = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    fake.script("/hub/org/emb/resolve/main/tokenizer.json", Reply(body=tokenizer.to_str().encode()))
+    models = f"""
+[huggingface]
+base_url = "{FAKE}"
+hub_url = "{FAKE}/hub"
+cache_dir = "{tmp_path}"
+[models.counted]
+task = "feature-extraction"
+url = "{FAKE}/tei"
+hf_model = "org/emb"
+tokenizer = "hub"
+[models.uncounted]
+task = "feature-extraction"
+url = "{FAKE}/tei"
+hf_model = "org/other"
+"""
+    async with app_client(fake, make_config(models)) as client:
+        route = client.app.state.shim.router.routes["counted"]
+        for _ in range(100):  # loaded in the background after startup
+            if route.tokenizer is not None:
+                break
+            await asyncio.sleep(0.01)
+        r = await client.post(
+            "/v1/embeddings", json={"model": "counted", "input": ["hello world", "hello there you"]}
+        )
+    # 2 + 3 words, as the tokenizer splits them (the upstream reported no count).
+    assert r.json()["usage"] == {"prompt_tokens": 5, "total_tokens": 5}
+    assert (tmp_path / "org--emb--tokenizer.json").exists()
+    # Only where configured: nothing else is fetched from the Hub.
+    assert not fake.requests("/hub/org/other/resolve/main/tokenizer.json")
+
+
+async def test_tokenizer_from_a_file(fake: FakeHF, tmp_path: Any) -> None:
+    tokenizers = pytest.importorskip(
+        "tokenizers", reason="the optional tokenizers package counts tokens"
+    )
+    tokenizer = tokenizers.Tokenizer(tokenizers.models.WordLevel({"[UNK]": 0}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    (tmp_path / "tok.json").write_text(tokenizer.to_str())
+    config = make_config(
+        f'[models.m]\ntask = "feature-extraction"\nurl = "{FAKE}/tei"\n'
+        f'tokenizer = "{tmp_path / "tok.json"}"\n'
+    )
+    async with app_client(fake, config) as client:
+        route = client.app.state.shim.router.routes["m"]
+        for _ in range(100):
+            if route.tokenizer is not None:
+                break
+            await asyncio.sleep(0.01)
+        r = await client.post("/v1/embeddings", json={"model": "m", "input": "a b c d"})
+    assert r.json()["usage"]["prompt_tokens"] == 4
