@@ -18,13 +18,7 @@ from shim.config import ServerConfig
 from shim.context import RequestContext
 
 _encoder = msgspec.json.Encoder()
-_state = {"json": False, "bodies": False}
 BODY_LOG_LIMIT = 4096
-
-
-def bodies_enabled() -> bool:
-    """Whether request bodies go into the access log (``log_bodies``; sensitive)."""
-    return _state["bodies"]
 
 
 class JSONFormatter(logging.Formatter):
@@ -56,12 +50,11 @@ class TextFormatter(logging.Formatter):
 
 def configure(server: ServerConfig) -> None:
     """Set up shim's loggers once per process (idempotent)."""
-    _state["json"] = server.log_format == "json"
-    _state["bodies"] = server.log_bodies
-    ACCESS.json = _state["json"]
+    ACCESS.json = server.log_format == "json"
+    ACCESS.bodies = server.log_bodies
     ACCESS.enabled = server.log_level in ("debug", "info")
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JSONFormatter() if _state["json"] else TextFormatter())
+    handler.setFormatter(JSONFormatter() if ACCESS.json else TextFormatter())
     root = logging.getLogger("shim")
     for old in list(root.handlers):
         if getattr(old, "_shim", False):
@@ -93,6 +86,8 @@ class AccessLog:
         self.stream: Any = sys.stderr
         self.json = False
         self.enabled = True
+        # Request bodies in the line (``log_bodies``; sensitive).
+        self.bodies = False
         self._pending: list[str] = []
         self._second = -1
         self._stamp = ""

@@ -128,7 +128,7 @@ def api_route(path: str, handler: Callable[[Call], Awaitable[Reply]]) -> ASGIRou
         services: Services = scope["app"].state.shim
         ctx: RequestContext = scope["state"][SCOPE_KEY]
         body = await _read_body(receive, services.config.server.max_body_bytes)
-        if accesslog.bodies_enabled():
+        if accesslog.ACCESS.bodies:
             ctx.body = body
         watch = _DisconnectWatch(receive)
         reply: Reply | None = None

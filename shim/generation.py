@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import msgspec
 
@@ -38,6 +38,11 @@ class Job:
     fmt: Format
     stream: bool
     include_usage: bool
+    # The client's stop sequences, then the model's (template end-of-turn, config): built once.
+    stops: list[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.stops = [*self.params.stop, *self.route.stops]
 
 
 def _int_header(response: Answer, name: str) -> int | None:
@@ -51,7 +56,7 @@ async def _generate_one(
     route, adapter = job.route, job.adapter
     response = await upstream.post(route, adapter.path, body, ctx)
     generation = adapter.parse_response(response.content, prompt=prompt)
-    text, stopped = truncate_at_stop(generation.text, [*job.params.stop, *route.stops])
+    text, stopped = truncate_at_stop(generation.text, job.stops)
     generation.text = text
     if generation.prompt_tokens is None:
         generation.prompt_tokens = _int_header(response, "x-prompt-tokens") or estimate_tokens(
@@ -77,7 +82,7 @@ def _payload(job: Job, prompt: str) -> bytes:
     payload = job.adapter.to_payload(
         job.params,
         prompt=prompt,
-        stop=[*job.params.stop, *job.route.stops],
+        stop=job.stops,
         default_max=job.route.default_max_tokens,
     )
     return _encoder.encode(payload)
@@ -85,7 +90,8 @@ def _payload(job: Job, prompt: str) -> bytes:
 
 async def generate(upstream: Upstream, job: Job, ctx: RequestContext) -> list[Generation]:
     """Every choice of a non-stream request: ``n`` per prompt, run concurrently."""
-    calls = [(p, _payload(job, p)) for p in job.prompts for _ in range(job.params.n)]
+    # One body per prompt, sent ``n`` times.
+    calls = [(p, body) for p in job.prompts for body in [_payload(job, p)] * job.params.n]
     if len(calls) == 1:
         prompt, body = calls[0]
         return [await _generate_one(upstream, job, prompt, body, ctx)]
@@ -126,7 +132,7 @@ async def _replay(
     clock.tick()
     metrics.stream_timing(ctx.model, clock, ctx.start)
     if generation.text:
-        yield encode_event(fmt.text(generation.text, None, logprobs=False))
+        yield fmt.text_event(generation.text)
     yield encode_event(fmt.finish(generation.finish_reason))
     if job.include_usage:
         yield encode_event(fmt.usage(usage))
@@ -164,7 +170,7 @@ async def _relay(
     fmt, adapter = job.fmt, job.adapter
     batches = stream.batches()
     logprobs = job.params.logprobs
-    scanner = StopScanner([*job.params.stop, *job.route.stops])
+    scanner = StopScanner(job.stops)
     clock = TokenClock()
     finish: str | None = None
     produced: list[str] = []

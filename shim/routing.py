@@ -124,7 +124,6 @@ class Route:
             loading["x-wait-for-model"] = "true"
         elif any(".endpoints.huggingface.cloud" in e.base for e in self.endpoints):
             loading["x-scale-up-timeout"] = str(int(model.wait_for_model))
-        self.loading_headers = loading
         self.raw_headers = [(k.encode(), v.encode()) for k, v in headers.items()]
         self.loading_raw_headers = [(k.encode(), v.encode()) for k, v in loading.items()]
         # --- generation ---
@@ -164,17 +163,15 @@ class Route:
         self.timeout = model.timeout
         self.first_token_timeout = model.first_token_timeout
         self.idle_timeout = model.idle_timeout
-        self.request_timeout = httpx.Timeout(
-            model.timeout, connect=model.connect_timeout, pool=model.connect_timeout
-        )
-        # Streams: no total limit, and no transport read timeout: OpenStream's watchdog bounds
-        # the first token and each later gap between chunks.
-        self.stream_timeout = httpx.Timeout(
-            None, connect=model.connect_timeout, pool=model.connect_timeout
-        )
-        # As httpx.Request extensions, built once.
-        self.request_extensions = {"timeout": self.request_timeout.as_dict()}
-        self.stream_extensions = {"timeout": self.stream_timeout.as_dict()}
+        # httpx.Request extensions, built once. Streams have no total limit and no transport
+        # read timeout: OpenStream's watchdog bounds the first token and each later gap.
+        connect = model.connect_timeout
+        self.request_extensions = {
+            "timeout": httpx.Timeout(model.timeout, connect=connect, pool=connect).as_dict()
+        }
+        self.stream_extensions = {
+            "timeout": httpx.Timeout(None, connect=connect, pool=connect).as_dict()
+        }
         self.retries = model.retries
         self.wait_for_model = model.wait_for_model
         self.cooldown = model.cooldown

@@ -162,11 +162,10 @@ class Upstream:
                     loading_retry = True
                 except UpstreamError as exc:
                     self._count(route, exc)
-                    if exc.retryable:
-                        endpoint.record_failure(route.cooldown_after, route.cooldown)
-                        failed.add(endpoint)
                     if not exc.retryable:
                         raise
+                    endpoint.record_failure(route.cooldown_after, route.cooldown)
+                    failed.add(endpoint)
                     backoff = _backoff(attempt, exc.retry_after) if retries_left > 0 else None
                     if backoff is None:
                         exc.exhausted = route.retries > 0
