@@ -72,23 +72,17 @@ def _as_shim_error(exc: Exception) -> ShimError:
 def error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     """The one exception handler: OpenAI's envelope for everything."""
     error = _as_shim_error(exc)
-    headers: dict[str, str] = {}
-    if error.retry_after is not None:
-        headers["retry-after"] = str(max(1, round(error.retry_after)))
     ctx = context_of(request.scope)
     if isinstance(error, UpstreamError):
         model = ctx.model if ctx is not None else "unknown"
         log.warning("%s: upstream error (%s): %s", model, error.reason, error.message)
         if ctx is not None:
             ctx.error_reason = error.reason
-        if error.status_code in (502, 504) and (error.exhausted or not error.retryable):
-            # shim already retried what can be retried: clients should not multiply it.
-            headers["x-should-retry"] = "false"
     return Response(
         _encoder.encode(error.body()),
         status_code=error.status_code,
         media_type=MediaType.JSON,
-        headers=headers,
+        headers=error.headers(),
     )
 
 

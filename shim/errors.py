@@ -66,6 +66,12 @@ class ShimError(Exception):
     def body(self) -> ErrorBody:
         return ErrorBody(ErrorDetail(self.message, self.type, self.param, self.code))
 
+    def headers(self) -> dict[str, str]:
+        """Response headers that go with this error (what SDK retry logic reads)."""
+        if self.retry_after is None:
+            return {}
+        return {"retry-after": str(max(1, round(self.retry_after)))}
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r}, status={self.status_code})"
 
@@ -79,6 +85,9 @@ class AuthenticationError(ShimError):
     status_code = 401
     type = "invalid_request_error"
     default_code = "invalid_api_key"
+
+    def headers(self) -> dict[str, str]:
+        return {**super().headers(), "www-authenticate": "Bearer"}
 
 
 class PermissionDeniedError(ShimError):
@@ -150,6 +159,13 @@ class UpstreamError(ShimError):
             self.retryable = retryable
         # Set when shim already retried it: clients should not multiply the retries.
         self.exhausted = False
+
+    def headers(self) -> dict[str, str]:
+        headers = super().headers()
+        if self.status_code in (502, 504) and (self.exhausted or not self.retryable):
+            # shim already retried what can be retried: clients should not multiply it.
+            headers["x-should-retry"] = "false"
+        return headers
 
 
 class UpstreamTimeoutError(UpstreamError):

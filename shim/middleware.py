@@ -130,11 +130,11 @@ class ShimMiddleware:
 
 async def _send_error(send: Any, exc: ShimError) -> None:
     body = _encoder.encode(exc.body())
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if exc.retry_after is not None:
-        headers.append((b"retry-after", str(max(1, round(exc.retry_after))).encode()))
-    if exc.status_code == 401:
-        headers.append((b"www-authenticate", b"Bearer"))
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *((name.encode(), value.encode()) for name, value in exc.headers().items()),
+    ]
     await send({"type": "http.response.start", "status": exc.status_code, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
