@@ -100,6 +100,24 @@ def b64_vector(text: str, dim: int = DIM) -> str:
     return base64.b64encode(struct.pack(f"<{dim}f", *values)).decode()
 
 
+async def read_asgi_request(scope: Any, receive: Any, send: Any) -> bytes | None:
+    """For a fake's ASGI app: answer the lifespan (None), or read an HTTP request's body."""
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return None
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+
+
 class FakeHF:
     def __init__(self) -> None:
         self.seen: list[Seen] = []
@@ -292,20 +310,9 @@ class FakeHF:
 
     async def asgi(self, scope: Any, receive: Any, send: Any) -> None:
         """The same behaviour over a real socket (``serve_asgi``)."""
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_asgi_request(scope, receive, send)
+        if body is None:
+            return
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
         seen = Seen(scope["method"], scope["path"], headers, body)
         self.seen.append(seen)

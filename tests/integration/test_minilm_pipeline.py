@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry
 
 from shim.app import create_app
 from tests.conftest import make_config, serve_asgi
+from tests.fake_hf import read_asgi_request
 
 # Read by huggingface_hub and transformers when they are imported (just below): no hub access.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -119,20 +120,9 @@ def toolkit_app(extractor: Any, seen: list[Any]) -> Callable[..., Awaitable[None
     gate = asyncio.Lock()
 
     async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_asgi_request(scope, receive, send)
+        if body is None:
+            return
         status, answer = 200, b""
         if scope["method"] != "POST" or scope["path"] not in ("/", "/predict"):
             status, answer = 404, msgspec.json.encode({"error": "not found"})
