@@ -42,16 +42,14 @@ class Endpoint:
         "failures",
         "host",
         "in_flight",
-        "serverless",
     )
 
-    def __init__(self, base: str, *, serverless: bool) -> None:
+    def __init__(self, base: str) -> None:
         self.base = base
         self._urls: dict[str, httpx.URL] = {}
         # The Host header, encoded once (requests are built without httpx's header merging).
         self.host = httpx.URL(base).netloc
         self.display = display_url(base)
-        self.serverless = serverless
         self.in_flight = 0
         self.failures = 0
         self.cooled_until = 0.0
@@ -111,7 +109,7 @@ class Route:
             model.hf_model.split("/")[0] if model.hf_model and "/" in model.hf_model else "shim"
         )
         bases, self.paths = _bases_and_paths(model, self.protocol, hf.base_url.rstrip("/"))
-        self.endpoints = [Endpoint(base, serverless=self.serverless) for base in bases]
+        self.endpoints = [Endpoint(base) for base in bases]
         self._rotation = itertools.cycle(range(len(self.endpoints)))
         token = model.token if model.token is not None else hf.token
         headers = {"content-type": "application/json", "accept": "application/json"}

@@ -275,19 +275,21 @@ class Answer(NamedTuple):
     content: bytes
 
 
+def _compressed(response: httpx.Response) -> bool:
+    """Whether the body needs httpx's decoders (aiohttp offers gzip, which pays off for large
+    embedding answers from remote endpoints); else it is read straight from the transport's
+    stream, as httpx's decoder chain is a measurable cost."""
+    encoding = response.headers.get("content-encoding")
+    return bool(encoding) and encoding != "identity"
+
+
 async def _read_all(response: httpx.Response) -> bytes:
-    """The body, straight from the transport's stream (httpx's decoder chain is a measurable
-    cost); through httpx's decoders when the upstream compressed it (aiohttp offers gzip, which
-    pays off for large embedding answers from remote endpoints)."""
-    try:
-        encoding = response.headers.get("content-encoding")
-        if encoding and encoding != "identity":
-            return await response.aread()
-        stream = response.stream
-        assert isinstance(stream, httpx.AsyncByteStream)
-        return b"".join([chunk async for chunk in stream])
-    finally:
-        await response.aclose()
+    """The whole body (the caller closes the response)."""
+    if _compressed(response):
+        return await response.aread()
+    stream = response.stream
+    assert isinstance(stream, httpx.AsyncByteStream)
+    return b"".join([chunk async for chunk in stream])
 
 
 def _backoff(attempt: int, retry_after: float | None) -> float | None:
@@ -387,11 +389,9 @@ class OpenStream:
         self._timer = loop.call_at(when, self._watch)
 
     async def _chunks(self) -> AsyncIterator[bytes]:
-        """Body chunks as they arrive, straight from the transport's stream unless the upstream
-        compressed them (then through httpx's decoders); waiting counts as upstream time."""
+        """Body chunks as they arrive (see ``_compressed``); waiting counts as upstream time."""
         response = self.response
-        encoding = response.headers.get("content-encoding")
-        if encoding and encoding != "identity":
+        if _compressed(response):
             iterator = response.aiter_bytes().__aiter__()
         else:
             stream = response.stream
