@@ -85,28 +85,34 @@ async def _fake() -> AsyncIterator[str]:
         yield url
 
 
+async def _spawn_shim(config: Path, *args: str) -> tuple[asyncio.subprocess.Process, str]:
+    """``shim serve`` in a subprocess, returned once ``/ready`` answers 200 (or after 30 s)."""
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "shim", "serve", "--config", str(config), "--port", str(port),
+        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient(base_url=base, timeout=5) as client:
+        for _ in range(300):
+            with contextlib.suppress(httpx.TransportError):
+                if (await client.get("/ready")).status_code == 200:
+                    break
+            await asyncio.sleep(0.1)
+    return process, base
+
+
 async def test_workers_share_metrics_and_sigterm_drains(tmp_path: Path) -> None:
     async with _fake() as upstream:
         config = tmp_path / "shim.toml"
         config.write_text(
             f'[models.m]\ntask = "text-generation"\nurl = "{upstream}"\nchat_template = "chatml"\n'
         )
-        port = free_port()
         temp = Path(os.environ.get("TMPDIR", "/tmp"))
         before = set(temp.glob("shim-metrics-*"))
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "shim", "serve", "--config", str(config),
-            "--port", str(port), "--workers", "2",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
-        base = f"http://127.0.0.1:{port}"
+        process, base = await _spawn_shim(config, "--workers", "2")
         try:
             async with httpx.AsyncClient(base_url=base, timeout=5) as client:
-                for _ in range(300):
-                    with contextlib.suppress(httpx.TransportError):
-                        if (await client.get("/ready")).status_code == 200:
-                            break
-                    await asyncio.sleep(0.1)
                 body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
                 # New connections spread over both workers.
                 for _ in range(20):
@@ -156,19 +162,9 @@ async def test_sigterm_lets_inflight_streams_finish(tmp_path: Path) -> None:
             '[server]\ndrain_timeout = 10\n[models.m]\ntask = "text-generation"\n'
             f'url = "{upstream}"\nchat_template = "chatml"\n'
         )
-        port = free_port()
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "shim", "serve", "--config", str(config), "--port", str(port),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
-        base = f"http://127.0.0.1:{port}"
+        process, base = await _spawn_shim(config)
         try:
             async with httpx.AsyncClient(base_url=base, timeout=10) as client:
-                for _ in range(300):
-                    with contextlib.suppress(httpx.TransportError):
-                        if (await client.get("/ready")).status_code == 200:
-                            break
-                    await asyncio.sleep(0.1)
                 body = {
                     "model": "m",
                     "messages": [{"role": "user", "content": "hi"}],
