@@ -17,6 +17,16 @@ class TokenInfo(msgspec.Struct, frozen=True):
     top: tuple[tuple[str, float], ...] = ()
 
 
+class ToolCall(msgspec.Struct, frozen=True):
+    """A function call parsed from a model's output: the name and the arguments as JSON text.
+
+    Ids (``call_...``) are given by the serving layer, not here: adapters have no randomness.
+    """
+
+    name: str
+    arguments: str
+
+
 class Generation(msgspec.Struct):
     text: str
     # OpenAI finish reason: "stop" | "length" | "tool_calls" ...
@@ -24,6 +34,42 @@ class Generation(msgspec.Struct):
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     tokens: list[TokenInfo] | None = None
+    # Parsed from the text by the model's tool parser (``text`` keeps what came before).
+    tool_calls: list[ToolCall] = msgspec.field(default_factory=list)
+    # What the reasoning parser took out of the text (``<think>...</think>``).
+    reasoning: str = ""
+
+
+# --- what a stream parser emits, in order, as text arrives ------------------------------------
+
+
+class TextPiece(msgspec.Struct, frozen=True):
+    """Answer text, safe to send (no tool-call or reasoning markup in it)."""
+
+    text: str
+
+
+class ReasoningPiece(msgspec.Struct, frozen=True):
+    """Reasoning text (``reasoning_content`` / ``response.reasoning_text.delta``)."""
+
+    text: str
+
+
+class ToolCallStart(msgspec.Struct, frozen=True):
+    """A new tool call: ``index`` counts calls from 0 within one answer."""
+
+    index: int
+    name: str
+
+
+class ToolCallArguments(msgspec.Struct, frozen=True):
+    """The next piece of the arguments (JSON text) of call ``index``."""
+
+    index: int
+    text: str
+
+
+Piece = TextPiece | ReasoningPiece | ToolCallStart | ToolCallArguments
 
 
 class StreamDelta(msgspec.Struct):
