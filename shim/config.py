@@ -1,7 +1,9 @@
 """The TOML config: its schema, ``${VAR}`` expansion and validation.
 
-The only module that reads environment variables. ``load_config`` either returns a complete,
-valid ``Config`` or raises ``ConfigError`` with one line naming the file, the key and the fault.
+``${VAR}`` in the file is expanded from the environment here (the other variables shim reads
+are ``SHIM_CONFIG``, ``PROMETHEUS_MULTIPROC_DIR`` and ``XDG_CACHE_HOME``). ``load_config``
+either returns a complete, valid ``Config`` or raises ``ConfigError`` with one line naming the
+file, the key and the fault.
 """
 
 from __future__ import annotations
@@ -269,6 +271,14 @@ def _validate(config: Config) -> None:
                 )
     if config.server.max_body_bytes < 1024:
         raise ConfigError(f"{src}: server.max_body_bytes: must be at least 1024")
+
+
+def cache_dir(huggingface: HuggingFaceConfig) -> str:
+    """Where files fetched from the Hub are cached: ``cache_dir``, else the XDG cache."""
+    if huggingface.cache_dir:
+        return str(Path(huggingface.cache_dir).expanduser())
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return str(Path(base) / "shim" / "templates")
 
 
 def urls_of(model: ModelConfig) -> list[str]:

@@ -1,7 +1,5 @@
-"""The one exception tree, and the mapping of upstream failures onto it.
-
-Every failure a client can see is a ``ShimError``; one exception handler (``shim.app``) renders
-each as OpenAI's envelope ``{"error": {"message", "type", "param", "code"}}``::
+"""The one exception tree. Every failure a client can see is a ``ShimError``, rendered as
+OpenAI's envelope ``{"error": {"message", "type", "param", "code"}}`` by ``envelope()``::
 
     ShimError (500 server_error)
     ├── InvalidRequestError (400)
@@ -9,23 +7,25 @@ each as OpenAI's envelope ``{"error": {"message", "type", "param", "code"}}``::
     ├── PermissionDeniedError (403)
     ├── NotFoundError (404)
     │   └── ModelNotFoundError (404, model_not_found)
+    ├── MethodNotAllowedError (405)
     ├── RequestTooLargeError (413)
+    ├── UnsupportedMediaTypeError (415)
     ├── RateLimitError (429, rate_limit_exceeded)
+    ├── ClientDisconnectedError (499: counted and logged, never sent)
     └── UpstreamError (502; ``reason`` labels the metric)
         ├── UpstreamTimeoutError (504)
         ├── UpstreamUnavailableError (503, model_loading)
         ├── UpstreamOverloadedError (429)
         └── UpstreamRejectedError (400: the upstream refused the request itself)
+
+How upstream answers and transport failures map onto it: ``shim.upstream.failures``.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
-import httpx
 import msgspec
 
 UpstreamReason = Literal[
@@ -42,6 +42,9 @@ class ErrorDetail(msgspec.Struct):
 
 class ErrorBody(msgspec.Struct):
     error: ErrorDetail
+
+
+_encoder = msgspec.json.Encoder()
 
 
 class ShimError(Exception):
@@ -65,6 +68,10 @@ class ShimError(Exception):
 
     def body(self) -> ErrorBody:
         return ErrorBody(ErrorDetail(self.message, self.type, self.param, self.code))
+
+    def envelope(self) -> bytes:
+        """The JSON body a client gets (a response, or one SSE event after the first byte)."""
+        return _encoder.encode(self.body())
 
     def headers(self) -> dict[str, str]:
         """Response headers that go with this error (what SDK retry logic reads)."""
@@ -135,6 +142,13 @@ class RateLimitError(ShimError):
     default_code = "rate_limit_exceeded"
 
 
+class ClientDisconnectedError(ShimError):
+    """The client left before the answer: nginx's 499, for the access log and the metrics."""
+
+    status_code = 499
+    type = "client_closed_request"
+
+
 class UpstreamError(ShimError):
     status_code = 502
     type = "server_error"
@@ -197,30 +211,11 @@ class UpstreamRejectedError(UpstreamError):
     retryable = False
 
 
-# --- upstream bodies -------------------------------------------------------------------------
+# --- upstream text ---------------------------------------------------------------------------
 
 # Anything that looks like a credential is removed before an upstream message reaches a client.
 _SECRET = re.compile(r"(?i)(bearer\s+)\S+|hf_[A-Za-z0-9]{6,}|(api[_-]?key[\"'=: ]+)\S+")
-_CONTEXT_LENGTH = re.compile(r"must be <=|must have less than|too long|maximum context length")
 _MAX_MESSAGE = 1000
-
-
-class _UpstreamErrorView(msgspec.Struct):
-    """Every error body HF backends send, read tolerantly.
-
-    TGI/TEI/serverless: ``{"error": str, "error_type": str}`` (+ ``estimated_time`` when loading);
-    OpenAI-style routes: ``{"error": {"message", ...}}``; TEI ``/v1/embeddings``: flat
-    ``{"message", "code", "type"}``.
-    """
-
-    error: str | dict[str, Any] | None = None
-    error_type: str | None = None
-    message: str | None = None
-    type: str | None = None
-    estimated_time: float | None = None
-
-
-_error_view = msgspec.json.Decoder(_UpstreamErrorView)
 
 
 def scrub(text: str) -> str:
@@ -229,137 +224,11 @@ def scrub(text: str) -> str:
     return text[:_MAX_MESSAGE]
 
 
-def _message_of(body: bytes) -> tuple[str, str | None, float | None]:
-    try:
-        view = _error_view.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        text = body.decode("utf-8", "replace").strip()
-        return text, None, None
-    if isinstance(view.error, dict):
-        message = view.error.get("message")
-        kind = view.error.get("type")
-        return (
-            str(message) if message is not None else "",
-            str(kind) if kind is not None else None,
-            None,
-        )
-    message = view.error or view.message or ""
-    return message, view.error_type or view.type, view.estimated_time
-
-
-def parse_upstream_error(
-    status: int, body: bytes, *, retry_after: str | None = None
-) -> UpstreamError:
-    """Map an upstream error answer (status, body) onto the client-facing error.
-
-    Pure: tested by a table in ``tests/test_errors.py``.
-    """
-    message, kind, estimated = _message_of(body)
-    message = scrub(message) or f"HTTP {status}"
-    lowered = (kind or "").lower()
-    after = _retry_after(retry_after, estimated)
-    if status == 503 or lowered in ("unhealthy", "healthcheck") or "currently loading" in message:
-        return UpstreamUnavailableError(
-            f"The upstream model is not ready: {message}",
-            retry_after=5.0 if after is None else after,
-        )
-    if status == 429 or lowered == "overloaded":
-        return UpstreamOverloadedError(f"The upstream is overloaded: {message}", retry_after=after)
-    if status in (401, 403):
-        return UpstreamError(
-            f"The upstream refused shim's credentials (HTTP {status}); check the model's token.",
-            reason="http_4xx",
-            code="upstream_auth_failed",
-            retryable=False,
-        )
-    if status == 404:
-        return UpstreamError(
-            f"The upstream has no such route or model (HTTP 404): {message}",
-            reason="http_4xx",
-            code="upstream_not_found",
-            retryable=False,
-        )
-    if status == 408:
-        return UpstreamTimeoutError(f"The upstream timed out: {message}", reason="timeout")
-    if 400 <= status < 500 and status != 424:
-        # (424 is TGI's "generation failed" / TEI's "backend error": a server fault.)
-        code = "context_length_exceeded" if _CONTEXT_LENGTH.search(message) else None
-        return UpstreamRejectedError(message, code=code)
-    return UpstreamError(f"The upstream failed (HTTP {status}): {message}", reason="http_5xx")
-
-
-def _retry_after(header: str | None, estimated: float | None) -> float | None:
-    if header:
-        try:
-            return max(0.0, float(header))
-        except ValueError:
-            return None
-    return estimated
-
-
 def invalid_response(what: str) -> UpstreamError:
+    """An upstream answer shim cannot read (adapters raise it; never retried)."""
     return UpstreamError(
         f"The upstream sent an invalid response: {scrub(what)}",
         reason="invalid_response",
         code="upstream_invalid_response",
         retryable=False,
     )
-
-
-# --- transport errors ------------------------------------------------------------------------
-
-
-@contextmanager
-def map_transport_errors(target: str) -> Iterator[None]:
-    """Turn httpx's transport exceptions into client-facing errors (as httpx maps httpcore's).
-
-    ``target`` names the upstream without credentials (scheme, host and path only).
-    """
-    try:
-        yield
-    except httpx.TransportError as exc:
-        raise transport_error(exc, target) from exc
-
-
-def transport_error(exc: httpx.TransportError, target: str) -> UpstreamError:
-    """The client-facing error for a transport failure (``map_transport_errors`` without the
-    context manager, for loops that run per chunk)."""
-    if isinstance(exc, httpx.TimeoutException):
-        # httpx-aiohttp reports every aiohttp connection error as a ConnectTimeout; the cause
-        # tells what really happened.
-        cause = _cause_names(exc)
-        if "ServerTimeoutError" in cause or "TimeoutError" in cause or not cause:
-            return UpstreamTimeoutError(f"The upstream {target} timed out.")
-        if "ClientConnectorError" in cause:
-            return UpstreamError(
-                f"Could not connect to the upstream {target}: {scrub(str(exc.__cause__))}.",
-                reason="connect",
-                code="upstream_unreachable",
-            )
-        # Usually a pooled keep-alive connection the server had closed: safe to retry.
-        return UpstreamError(f"The upstream {target} closed the connection.", reason="connect")
-    if isinstance(exc, httpx.ConnectError):
-        return UpstreamError(
-            f"Could not connect to the upstream {target}: "
-            f"{scrub(str(exc)) or 'connection refused'}.",
-            reason="connect",
-            code="upstream_unreachable",
-        )
-    if isinstance(exc, httpx.ReadError | httpx.RemoteProtocolError | httpx.WriteError):
-        return UpstreamError(
-            f"The connection to the upstream {target} broke: "
-            f"{scrub(str(exc)) or type(exc).__name__}.",
-            reason="stream_aborted",
-            retryable=False,
-        )
-    return UpstreamError(
-        f"The upstream {target} could not be reached: {type(exc).__name__}.",
-        reason="connect",
-        code="upstream_unreachable",
-    )
-
-
-def _cause_names(exc: BaseException) -> set[str]:
-    """Class names in the MRO of the exception's cause (empty when there is none)."""
-    cause = exc.__cause__
-    return {cls.__name__ for cls in type(cause).__mro__} if cause is not None else set()

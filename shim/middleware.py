@@ -10,20 +10,18 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from typing import Any
-
-import msgspec
-from litestar.types import ASGIApp, Receive, Send
 
 from shim import accesslog
+from shim.auth import RateWindows
 from shim.context import SCOPE_KEY, RequestContext, new_id
 from shim.errors import ShimError
+from shim.serve.responses import send_error
 from shim.services import Services
+from shim.types import ASGIApp, Message, Receive, Scope, Send
 
-_encoder = msgspec.json.Encoder()
-
-#: Metric `endpoint` label by path; other paths are not counted as API requests.
-ENDPOINTS = {
+#: The API operation by path (the metrics' `endpoint` label); other paths are not counted as
+#: API requests.
+APIS = {
     "/v1/chat/completions": "chat",
     "/v1/completions": "completions",
     "/v1/embeddings": "embeddings",
@@ -31,7 +29,7 @@ ENDPOINTS = {
 }
 
 
-def _request_id(scope: Any) -> str:
+def _request_id(scope: Scope) -> str:
     for name, value in scope["headers"]:
         if name == b"x-request-id":
             text: str = value.decode("latin-1")
@@ -41,7 +39,7 @@ def _request_id(scope: Any) -> str:
     return new_id(32)
 
 
-def _header(scope: Any, wanted: bytes) -> bytes | None:
+def _header(scope: Scope, wanted: bytes) -> bytes | None:
     for name, value in scope["headers"]:
         if name == wanted:
             return bytes(value)
@@ -58,12 +56,12 @@ class ShimMiddleware:
     def __init__(self, app: ASGIApp, services: Services) -> None:
         self.app = app
         self.services = services
-        server = services.config.server
+        server = services.active.config.server
         self.cors = frozenset(server.cors_origins)
         self.cors_any = "*" in self.cors
         self.metrics_auth = server.metrics_auth
 
-    def _allowed_origin(self, scope: Any) -> bytes | None:
+    def _allowed_origin(self, scope: Scope) -> bytes | None:
         if not self.cors:
             return None
         origin = _header(scope, b"origin")
@@ -73,21 +71,21 @@ class ShimMiddleware:
             return b"*"
         return origin if origin.decode("latin-1") in self.cors else None
 
-    async def __call__(self, scope: Any, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         services = self.services
         path: str = scope["path"]
-        endpoint = ENDPOINTS.get(path) or ("models" if path.startswith("/v1/models/") else None)
-        ctx = RequestContext(_request_id(scope), endpoint or "other")
+        api = APIS.get(path) or ("models" if path.startswith("/v1/models/") else None)
+        ctx = RequestContext(_request_id(scope), api or "other")
         scope.setdefault("state", {})[SCOPE_KEY] = ctx
         origin = self._allowed_origin(scope)
         if origin is not None and scope["method"] == "OPTIONS":
             await _preflight(send, origin, ctx, _header(scope, b"access-control-request-headers"))
             return
 
-        async def send_wrapper(message: Any) -> None:
+        async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 if not ctx.status:
                     ctx.status = message["status"]
@@ -104,16 +102,19 @@ class ShimMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
+        windows: RateWindows | None = None
         try:
             if path.startswith("/v1/") or (self.metrics_auth and path == "/metrics"):
+                active = services.active
                 try:
-                    key = services.keyring.authenticate(_header(scope, b"authorization"))
+                    key = active.keyring.authenticate(_header(scope, b"authorization"))
                     if key is not None:
                         ctx.key, ctx.key_name = key, key.name
-                        if path.startswith("/v1/") and scope["method"] == "POST":
-                            key.admit()
+                        windows = active.windows.get(key.name)
+                        if windows is not None and scope["method"] == "POST" and path[:4] == "/v1/":
+                            windows.admit(services.clock.monotonic())
                 except ShimError as exc:
-                    await _send_error(send_wrapper, exc)
+                    await send_error(send_wrapper, exc)
                     return
             await self.app(scope, receive, send_wrapper)
         except asyncio.CancelledError:
@@ -121,22 +122,12 @@ class ShimMiddleware:
             raise
         finally:
             now = time.perf_counter()
-            if endpoint is not None:
-                services.metrics.finish(ctx, now, routed=ctx.routed)
-                if ctx.key is not None:
-                    ctx.key.spend(ctx.prompt_tokens + ctx.completion_tokens)
+            if api is not None:
+                services.metrics.finish(ctx, now)
+                if windows is not None:
+                    tokens = ctx.prompt_tokens + ctx.completion_tokens
+                    windows.spend(tokens, services.clock.monotonic())
             accesslog.write(ctx, scope, now)
-
-
-async def _send_error(send: Any, exc: ShimError) -> None:
-    body = _encoder.encode(exc.body())
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        *((name.encode(), value.encode()) for name, value in exc.headers().items()),
-    ]
-    await send({"type": "http.response.start", "status": exc.status_code, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 # What browser clients (the openai JS SDK included) send along with a request.
@@ -155,7 +146,7 @@ _HEADER_NAMES = re.compile(rb"[A-Za-z0-9_\-]+(?:[ \t]*,[ \t]*[A-Za-z0-9_\-]+)*")
 
 
 async def _preflight(
-    send: Any, origin: bytes, ctx: RequestContext, requested: bytes | None
+    send: Send, origin: bytes, ctx: RequestContext, requested: bytes | None
 ) -> None:
     ctx.status = 204
     allowed = _ALLOWED_HEADERS

@@ -1,77 +1,40 @@
-"""Routing resolved once at config load: public model name → ``Route`` (URLs, headers,
+"""Routing resolved once per config: public model name → a frozen ``Route`` (URLs, headers,
 adapter, template, timeouts, limits), so the request path does a single dict lookup.
+
+Routes are data: nothing writes to them after they are built. What a model's upstreams are
+doing (health, load, a wake-up) is live state in ``shim.state``; what startup learns about them
+(TEI batch limits, tokenizers, Hub templates) is in ``shim.discovery``, keyed by the
+``HubRepo`` and URLs a route names.
 """
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import time
-import typing
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote, urlsplit
 
 import httpx
 import msgspec
 
 from shim import templates
-from shim.adapters.text_generation import TGI, Pipeline
-from shim.config import Config, ConfigError, ModelConfig, Protocol, Task, protocol_of, urls_of
-from shim.errors import InvalidRequestError, ModelNotFoundError, RateLimitError
+from shim.adapters import FeatureExtraction, TextGeneration, feature_extraction, text_generation
+from shim.config import (
+    Config,
+    ConfigError,
+    ModelConfig,
+    Protocol,
+    Task,
+    cache_dir,
+    protocol_of,
+    urls_of,
+)
+from shim.errors import InvalidRequestError, ModelNotFoundError
 from shim.openai import common
 
-GenerationAdapter = TGI | Pipeline
-
-
-class TokenCounter(typing.Protocol):
-    """What shim needs of a ``tokenizers.Tokenizer``."""
-
-    def encode_batch(self, inputs: list[str]) -> list[Any]: ...
-
-
-class Endpoint:
-    """One upstream base URL of a model, with its load and health."""
-
-    __slots__ = (
-        "_urls",
-        "base",
-        "cooled_until",
-        "display",
-        "failures",
-        "host",
-        "in_flight",
-    )
-
-    def __init__(self, base: str) -> None:
-        self.base = base
-        self._urls: dict[str, httpx.URL] = {}
-        # The Host header, encoded once (requests are built without httpx's header merging).
-        self.host = httpx.URL(base).netloc
-        self.display = display_url(base)
-        self.in_flight = 0
-        self.failures = 0
-        self.cooled_until = 0.0
-
-    def url(self, path: str) -> httpx.URL:
-        """``base + path``, parsed once (URL parsing is a measurable per-request cost)."""
-        url = self._urls.get(path)
-        if url is None:
-            url = self._urls[path] = httpx.URL(self.base + path)
-        return url
-
-    def healthy(self, now: float) -> bool:
-        return self.cooled_until <= now
-
-    def record_success(self) -> None:
-        self.failures = 0
-        self.cooled_until = 0.0
-
-    def record_failure(self, threshold: int, cooldown: float) -> None:
-        self.failures += 1
-        if threshold > 0 and self.failures >= threshold:
-            self.cooled_until = time.monotonic() + cooldown
+RawHeaders = tuple[tuple[bytes, bytes], ...]
 
 
 def display_url(url: str) -> str:
@@ -85,7 +48,7 @@ def display_url(url: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Paths:
-    """Path (appended to an endpoint base) of each operation; None = not offered."""
+    """Path (appended to an upstream's base URL) of each operation; None = not offered."""
 
     generate: str | None = None
     generate_stream: str | None = None
@@ -93,177 +56,89 @@ class Paths:
     completions: str | None = None
     embeddings: str | None = None
 
+    def offered(self) -> list[str]:
+        return [p for p in (getattr(self, f.name) for f in fields(self)) if p is not None]
 
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """One upstream base URL of a model, with every URL the route calls on it parsed once
+    (URL parsing is a measurable per-request cost)."""
+
+    base: str
+    # The Host header, encoded once (requests are built without httpx's header merging).
+    host: bytes
+    display: str
+    urls: Mapping[str, httpx.URL]
+
+    @classmethod
+    def of(cls, base: str, paths: Paths) -> Upstream:
+        urls = {path: httpx.URL(base + path) for path in paths.offered()}
+        return cls(base, httpx.URL(base).netloc, display_url(base), urls)
+
+    def url(self, path: str) -> httpx.URL:
+        return self.urls[path]
+
+
+class HubRepo(NamedTuple):
+    """A model's repo on the Hub, as what is learned from it is keyed (and cached on disk)."""
+
+    hub_url: str
+    hf_model: str
+    cache_dir: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Route:
     """Everything needed to serve one public model name."""
 
-    def __init__(self, name: str, model: ModelConfig, config: Config) -> None:
-        self.name = name
-        self.config = model
-        self.task: Task = model.task
-        self.protocol: Protocol = protocol_of(model)
-        self.hf_model = model.hf_model
-        self.serverless = not model.url
-        hf = config.huggingface
-        self.owned_by = model.owned_by or (
-            model.hf_model.split("/")[0] if model.hf_model and "/" in model.hf_model else "shim"
-        )
-        bases, self.paths = _bases_and_paths(model, self.protocol, hf.base_url.rstrip("/"))
-        self.endpoints = [Endpoint(base) for base in bases]
-        self._rotation = itertools.cycle(range(len(self.endpoints)))
-        token = model.token if model.token is not None else hf.token
-        headers = {"content-type": "application/json", "accept": "application/json"}
-        if token:
-            headers["authorization"] = f"Bearer {token}"
-        self.headers = headers
-        # Sent on a retry after a 503 "loading": makes HF hold the request until the model is up.
-        loading = dict(headers)
-        if self.serverless:
-            loading["x-wait-for-model"] = "true"
-        elif any(".endpoints.huggingface.cloud" in e.base for e in self.endpoints):
-            loading["x-scale-up-timeout"] = str(int(model.wait_for_model))
-        self.raw_headers = [(k.encode(), v.encode()) for k, v in headers.items()]
-        self.loading_raw_headers = [(k.encode(), v.encode()) for k, v in loading.items()]
-        # --- generation ---
-        self.adapter: GenerationAdapter | None = None
-        if self.protocol == "tgi":
-            self.adapter = TGI()
-        elif self.protocol == "pipeline" and model.task != "feature-extraction":
-            self.adapter = Pipeline(full_text_flag=model.task == "text-generation")
-        self.template: templates.ChatTemplate | None = None
-        if model.chat_template is not None:
-            try:
-                self.template = templates.resolve(
-                    model.chat_template,
-                    base_dir=Path(config.source).parent,
-                    bos_token=model.bos_token,
-                    eos_token=model.eos_token,
-                )
-            except templates.TemplateError as exc:
-                raise ConfigError(f"{config.source}: models.{name}.chat_template: {exc}") from None
-        # Hub templates are fetched at startup for rendered text-generation without one.
-        self.needs_hub_template = (
-            self.template is None
-            and self.task == "text-generation"
-            and self.protocol in ("tgi", "pipeline")
-            and model.hf_model is not None
-        )
-        self.default_max_tokens = model.max_tokens
-        self.max_tokens_limit = model.max_tokens_limit
-        self.max_messages = model.max_messages
-        self.max_n = model.max_n
-        # --- embeddings ---
-        self.max_batch_size = model.max_batch_size or 32
-        # The model's tokenizer (``tokenizers``), loaded at startup when available offline:
-        # counts prompt tokens when the upstream reports none.
-        self.tokenizer: TokenCounter | None = None
-        # --- timeouts and resilience ---
-        self.timeout = model.timeout
-        self.first_token_timeout = model.first_token_timeout
-        self.idle_timeout = model.idle_timeout
-        # httpx.Request extensions, built once. Streams have no total limit and no transport
-        # read timeout: OpenStream's watchdog bounds the first token and each later gap.
-        connect = model.connect_timeout
-        self.request_extensions = {
-            "timeout": httpx.Timeout(model.timeout, connect=connect, pool=connect).as_dict()
-        }
-        self.stream_extensions = {
-            "timeout": httpx.Timeout(None, connect=connect, pool=connect).as_dict()
-        }
-        self.retries = model.retries
-        self.wait_for_model = model.wait_for_model
-        self.cooldown = model.cooldown
-        self.cooldown_after = model.cooldown_after
-        self.fallbacks = tuple(model.fallbacks)
-        self._waking: asyncio.Event | None = None
-        self._limit = asyncio.Semaphore(model.max_concurrency) if model.max_concurrency else None
-        self._queued = 0
-        self.max_queue = model.max_queue
-
-    @property
-    def stops(self) -> tuple[str, ...]:
-        extra = tuple(self.config.stop)
-        return (self.template.stop if self.template else ()) + extra
+    name: str
+    config: ModelConfig
+    task: Task
+    protocol: Protocol
+    hf_model: str | None
+    serverless: bool
+    owned_by: str
+    upstreams: tuple[Upstream, ...]
+    paths: Paths
+    # For plain GETs (TEI /info, health probes); POSTs use the ready-made raw forms.
+    headers: Mapping[str, str]
+    raw_headers: RawHeaders
+    # Sent on a retry after a 503 "loading": makes HF hold the request until the model is up.
+    loading_raw_headers: RawHeaders
+    # --- generation ---
+    generator: TextGeneration | None
+    # The configured template; without one, a Hub template learned for ``hub_template``.
+    template: templates.ChatTemplate | None
+    hub_template: HubRepo | None
+    max_messages: int
+    max_n: int
+    default_max_tokens: int | None
+    max_tokens_limit: int | None
+    # --- embeddings ---
+    embedder: FeatureExtraction | None
+    # The configured batch size; without one, TEI's, learned from ``info_url``.
+    max_batch_size: int | None
+    info_url: str | None
+    # A tokenizer.json file, or a Hub repo's: counts prompt tokens the upstream reports none of.
+    tokenizer: HubRepo | Path | None
+    # --- timeouts and resilience ---
+    timeout: float
+    first_token_timeout: float
+    idle_timeout: float
+    # httpx.Request extensions, built once. Streams have no total limit and no transport
+    # read timeout: OpenStream's watchdog bounds the first token and each later gap.
+    request_extensions: dict[str, Any]
+    stream_extensions: dict[str, Any]
+    retries: int
+    wait_for_model: float
+    cooldown: float
+    cooldown_after: int
+    fallbacks: tuple[str, ...]
 
     def describe(self) -> str:
-        urls = ", ".join(e.display for e in self.endpoints)
+        urls = ", ".join(u.display for u in self.upstreams)
         return f"{self.name} -> {self.task}, {self.protocol}, {urls}"
-
-    def pick_endpoint(self, avoid: set[Endpoint] | frozenset[Endpoint] = frozenset()) -> Endpoint:
-        """Least in-flight among healthy endpoints not in ``avoid`` (round robin on ties); if
-        none is left, the one whose cooldown ends first (a probe)."""
-        endpoints = self.endpoints
-        if len(endpoints) == 1:
-            return endpoints[0]
-        now = time.monotonic()
-        start = next(self._rotation)
-        ordered = endpoints[start:] + endpoints[:start]
-        healthy = [e for e in ordered if e.healthy(now) and e not in avoid]
-        if not healthy:
-            healthy = [e for e in ordered if e not in avoid] or ordered
-            return min(healthy, key=lambda e: e.cooled_until)
-        return min(healthy, key=lambda e: e.in_flight)
-
-    # --- waking a loading model (one request polls; the others wait for it) ------------------
-
-    @property
-    def waking(self) -> bool:
-        return self._waking is not None
-
-    def begin_waking(self) -> bool:
-        self._waking = asyncio.Event()
-        return True
-
-    def end_waking(self) -> None:
-        event, self._waking = self._waking, None
-        if event is not None:
-            event.set()
-
-    async def wait_awake(self, remaining: float) -> None:
-        event = self._waking
-        if event is None or remaining <= 0:
-            return
-        try:
-            async with asyncio.timeout(remaining):
-                await event.wait()
-        except TimeoutError:
-            pass
-
-    def acquire_slot(self) -> _Slot:
-        """A concurrency slot (``max_concurrency``), or 429 when the wait queue is full."""
-        if self._limit is None:
-            return _NO_LIMIT
-        if self._limit.locked() and self._queued >= self.max_queue:
-            raise RateLimitError(
-                f"Too many concurrent requests for `{self.name}`; try again shortly.",
-                retry_after=1.0,
-            )
-        return _Slot(self)
-
-
-class _Slot:
-    __slots__ = ("_route",)
-
-    def __init__(self, route: Route | None) -> None:
-        self._route = route
-
-    async def __aenter__(self) -> None:
-        route = self._route
-        if route is None or route._limit is None:
-            return
-        route._queued += 1
-        try:
-            await route._limit.acquire()
-        finally:
-            route._queued -= 1
-
-    async def __aexit__(self, *exc: object) -> None:
-        route = self._route
-        if route is not None and route._limit is not None:
-            route._limit.release()
-
-
-_NO_LIMIT = _Slot(None)
 
 
 def _bases_and_paths(
@@ -294,13 +169,111 @@ def _strip_v1(url: str) -> str:
     return url[: -len("/v1")] if url.endswith("/v1") else url
 
 
+def _raw(headers: Mapping[str, str]) -> RawHeaders:
+    return tuple((k.encode(), v.encode()) for k, v in headers.items())
+
+
+def _template(name: str, model: ModelConfig, config: Config) -> templates.ChatTemplate | None:
+    if model.chat_template is None:
+        return None
+    try:
+        return templates.resolve(
+            model.chat_template,
+            base_dir=Path(config.source).parent,
+            bos_token=model.bos_token,
+            eos_token=model.eos_token,
+        )
+    except templates.TemplateError as exc:
+        raise ConfigError(f"{config.source}: models.{name}.chat_template: {exc}") from None
+
+
+def _tokenizer(model: ModelConfig, config: Config, repo: HubRepo | None) -> HubRepo | Path | None:
+    spec = model.tokenizer
+    if spec is None or model.task != "feature-extraction":
+        return None
+    if spec == "hub":
+        return repo
+    path = Path(spec).expanduser()
+    return path if path.is_absolute() else Path(config.source).parent / path
+
+
+def build_route(name: str, model: ModelConfig, config: Config) -> Route:
+    hf = config.huggingface
+    protocol = protocol_of(model)
+    bases, paths = _bases_and_paths(model, protocol, hf.base_url.rstrip("/"))
+    token = model.token if model.token is not None else hf.token
+    headers = {"content-type": "application/json", "accept": "application/json"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    loading = dict(headers)
+    if not model.url:
+        loading["x-wait-for-model"] = "true"
+    elif any(".endpoints.huggingface.cloud" in base for base in bases):
+        loading["x-scale-up-timeout"] = str(int(model.wait_for_model))
+    template = _template(name, model, config)
+    repo = (
+        HubRepo(hf.hub_url.rstrip("/"), model.hf_model, cache_dir(hf)) if model.hf_model else None
+    )
+    generator = None if model.task == "feature-extraction" else text_generation.for_protocol(
+        model.task, protocol
+    )  # fmt: skip
+    embedder = None
+    if model.task == "feature-extraction":
+        embedder = feature_extraction.for_protocol(
+            protocol, truncate=model.truncate, normalize=model.normalize,
+            pooling=model.pooling, upstream_model=model.hf_model or "tei",
+        )  # fmt: skip
+    connect = model.connect_timeout
+    return Route(
+        name=name,
+        config=model,
+        task=model.task,
+        protocol=protocol,
+        hf_model=model.hf_model,
+        serverless=not model.url,
+        owned_by=model.owned_by
+        or (model.hf_model.split("/")[0] if model.hf_model and "/" in model.hf_model else "shim"),
+        upstreams=tuple(Upstream.of(base, paths) for base in bases),
+        paths=paths,
+        headers=headers,
+        raw_headers=_raw(headers),
+        loading_raw_headers=_raw(loading),
+        generator=generator,
+        template=template,
+        # Hub templates are learned for rendered text-generation without one configured.
+        hub_template=repo
+        if template is None and model.task == "text-generation" and generator is not None
+        else None,
+        max_messages=model.max_messages,
+        max_n=model.max_n,
+        default_max_tokens=model.max_tokens,
+        max_tokens_limit=model.max_tokens_limit,
+        embedder=embedder,
+        max_batch_size=model.max_batch_size,
+        info_url=bases[0] + "/info" if protocol == "tei" and model.max_batch_size is None else None,
+        tokenizer=_tokenizer(model, config, repo),
+        timeout=model.timeout,
+        first_token_timeout=model.first_token_timeout,
+        idle_timeout=model.idle_timeout,
+        request_extensions={
+            "timeout": httpx.Timeout(model.timeout, connect=connect, pool=connect).as_dict()
+        },
+        stream_extensions={"timeout": httpx.Timeout(None, connect=connect, pool=connect).as_dict()},
+        retries=model.retries,
+        wait_for_model=model.wait_for_model,
+        cooldown=model.cooldown,
+        cooldown_after=model.cooldown_after,
+        fallbacks=tuple(model.fallbacks),
+    )
+
+
 class Router:
-    """All routes of one config; replaced whole (atomically) on reload."""
+    """All routes of one config, built once; a reload builds a new one."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self.routes: dict[str, Route] = {
-            name: Route(name, model, config) for name, model in config.models.items()
+            name: build_route(name, model, config) for name, model in config.models.items()
         }
         created = int(time.time())
         self.models = {
@@ -315,11 +288,12 @@ class Router:
             raise ModelNotFoundError(name)
         return route
 
-    def for_task(self, name: str, *tasks: Task, endpoint: str) -> Route:
+    def for_task(self, name: str, tasks: tuple[Task, ...], *, path: str) -> Route:
+        """The route of ``name``, which must serve one of ``tasks`` (the API route at ``path``)."""
         route = self.get(name)
         if route.task not in tasks:
             raise InvalidRequestError(
-                f"The model `{name}` serves task `{route.task}`; {endpoint} needs "
+                f"The model `{name}` serves task `{route.task}`; {path} needs "
                 f"{' or '.join(f'`{t}`' for t in tasks)}.",
                 param="model",
                 code="model_task_mismatch",

@@ -147,7 +147,7 @@ def test_protocol_defaults() -> None:
             env={},
         )
     )
-    got = {name: (r.protocol, r.endpoints[0].base) for name, r in router.routes.items()}
+    got = {name: (r.protocol, r.upstreams[0].base) for name, r in router.routes.items()}
     assert got == {
         "a": ("openai", "https://router.huggingface.co/v1"),
         "b": ("tgi", "http://b"),
@@ -169,5 +169,5 @@ def test_openai_url_normalised_with_or_without_v1() -> None:
             env={},
         )
     )
-    assert router.routes["a"].endpoints[0].base == "http://a/v1"
-    assert router.routes["b"].endpoints[0].base == "http://b/v1"
+    assert router.routes["a"].upstreams[0].base == "http://a/v1"
+    assert router.routes["b"].upstreams[0].base == "http://b/v1"

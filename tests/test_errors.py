@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from shim import errors
-from shim.errors import map_transport_errors, parse_upstream_error
+from shim.upstream.failures import map_transport_errors, parse_upstream_error
 
 UPSTREAM = [
     # (status, body, expected status, code, reason)
@@ -99,8 +99,11 @@ def test_error_tree_statuses() -> None:
         errors.AuthenticationError: 401,
         errors.PermissionDeniedError: 403,
         errors.ModelNotFoundError: 404,
+        errors.MethodNotAllowedError: 405,
         errors.RequestTooLargeError: 413,
+        errors.UnsupportedMediaTypeError: 415,
         errors.RateLimitError: 429,
+        errors.ClientDisconnectedError: 499,
         errors.UpstreamError: 502,
         errors.UpstreamTimeoutError: 504,
         errors.UpstreamUnavailableError: 503,

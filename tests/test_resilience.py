@@ -12,8 +12,9 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from shim.app import create_app, reload_config
+from shim.app import create_app
 from shim.config import load_config
+from shim.lifecycle import reload_config
 from tests.conftest import FAKE, app_client, make_config, serve_asgi, shim_server
 from tests.fake_hf import FakeHF, Reply, sse, tgi_stream_events
 

@@ -197,8 +197,8 @@ async def test_soak_mixed_traffic_with_faults_and_disconnects(
                     break
                 await asyncio.sleep(0.05)
             rss_after = _rss_mb()
-            in_flight_endpoints = [
-                e.in_flight for r in services.router.routes.values() for e in r.endpoints
+            in_flight_upstreams = [
+                s.in_flight for pool in services.active.pools.values() for s in pool.states
             ]
     report = (
         f"{TOTAL} requests in {elapsed:.1f}s; outcomes {dict(outcomes)}; "
@@ -211,7 +211,7 @@ async def test_soak_mixed_traffic_with_faults_and_disconnects(
     assert outcomes["200"] > TOTAL * 0.7, report
     assert sum(fake.faults.values()) > TOTAL * 0.05, report
     assert _in_flight(registry) == 0, report
-    assert in_flight_endpoints == [0] * len(in_flight_endpoints), report
+    assert in_flight_upstreams == [0] * len(in_flight_upstreams), report
     assert fake.open_streams == 0, report
     assert rss_after - rss_before < 40, report
 

@@ -1,9 +1,63 @@
-"""One adapter module per Hugging Face task; adapters are pure translators.
+"""The translators between OpenAI's API and what each upstream speaks: one contract per task,
+each implemented by one class per protocol. Adapters are pure (no I/O, clock, randomness or
+logging); ids, timestamps and the OpenAI responses themselves are the serving layer's.
 
-- ``text_generation``: TGI native routes and the inference-toolkit pipeline (also text2text);
-- ``openai_compat``: OpenAI-speaking upstreams (TGI Messages API, vLLM, the HF router);
-- ``feature_extraction``: TEI, pipelines and OpenAI-style embeddings.
+Where is X translated?
+
+- text-generation (``TextGeneration``): ``text_generation.TGI``, ``text_generation.Pipeline``;
+- feature-extraction (``FeatureExtraction``): ``feature_extraction.TEI``, ``.Pipeline``,
+  ``.OpenAIStyle``;
+- OpenAI-speaking upstreams, any task (``ChunkRewriter``): ``openai_compat.Rewriter``, the
+  request side by ``openai_compat.to_payload``.
 
 Shared pieces: ``_params`` (OpenAI parameters → neutral), ``_prompt`` (chat → prompt),
-``_stop`` (stop sequences), ``_result`` (neutral results).
+``_stop`` (stop sequences), ``_vectors`` (embedding shapes), ``_result`` (neutral results).
 """
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import msgspec
+
+from shim import hf
+from shim.adapters._params import GenerationParams
+from shim.adapters._result import Embeddings, Generation, StreamDelta
+
+
+class TextGeneration(Protocol):
+    """OpenAI chat/completions → an HF generation payload; HF answers → neutral results."""
+
+    path: str
+    #: None: the protocol cannot stream (its one answer is replayed as a stream).
+    stream_path: str | None
+    #: False: answers carry no finish reason (shim infers "length" from the token budget).
+    reports_finish: bool
+
+    def to_payload(
+        self, params: GenerationParams, *, prompt: str, stop: Sequence[str], default_max: int | None
+    ) -> hf.GenerateRequest: ...
+
+    def parse_response(self, body: bytes, *, prompt: str) -> Generation: ...
+
+    def parse_event(self, data: bytes) -> StreamDelta: ...
+
+
+class FeatureExtraction(Protocol):
+    """Inputs → an upstream embeddings payload; its answer → one vector per input."""
+
+    #: Whether ``parse_verbatim`` may pass the upstream's JSON through unparsed.
+    verbatim: bool
+
+    def to_payload(self, batch: list[str] | list[list[int]], *, encoding_format: str) -> bytes: ...
+
+    def parse_response(self, body: bytes, *, n: int) -> Embeddings: ...
+
+    def parse_verbatim(self, body: bytes, *, n: int) -> tuple[list[msgspec.Raw], int | None]: ...
+
+
+class ChunkRewriter(Protocol):
+    """An OpenAI-speaking upstream's answer or stream chunk → what the client must see."""
+
+    def __call__(self, data: dict[str, Any], *, stream: bool) -> bytes: ...

@@ -1,4 +1,5 @@
-"""Building OpenAI responses and stream chunks from neutral results, for chat and completions.
+"""OpenAI's response formats: the SSE framing of a client stream, and the chat and completions
+responses and chunks built from neutral results.
 
 Ids and timestamps are made here (adapters have no clock), once per request: every chunk of a
 stream carries the same ``id`` and ``created``.
@@ -12,10 +13,30 @@ import msgspec
 
 from shim.adapters._result import Generation, TokenInfo
 from shim.context import new_id
+from shim.errors import ShimError
 from shim.openai import chat, completions
 from shim.openai.common import Usage
 
 _encoder = msgspec.json.Encoder()
+
+# --- SSE framing -------------------------------------------------------------------------------
+
+DONE = b"data: [DONE]\n\n"
+#: Response headers of every client stream (no proxy buffering, no caching).
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+def encode_event(payload: bytes) -> bytes:
+    return b"data: " + payload + b"\n\n"
+
+
+def error_events(error: ShimError) -> bytes:
+    """A failure after the first byte: one ``data: {"error": ...}`` event, then ``[DONE]``."""
+    return encode_event(error.envelope()) + DONE
 
 
 def _bytes(text: str) -> list[int]:
@@ -31,11 +52,6 @@ def _event_template(chunk: bytes) -> tuple[bytes, bytes]:
     suffix: per token only the text is encoded (msgspec does the JSON escaping)."""
     prefix, suffix = chunk.split(_ENCODED_MARK)
     return b"data: " + prefix, suffix + b"\n\n"
-
-
-def estimate_tokens(text: str) -> int:
-    """Documented estimate when the upstream reports no counts: ~4 characters per token."""
-    return (len(text) + 3) // 4 if text else 0
 
 
 class _Format:
@@ -62,7 +78,6 @@ class _Format:
 
 
 class ChatFormat(_Format):
-    kind = "chat"
     id_prefix = "chatcmpl-"
 
     @staticmethod
@@ -125,7 +140,6 @@ class ChatFormat(_Format):
 
 
 class CompletionFormat(_Format):
-    kind = "completions"
     id_prefix = "cmpl-"
 
     @staticmethod

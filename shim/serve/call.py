@@ -1,0 +1,130 @@
+"""What the serving layer's parts share about one API call, and the contract of an API
+operation (``Service``): the extension point for a new task (rerank) next to chat,
+completions and embeddings.
+
+``shim.serve.dispatch`` owns a call from routing to its last byte and hands each route it tries
+to ``Service.answer`` as an ``Attempt``. What an attempt opens (an upstream stream) is held by
+its ``exits``: kept by the reply until its last byte when the attempt answers, released at once
+when it fails and a fallback is tried.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Coroutine, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+import msgspec
+
+from shim.config import Task
+from shim.context import RequestContext
+from shim.errors import InvalidRequestError
+from shim.routing import Route
+from shim.serve.relay import Relay, Translator
+from shim.services import Services
+from shim.state import Active
+from shim.upstream.balancer import Pool
+from shim.upstream.client import Answer, fan_out
+from shim.upstream.stream import OpenStream
+
+T = TypeVar("T")
+R = TypeVar("R")
+_MISSING = re.compile(r"Object missing required field `([^`]*)`")
+
+#: A reply: a JSON body (200), or a client stream, primed (its first event read).
+Reply = bytes | Relay
+
+
+@dataclass(slots=True)
+class Call:
+    """One API request: the body as read, and the config it is served with."""
+
+    services: Services
+    active: Active
+    ctx: RequestContext
+    body: bytes
+
+
+class Attempt:
+    """One route's try at answering a call."""
+
+    __slots__ = ("call", "exits", "pool", "route")
+
+    def __init__(self, call: Call, route: Route, exits: AsyncExitStack) -> None:
+        self.call = call
+        self.route = route
+        self.pool: Pool = call.active.pools[route.name]
+        self.exits = exits
+
+    async def post(self, path: str, body: bytes) -> Answer:
+        call = self.call
+        return await call.services.client.post(self.route, self.pool, path, body, call.ctx)
+
+    async def open_stream(self, path: str, body: bytes) -> OpenStream:
+        """An upstream stream, held by this attempt (closed with it, or with the reply)."""
+        call = self.call
+        stream = await call.services.client.open_stream(self.route, self.pool, path, body, call.ctx)
+        self.exits.push_async_callback(stream.aclose)
+        return stream
+
+    async def relay(self, translator: Translator, source: OpenStream | None = None) -> Relay:
+        """The client stream of ``source`` (None: of an answer already known), primed."""
+        call = self.call
+        relay = Relay(translator, source, ctx=call.ctx, metrics=call.services.metrics)
+        await relay.prime()
+        return relay
+
+    async def fan_out(self, calls: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
+        """Concurrent upstream calls (``n`` choices, embedding batches): all or nothing."""
+        return await fan_out(self.call.ctx, calls)
+
+
+class Service(Protocol[R]):
+    """One API operation, as dispatch serves it: decode, route by model, answer per route."""
+
+    #: The API route (``/v1/chat/completions``), named in errors.
+    path: str
+    #: The tasks whose models may serve it.
+    tasks: tuple[Task, ...]
+
+    def decode(self, body: bytes) -> R:
+        """The request (``decode_request`` with the operation's decoder)."""
+        ...
+
+    def model(self, request: R) -> str:
+        """The model the request names (the route is looked up by it)."""
+        ...
+
+    async def answer(self, attempt: Attempt, request: R) -> Reply:
+        """The reply on ``attempt.route``; an ``UpstreamError`` moves on to its fallbacks."""
+        ...
+
+
+def _param_of(message: str) -> str | None:
+    at = message.rfind(" - at `$")
+    if at == -1:
+        return None
+    return message[at + 8 : -1].lstrip(".") or None
+
+
+def decode_request(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
+    """Decode a request body; every failure is a 400 naming the field when there is one."""
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        param = _param_of(message)
+        missing = _MISSING.match(message)
+        if missing:
+            field = ".".join(p for p in (param, missing.group(1)) if p)
+            raise InvalidRequestError(f"`{field}` is required.", param=field) from None
+        if param is None:
+            raise InvalidRequestError(f"Invalid request body: {message}") from None
+        text = message[: message.rfind(" - at `$")]
+        raise InvalidRequestError(f"Invalid `{param}`: {text}", param=param) from None
+    except msgspec.DecodeError as exc:
+        if not body.strip():
+            raise InvalidRequestError("The request body is empty; send a JSON object.") from None
+        raise InvalidRequestError(f"The request body is not valid JSON: {exc}") from None

@@ -1,0 +1,130 @@
+"""The owner of an API reply, from routing to its last byte.
+
+``serve`` decodes the request, resolves its model for the caller's key, raises the in-flight
+gauge, tries the route and then its fallbacks (each attempt under the model's concurrency slot)
+and writes the reply itself: JSON, an SSE stream, or the error envelope. Everything acquired on
+the way (gauge, slot, the upstream stream) is registered with one exit stack and released in
+reverse order on every path, after the last byte went out or the client left.
+
+A watcher task listens for ``http.disconnect`` (once the body is read, ``receive()`` returns
+nothing else) and cancels the request's task: the upstream call or stream in progress is
+cancelled and closed at once, whatever phase the reply is in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import AsyncExitStack
+from typing import TypeVar
+
+from shim.errors import PermissionDeniedError, ShimError, UpstreamError, UpstreamRejectedError
+from shim.routing import Route
+from shim.serve.call import Attempt, Call, Reply, Service
+from shim.serve.responses import send_error, send_json
+from shim.types import Receive, Send
+
+log = logging.getLogger("shim")
+R = TypeVar("R")
+
+
+class DisconnectWatch:
+    """Cancels the current task when the client disconnects."""
+
+    __slots__ = ("_watcher", "gone", "task")
+
+    def __init__(self, receive: Receive) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.task = task
+        self.gone = False
+        self._watcher = asyncio.create_task(self._watch(receive))
+
+    async def _watch(self, receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self.gone = True
+        self.task.cancel()
+
+    def stop(self) -> None:
+        self._watcher.cancel()
+
+
+async def serve(call: Call, service: Service[R], receive: Receive, send: Send) -> None:
+    """Serve one API call to its last byte."""
+    watch = DisconnectWatch(receive)
+    try:
+        async with AsyncExitStack() as held:
+            try:
+                await _reply(call, service, held, send)
+            finally:
+                # Before anything is released: a disconnect must not cancel the release itself.
+                watch.stop()
+    except asyncio.CancelledError:
+        if not watch.gone:
+            raise
+        watch.task.uncancel()
+        call.ctx.status = 499  # the client left: counted and logged, nothing more to send
+
+
+async def _reply(call: Call, service: Service[R], held: AsyncExitStack, send: Send) -> None:
+    try:
+        request = service.decode(call.body)
+        route = _resolve(call, service, service.model(request))
+        metrics = call.services.metrics
+        metrics.enter(route.name)
+        held.callback(metrics.leave, route.name)
+        reply = await _answer(call, service, request, route, held)
+    except ShimError as exc:
+        _note(call, exc)
+        await send_error(send, exc)
+        return
+    if isinstance(reply, bytes):
+        await send_json(send, reply)
+    else:
+        await reply.run(send)
+
+
+def _resolve(call: Call, service: Service[R], model: str) -> Route:
+    """The route of the requested model, for this caller's key."""
+    ctx = call.ctx
+    route = call.active.router.for_task(model, service.tasks, path=service.path)
+    ctx.model = route.name
+    key = ctx.key
+    if key is not None and key.models is not None and route.name not in key.models:
+        raise PermissionDeniedError(
+            f"This API key may not use the model `{route.name}`.", param="model"
+        )
+    return route
+
+
+async def _answer(
+    call: Call, service: Service[R], request: R, route: Route, held: AsyncExitStack
+) -> Reply:
+    """The reply of ``route``, else of its ``fallbacks`` when all its upstreams failed. What
+    the answering attempt holds moves to ``held``; a failed attempt's is released at once."""
+    routes = call.active.router.routes
+    chain = [route, *(routes[name] for name in route.fallbacks if name in routes)]
+    for i, current in enumerate(chain):
+        async with AsyncExitStack() as attempt:
+            try:
+                slots = call.active.slots.get(current.name)
+                if slots is not None:
+                    await slots.acquire()
+                    attempt.callback(slots.release)
+                reply = await service.answer(Attempt(call, current, attempt), request)
+            except UpstreamError as exc:
+                if isinstance(exc, UpstreamRejectedError) or i == len(chain) - 1:
+                    raise
+                call.ctx.error_reason = exc.reason
+                continue
+            await held.enter_async_context(attempt.pop_all())
+            return reply
+    raise AssertionError("unreachable")
+
+
+def _note(call: Call, error: ShimError) -> None:
+    if isinstance(error, UpstreamError):
+        ctx = call.ctx
+        log.warning("%s: upstream error (%s): %s", ctx.model, error.reason, error.message)
+        ctx.error_reason = error.reason

@@ -1,0 +1,162 @@
+"""``POST /v1/embeddings``: validate, split into upstream batches (concurrently, in order),
+normalise shapes through the route's adapter, encode floats or base64."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import NamedTuple
+
+import msgspec
+
+from shim.adapters import FeatureExtraction, _vectors
+from shim.adapters import feature_extraction as fx
+from shim.config import Task
+from shim.errors import InvalidRequestError
+from shim.openai import embeddings
+from shim.openai.common import EmbeddingUsage
+from shim.routing import Route
+from shim.serve.call import Attempt, Reply, decode_request
+
+#: Upstream calls one request may have in flight at once.
+MAX_PARALLEL_BATCHES = 8
+_request = msgspec.json.Decoder(embeddings.EmbeddingRequest)
+_encoder = msgspec.json.Encoder()
+
+
+# One input's embedding as it goes out: floats, base64, or the upstream's own JSON for either.
+Item = list[float] | str | msgspec.Raw
+
+
+class Plan(NamedTuple):
+    """How a request's embeddings are produced, decided once per request."""
+
+    # Pass the upstream's JSON through (tei/openai and nothing to change), else parse floats.
+    verbatim: bool
+    # What to ask an OpenAI-style upstream for.
+    upstream_format: str
+
+
+def plan_for(route: Route, adapter: FeatureExtraction, req: embeddings.EmbeddingRequest) -> Plan:
+    if req.dimensions is not None or not adapter.verbatim:
+        return Plan(verbatim=False, upstream_format="float")
+    if route.protocol == "openai":
+        return Plan(verbatim=True, upstream_format=req.encoding_format)
+    return Plan(verbatim=req.encoding_format == "float", upstream_format="float")
+
+
+def _check(route: Route, inputs: fx.Inputs, req: embeddings.EmbeddingRequest) -> None:
+    if len(inputs) > route.config.max_inputs:
+        raise InvalidRequestError(
+            f"At most {route.config.max_inputs} inputs per request.", param="input"
+        )
+    if req.dimensions is not None and not route.config.dimensions:
+        raise InvalidRequestError(
+            f"The model `{route.name}` does not support `dimensions` (set `dimensions = true` "
+            "in its config for Matryoshka models).",
+            param="dimensions",
+        )
+
+
+class _Batches:
+    """One request's upstream calls: a batch of inputs each, at most 8 at a time."""
+
+    __slots__ = ("adapter", "attempt", "discovery", "gate", "plan")
+
+    def __init__(self, attempt: Attempt, adapter: FeatureExtraction, plan: Plan) -> None:
+        self.attempt, self.adapter, self.plan = attempt, adapter, plan
+        self.discovery = attempt.call.services.discovery
+        self.gate = asyncio.Semaphore(MAX_PARALLEL_BATCHES)
+
+    async def embed(self, batch: fx.Inputs) -> tuple[list[Item], int]:
+        route, adapter = self.attempt.route, self.adapter
+        body = adapter.to_payload(batch, encoding_format=self.plan.upstream_format)
+        path = route.paths.embeddings
+        assert path is not None
+        async with self.gate:
+            answer = await self.attempt.post(path, body)
+        items: list[Item]
+        if self.plan.verbatim:
+            raw, tokens = adapter.parse_verbatim(answer.content, n=len(batch))
+            items = list(raw)
+        else:
+            result = adapter.parse_response(answer.content, n=len(batch))
+            items, tokens = list(result.vectors), result.prompt_tokens
+        if tokens is None:
+            header = answer.headers.get("x-compute-tokens")
+            tokens = int(header) if header and header.isdigit() else self._count(route, batch)
+        return items, tokens
+
+    def _count(self, route: Route, batch: fx.Inputs) -> int:
+        """With the model's tokenizer when loaded (special tokens included, as the model sees
+        them), else the documented estimate."""
+        tokenizer = self.discovery.tokenizer(route)
+        texts = [item for item in batch if isinstance(item, str)]
+        if tokenizer is None or len(texts) != len(batch):
+            return fx.estimate_batch_tokens(batch)
+        return sum(len(encoding.ids) for encoding in tokenizer.encode_batch(texts))
+
+
+async def embed(
+    attempt: Attempt, adapter: FeatureExtraction, inputs: fx.Inputs, plan: Plan
+) -> tuple[list[Item], int]:
+    """Every input's embedding, in order: batches of the model's batch size sent concurrently."""
+    size = attempt.call.services.discovery.batch_size(attempt.route)
+    calls = _Batches(attempt, adapter, plan)
+    batches = [inputs[i : i + size] for i in range(0, len(inputs), size)]
+    if len(batches) == 1:
+        return await calls.embed(batches[0])
+    # One failed batch cancels the others and fails the request: nothing partial.
+    results = await attempt.fan_out([calls.embed(b) for b in batches])
+    items: list[Item] = []
+    tokens = 0
+    for part, count in results:
+        items.extend(part)
+        tokens += count
+    return items, tokens
+
+
+def _finish(items: list[Item], req: embeddings.EmbeddingRequest, plan: Plan) -> list[Item]:
+    """Parsed vectors: shortened to ``dimensions`` and encoded as asked."""
+    if plan.verbatim:
+        return [
+            _vectors.conform(item, req.encoding_format) if isinstance(item, msgspec.Raw) else item
+            for item in items
+        ]
+    vectors = [item for item in items if isinstance(item, list)]
+    if req.dimensions is not None:
+        vectors = _vectors.shorten(vectors, req.dimensions)
+    if req.encoding_format == "base64":
+        return [_vectors.to_base64(v) for v in vectors]
+    return list(vectors)
+
+
+class Embeddings:
+    path = "/v1/embeddings"
+    tasks: tuple[Task, ...] = ("feature-extraction",)
+
+    def decode(self, body: bytes) -> embeddings.EmbeddingRequest:
+        return decode_request(_request, body)
+
+    def model(self, request: embeddings.EmbeddingRequest) -> str:
+        return request.model
+
+    async def answer(self, attempt: Attempt, request: embeddings.EmbeddingRequest) -> Reply:
+        route = attempt.route
+        assert route.embedder is not None
+        inputs, _single = fx.inputs_of(request.input)
+        _check(route, inputs, request)
+        plan = plan_for(route, route.embedder, request)
+        items, tokens = await embed(attempt, route.embedder, inputs, plan)
+        attempt.call.ctx.prompt_tokens = tokens
+        body = embeddings.CreateEmbeddingResponse(
+            data=[
+                embeddings.Embedding(index=i, embedding=item)
+                for i, item in enumerate(_finish(items, request, plan))
+            ],
+            model=route.name,
+            usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens),
+        )
+        return _encoder.encode(body)
+
+
+SERVICE = Embeddings()

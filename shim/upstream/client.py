@@ -1,0 +1,279 @@
+"""The one upstream HTTP client: an attempt loop that applies the retry policy
+(``shim.upstream.retry``) over the balancer's choice of upstream (``shim.upstream.balancer``).
+
+Knows nothing of OpenAI or HF schemas: bytes go out, an ``Answer`` or an ``OpenStream`` comes
+back, and any failure is a ``shim.errors.UpstreamError``. The transport is chosen in
+``default_transport``; tests inject theirs through ``create_app``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from contextlib import AsyncExitStack
+from typing import Any, NamedTuple, TypeVar
+
+import httpx
+
+from shim.clock import Clock
+from shim.context import RequestContext
+from shim.errors import ShimError, UpstreamError, UpstreamTimeoutError, UpstreamUnavailableError
+from shim.routing import Route, Upstream
+from shim.upstream import retry
+from shim.upstream.balancer import Pool, UpstreamState
+from shim.upstream.failures import map_transport_errors, parse_upstream_error
+from shim.upstream.stream import OpenStream, compressed, raw_chunks
+
+log = logging.getLogger("shim.upstream")
+T = TypeVar("T")
+
+# Keep-alive connections are what make a proxy fast; LLM traffic holds many at once.
+POOL_LIMITS = httpx.Limits(max_connections=1024, max_keepalive_connections=256, keepalive_expiry=60)
+
+
+def default_transport() -> httpx.AsyncBaseTransport:
+    """The transport, chosen here and only here: aiohttp under httpx's API (3-4x httpcore's
+    throughput on this kind of machine; README "Performance")."""
+    import aiohttp
+
+    from shim.transport import FastAiohttpTransport
+
+    def session() -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            limit=POOL_LIMITS.max_connections or 0,
+            limit_per_host=0,
+            keepalive_timeout=POOL_LIMITS.keepalive_expiry or 60,
+            ttl_dns_cache=300,
+        )
+        # No cookie jar: one upstream's cookies must never reach another client's request.
+        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+
+    transport: httpx.AsyncBaseTransport = FastAiohttpTransport(client=session, limits=POOL_LIMITS)
+    return transport
+
+
+class Answer(NamedTuple):
+    """A whole upstream answer."""
+
+    headers: httpx.Headers
+    content: bytes
+
+
+class Client:
+    """Sends requests for routes; applies the retry, loading and failover policy.
+
+    Holds the process's one ``httpx.AsyncClient``. Proxied POSTs go straight to its transport
+    with a ready ``httpx.Request``: the client's auth, redirect and cookie machinery (none of
+    which a proxy wants) measurably cost throughput.
+    """
+
+    def __init__(
+        self,
+        transport: httpx.AsyncBaseTransport | None = None,
+        *,
+        clock: Clock,
+        on_error: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.transport = transport if transport is not None else default_transport()
+        self.client = httpx.AsyncClient(
+            transport=self.transport,
+            limits=POOL_LIMITS,
+            timeout=httpx.Timeout(300.0, connect=10.0),
+            follow_redirects=False,
+            trust_env=False,
+        )
+        self.clock = clock
+        # Called with (model, reason) for every failed attempt (the upstream-errors metric).
+        self.on_error = on_error
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def post(
+        self, route: Route, pool: Pool, path: str, body: bytes, ctx: RequestContext | None = None
+    ) -> Answer:
+        """POST and read the whole answer (within the route's ``timeout``)."""
+        answer = await self._send(route, pool, path, body, ctx, stream=False)
+        assert isinstance(answer, Answer)
+        return answer
+
+    async def open_stream(
+        self, route: Route, pool: Pool, path: str, body: bytes, ctx: RequestContext | None = None
+    ) -> OpenStream:
+        """POST and return once a 2xx status and headers arrived; the caller must ``aclose``."""
+        stream = await self._send(route, pool, path, body, ctx, stream=True)
+        assert isinstance(stream, OpenStream)
+        return stream
+
+    async def get(self, url: str, *, headers: Mapping[str, str], limit: float) -> httpx.Response:
+        """A plain GET within ``limit`` seconds (TEI /info, the Hub, health probes)."""
+        with map_transport_errors(url.split("?")[0]):
+            return await self.client.get(url, headers=headers, timeout=limit)
+
+    async def _send(
+        self,
+        route: Route,
+        pool: Pool,
+        path: str,
+        body: bytes,
+        ctx: RequestContext | None,
+        *,
+        stream: bool,
+    ) -> Answer | OpenStream:
+        clock, wake = self.clock, pool.wake
+        loading_deadline = clock.monotonic() + route.wait_for_model
+        retries_left, attempt = route.retries, 0
+        # After a 503 "loading", requests carry the headers that make HF hold them.
+        loading = False
+        # Whether this request leads the wake-up of a loading model (others wait for it).
+        leading = False
+        failed: set[int] = set()
+        try:
+            while True:
+                if not leading and wake.active:
+                    await wake.wait(loading_deadline - clock.monotonic())
+                    loading = True
+                index = pool.pick(failed, clock.monotonic())
+                started = time.perf_counter()
+                try:
+                    return await self._attempt(
+                        route, route.upstreams[index], pool.states[index], path, body,
+                        ctx=ctx, stream=stream, loading=loading,
+                    )  # fmt: skip
+                except UpstreamError as exc:
+                    self._count(route, exc)
+                    loading_left = loading_deadline - clock.monotonic()
+                    decision = retry.decide(
+                        exc, attempt=attempt, retries_left=retries_left,
+                        loading_left=loading_left, jitter=clock.random(),
+                    )  # fmt: skip
+                    if isinstance(exc, UpstreamUnavailableError):
+                        if decision.action is retry.Action.GIVE_UP:
+                            exc.retry_after = max(exc.retry_after or 0.0, 1.0)
+                            raise
+                        if not leading and wake.active:
+                            continue  # someone else is waking it: wait for them at the top
+                        if not leading:
+                            leading = True
+                            wake.lead()
+                            log.info("%s: upstream is loading; waiting up to %.0fs",
+                                     route.name, loading_left)  # fmt: skip
+                        loading = True
+                    elif exc.retryable:
+                        pool.states[index].failed(
+                            clock.monotonic(), threshold=route.cooldown_after,
+                            cooldown=route.cooldown,
+                        )  # fmt: skip
+                        failed.add(index)
+                        if decision.action is retry.Action.GIVE_UP:
+                            exc.exhausted = route.retries > 0
+                            raise
+                        retries_left -= 1
+                        attempt += 1
+                        log.info("%s: retrying after %s in %.2fs (%d left)",
+                                 route.name, exc.reason, decision.delay, retries_left)  # fmt: skip
+                    else:
+                        raise
+                    await clock.sleep(decision.delay)
+                finally:
+                    if ctx is not None:
+                        ctx.upstream_seconds += time.perf_counter() - started
+        finally:
+            if leading:
+                wake.end()
+
+    def _count(self, route: Route, exc: UpstreamError) -> None:
+        if self.on_error is not None:
+            self.on_error(route.name, exc.reason)
+
+    async def _attempt(
+        self,
+        route: Route,
+        upstream: Upstream,
+        state: UpstreamState,
+        path: str,
+        body: bytes,
+        *,
+        ctx: RequestContext | None,
+        stream: bool,
+        loading: bool,
+    ) -> Answer | OpenStream:
+        """One try: the whole answer, or the open stream, which then holds what this attempt
+        acquired (the upstream's in-flight count and the response) until its ``aclose``."""
+        headers = route.loading_raw_headers if loading else route.raw_headers
+        limit = route.first_token_timeout if stream else route.timeout
+        target = upstream.display + path
+        async with AsyncExitStack() as held:
+            state.in_flight += 1
+            held.callback(_leave, state)
+            try:
+                async with asyncio.timeout(limit):
+                    with map_transport_errors(target):
+                        # Headers ready-made and the body as a stream: httpx's own header
+                        # defaulting (Host, Content-Length) was a measured 15% of a request.
+                        request = httpx.Request(
+                            "POST",
+                            upstream.url(path),
+                            headers=[
+                                (b"host", upstream.host),
+                                (b"content-length", str(len(body)).encode()),
+                                *headers,
+                            ],
+                            stream=httpx.ByteStream(body),
+                            extensions=route.stream_extensions
+                            if stream
+                            else route.request_extensions,
+                        )
+                        request.read()
+                        response = await self.transport.handle_async_request(request)
+                        held.push_async_callback(response.aclose)
+                        if response.status_code >= 400:
+                            raise parse_upstream_error(
+                                response.status_code,
+                                await response.aread(),
+                                retry_after=response.headers.get("retry-after"),
+                            )
+                        content = b"" if stream else await _read_all(response)
+            except TimeoutError:
+                raise UpstreamTimeoutError(
+                    f"The upstream {upstream.display} did not answer within {limit:g}s."
+                ) from None
+            state.succeeded()
+            if not stream:
+                return Answer(response.headers, content)
+            return OpenStream(
+                response,
+                held.pop_all(),
+                target=target,
+                ctx=ctx,
+                first_token_timeout=route.first_token_timeout,
+                idle_timeout=route.idle_timeout,
+            )
+
+
+def _leave(state: UpstreamState) -> None:
+    state.in_flight -= 1
+
+
+async def _read_all(response: httpx.Response) -> bytes:
+    """The whole body (the caller closes the response)."""
+    if compressed(response):
+        return await response.aread()
+    return b"".join([chunk async for chunk in raw_chunks(response)])
+
+
+async def fan_out(ctx: RequestContext, calls: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run upstream calls concurrently; results in order. The first failure cancels the rest
+    and is raised (nothing partial). Time waiting on the upstream is the wall-clock span of the
+    calls, not their sum, so ``shim_overhead_seconds`` stays true for concurrent calls."""
+    before, started = ctx.upstream_seconds, time.perf_counter()
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(call) for call in calls]
+    except* ShimError as errors:
+        raise errors.exceptions[0] from None
+    finally:
+        ctx.upstream_seconds = before + (time.perf_counter() - started)
+    return [task.result() for task in tasks]
