@@ -122,7 +122,8 @@ class ChatCompletion(msgspec.Struct, kw_only=True):
     object: Literal["chat.completion"] = "chat.completion"
     created: int
     model: str
-    system_fingerprint: str | None = None
+    # A string in OpenAI's schema, never null: omitted when unknown (always, on rendered protocols).
+    system_fingerprint: str | msgspec.UnsetType = msgspec.UNSET
     choices: list[Choice]
     usage: Usage
 
@@ -144,7 +145,8 @@ class ChatCompletionChunk(msgspec.Struct, kw_only=True):
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
     created: int
     model: str
-    system_fingerprint: str | None = None
+    # A string in OpenAI's schema, never null: omitted when unknown (always, on rendered protocols).
+    system_fingerprint: str | msgspec.UnsetType = msgspec.UNSET
     choices: list[ChunkChoice]
     # Only the final chunk of a stream with include_usage carries usage (and no choices).
     usage: Usage | None = None
