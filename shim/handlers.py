@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import re
+import typing
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -35,6 +36,8 @@ _chat_request = msgspec.json.Decoder(chat.ChatCompletionRequest)
 _completion_request = msgspec.json.Decoder(completions.CompletionRequest)
 _raw_request = msgspec.json.Decoder(dict[str, Any])
 _MISSING = re.compile(r"Object missing required field `([^`]*)`")
+#: The allowed values named in a 400 for an enum field, by field name.
+_CHOICES: dict[str, tuple[str, ...]] = {"role": typing.get_args(chat.Role)}
 
 
 def services_of(state: State) -> Services:
@@ -63,6 +66,10 @@ def decode(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
         if param is None:
             raise InvalidRequestError(f"Invalid request body: {message}") from None
         text = message[: message.rfind(" - at `$")]
+        choices = _CHOICES.get(param.rsplit(".", 1)[-1])
+        if choices is not None and text.startswith("Invalid enum value"):
+            # The allowed values, not the client's (which may be long or hold control tokens).
+            text = f"expected one of {', '.join(choices)}."
         raise InvalidRequestError(f"Invalid `{param}`: {text}", param=param) from None
     except msgspec.DecodeError as exc:
         if not body.strip():
