@@ -92,18 +92,27 @@ def begin(services: Services, ctx: RequestContext, route: Route) -> None:
 async def serve_with_fallbacks(
     call: Call, route: Route, serve: Callable[[Route], Awaitable[Reply]]
 ) -> Reply:
-    """Serve on ``route``, then on its ``fallbacks`` when all its upstreams failed."""
+    """Serve on ``route``, then on its ``fallbacks`` when all its upstreams failed. Each try
+    holds a concurrency slot of its model; a stream keeps it until the reply ends
+    (``call.slot``, released by ``api_route``)."""
     # Fallbacks are looked up now: a reload may have changed them since the route was built.
     routes = call.services.router.routes
     chain = [route, *(routes[name] for name in route.fallbacks if name in routes)]
     for i, current in enumerate(chain):
+        slot = current.acquire_slot()
+        await slot.acquire()
         try:
-            async with current.acquire_slot():
-                return await serve(current)
+            reply = await serve(current)
+            if not isinstance(reply, bytes):
+                call.slot = slot
+            return reply
         except UpstreamError as exc:
             if isinstance(exc, UpstreamRejectedError) or i == len(chain) - 1:
                 raise
             call.ctx.error_reason = exc.reason
+        finally:
+            if call.slot is not slot:
+                slot.release()
     raise AssertionError("unreachable")
 
 

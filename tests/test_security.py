@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
+import httpx
 import openai
 import pytest
+from prometheus_client import CollectorRegistry
 
-from tests.conftest import app_client
-from tests.fake_hf import FakeHF, Reply, sse
+from tests.conftest import FAKE, app_client, make_config, shim_server
+from tests.fake_hf import FakeHF, Reply, sse, tgi_stream_events
 
 # --- request bounds and limits ---
 
@@ -20,6 +23,156 @@ COMPLETIONS = "/v1/completions"
 
 def _upstream_calls(fake: FakeHF) -> int:
     return len([s for s in fake.seen if s.method == "POST"])
+
+
+# Streams hold their model's concurrency slot (and the in-flight gauge) to the last byte.
+
+SLOW = f"""
+[huggingface]
+base_url = "{FAKE}"
+
+[models.tgi]
+task = "text-generation"
+url = "{FAKE}/tgi"
+chat_template = "chatml"
+retries = 0
+wait_for_model = 0
+max_concurrency = 1
+max_queue = 0
+
+[models.vllm]
+task = "text-generation"
+url = "{FAKE}/vllm/v1"
+protocol = "openai"
+retries = 0
+wait_for_model = 0
+max_concurrency = 1
+max_queue = 0
+
+[models.main]
+task = "text-generation"
+url = "{FAKE}/down"
+chat_template = "chatml"
+retries = 0
+wait_for_model = 0
+fallbacks = ["tgi"]
+"""
+
+
+def _slow(model: str, tokens: int = 10, delay: float = 0.05, drop: bool = False) -> Reply:
+    if model == "vllm":
+        chunk = {"id": "x", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+        events: list[Any] = [
+            {**chunk, "choices": [{"index": 0, "delta": {"content": "t"}, "finish_reason": None}]}
+            for _ in range(tokens)
+        ]
+        events.append({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        return Reply(chunks=sse(*events, done=True)[: -2 if drop else None], delay=delay)
+    chunks = sse(*tgi_stream_events(["t"] * tokens))
+    return Reply(chunks=chunks[:-1] if drop else chunks, delay=delay, drop=drop)
+
+
+STREAM_PATHS = {"tgi": "/tgi/generate_stream", "vllm": "/vllm/v1/chat/completions"}
+
+
+def _in_flight(registry: CollectorRegistry, model: str) -> float:
+    return registry.get_sample_value("shim_in_flight_requests", {"model": model}) or 0.0
+
+
+async def _until_served(client: httpx.AsyncClient, model: str) -> int:
+    """Bounded polling until a non-stream request gets in again (a freed slot)."""
+    status = 0
+    for _ in range(50):
+        r = await client.post(CHAT, json={"model": model, "messages": USER})
+        status = r.status_code
+        if status != 429:
+            break
+        await asyncio.sleep(0.05)
+    return status
+
+
+@pytest.mark.parametrize("model", ["tgi", "vllm"])
+async def test_a_stream_holds_its_slot_until_its_last_byte(model: str) -> None:
+    fake, registry = FakeHF(), CollectorRegistry()
+    fake.script(STREAM_PATHS[model], _slow(model))
+    body = {"model": model, "messages": USER, "stream": True}
+    async with (
+        shim_server(fake, make_config(SLOW), registry) as base,
+        httpx.AsyncClient(base_url=base, timeout=10) as client,
+    ):
+        async with client.stream("POST", CHAT, json=body) as first:
+            assert first.status_code == 200
+            chunks = first.aiter_bytes()
+            await anext(chunks)
+            assert _in_flight(registry, model) == 1
+            second = await client.post(CHAT, json={"model": model, "messages": USER})
+            assert second.status_code == 429, second.text
+            text = b"".join([chunk async for chunk in chunks])
+        assert text.endswith(b"data: [DONE]\n\n")
+        third = await client.post(CHAT, json={"model": model, "messages": USER})
+        assert third.status_code == 200, third.text
+    assert _in_flight(registry, model) == 0
+
+
+@pytest.mark.parametrize("model", ["tgi", "vllm"])
+async def test_a_client_disconnect_mid_stream_frees_the_slot(model: str) -> None:
+    fake, registry = FakeHF(), CollectorRegistry()
+    fake.script(STREAM_PATHS[model], _slow(model, tokens=200, delay=0.02))
+    body = {"model": model, "messages": USER, "stream": True}
+    async with (
+        shim_server(fake, make_config(SLOW), registry) as base,
+        httpx.AsyncClient(base_url=base, timeout=10) as client,
+    ):
+        leaving = httpx.AsyncClient(base_url=base, timeout=10)
+        async with leaving, leaving.stream("POST", CHAT, json=body) as first:
+            await anext(first.aiter_bytes())
+            busy = await client.post(CHAT, json={"model": model, "messages": USER})
+            assert busy.status_code == 429, busy.text
+        # Served again well before the 4 s stream could have ended on its own.
+        assert await _until_served(client, model) == 200
+        assert fake.closed_early == 1
+        for _ in range(50):
+            if _in_flight(registry, model) == 0:
+                break
+            await asyncio.sleep(0.02)
+    assert _in_flight(registry, model) == 0
+    assert fake.open_streams == 0
+
+
+@pytest.mark.parametrize("model", ["tgi", "vllm"])
+async def test_an_upstream_failure_mid_stream_frees_the_slot(model: str) -> None:
+    fake, registry = FakeHF(), CollectorRegistry()
+    fake.script(STREAM_PATHS[model], _slow(model, tokens=3, drop=True))
+    body = {"model": model, "messages": USER, "stream": True}
+    async with (
+        shim_server(fake, make_config(SLOW), registry) as base,
+        httpx.AsyncClient(base_url=base, timeout=10) as client,
+    ):
+        r = await client.post(CHAT, json=body)
+        assert r.status_code == 200 and b'"error"' in r.content, r.text
+        again = await client.post(CHAT, json={"model": model, "messages": USER})
+        assert again.status_code == 200, again.text
+    assert _in_flight(registry, model) == 0
+
+
+async def test_a_fallback_stream_holds_the_fallback_slot() -> None:
+    fake, registry = FakeHF(), CollectorRegistry()
+    fake.script("/down/generate_stream", Reply(500, body=b"down"))
+    fake.script("/tgi/generate_stream", _slow("tgi"))
+    body = {"model": "main", "messages": USER, "stream": True}
+    async with (
+        shim_server(fake, make_config(SLOW), registry) as base,
+        httpx.AsyncClient(base_url=base, timeout=10) as client,
+    ):
+        async with client.stream("POST", CHAT, json=body) as first:
+            chunks = first.aiter_bytes()
+            text = await anext(chunks)
+            busy = await client.post(CHAT, json={"model": "tgi", "messages": USER})
+            assert busy.status_code == 429, busy.text
+            text += b"".join([chunk async for chunk in chunks])
+        assert b'"model":"tgi"' in text and text.endswith(b"data: [DONE]\n\n")
+        assert (await client.post(CHAT, json={"model": "tgi", "messages": USER})).status_code == 200
+    assert _in_flight(registry, "main") == 0
 
 
 # Messages are validated as OpenAI does, before any protocol-specific work.
