@@ -152,6 +152,8 @@ class Route:
         self.max_tokens_limit = model.max_tokens_limit
         self.max_messages = model.max_messages
         self.max_n = model.max_n
+        self.max_prompts = model.max_prompts
+        self.max_choices = model.max_choices
         # --- embeddings ---
         self.max_batch_size = model.max_batch_size or 32
         # The model's tokenizer (``tokenizers``), loaded at startup when available offline:

@@ -11,7 +11,7 @@ import openai
 import pytest
 from prometheus_client import CollectorRegistry
 
-from tests.conftest import FAKE, app_client, make_config, shim_server
+from tests.conftest import FAKE, MODELS, app_client, make_config, shim_server
 from tests.fake_hf import FakeHF, Reply, sse, tgi_stream_events
 
 # --- request bounds and limits ---
@@ -23,6 +23,155 @@ COMPLETIONS = "/v1/completions"
 
 def _upstream_calls(fake: FakeHF) -> int:
     return len([s for s in fake.seen if s.method == "POST"])
+
+
+# Limits: every one applies on every protocol, before any upstream call.
+
+LIMITS = "max_messages = 2\nmax_n = 2\nmax_tokens_limit = 100\nmax_prompts = 3\nmax_choices = 4"
+# One model per protocol family, each with the same small limits.
+LIMITED = f"""
+[huggingface]
+token = "hf_security_token_1"
+base_url = "{FAKE}"
+
+[models.tgi]
+task = "text-generation"
+url = "{FAKE}/tgi"
+chat_template = "chatml"
+retries = 0
+{LIMITS}
+
+[models.pipe]
+task = "text-generation"
+url = "{FAKE}/pipe"
+protocol = "pipeline"
+chat_template = "zephyr"
+retries = 0
+{LIMITS}
+
+[models.vllm]
+task = "text-generation"
+url = "{FAKE}/vllm/v1"
+protocol = "openai"
+hf_model = "served-name"
+retries = 0
+{LIMITS}
+
+[models.router]
+task = "text-generation"
+hf_model = "meta-llama/Llama-3.1-8B-Instruct"
+retries = 0
+{LIMITS}
+"""
+PROTOCOLS = ["tgi", "pipe", "vllm", "router"]
+
+
+async def test_prompt_fan_out_is_bounded_before_any_upstream_call(fake: FakeHF) -> None:
+    # 2,000 prompts x n = 8 once made 16,000 upstream calls from one request.
+    async with app_client(fake, make_config(MODELS)) as client:
+        r = await client.post(
+            "/v1/completions", json={"model": "tgi", "prompt": ["p"] * 2000, "n": 8}
+        )
+        assert r.status_code == 400, r.text[:300]
+        assert r.json()["error"]["param"] == "prompt"
+        assert "64" in r.json()["error"]["message"]
+        # Within max_prompts (64) and max_n (8), but 20 x 8 = 160 choices > max_choices (128).
+        r = await client.post(
+            "/v1/completions", json={"model": "tgi", "prompt": ["p"] * 20, "n": 8}
+        )
+        assert r.status_code == 400, r.text[:300]
+        assert r.json()["error"]["param"] == "n"
+        assert "128" in r.json()["error"]["message"]
+        assert _upstream_calls(fake) == 0
+        # At the bounds it is served: 16 x 8 = 128 calls.
+        r = await client.post(
+            "/v1/completions", json={"model": "tgi", "prompt": ["p"] * 16, "n": 8}
+        )
+        assert r.status_code == 200, r.text[:300]
+        assert len(r.json()["choices"]) == 128
+    assert _upstream_calls(fake) == 128
+
+
+OVER_LIMIT = [
+    pytest.param(CHAT, {"messages": USER * 3}, "messages", id="chat-messages"),
+    pytest.param(CHAT, {"messages": USER, "n": 3}, "n", id="chat-n"),
+    pytest.param(CHAT, {"messages": USER, "max_tokens": 101}, "max_tokens", id="chat-max_tokens"),
+    pytest.param(
+        CHAT,
+        {"messages": USER, "max_completion_tokens": 101},
+        "max_completion_tokens",
+        id="chat-max_completion_tokens",
+    ),
+    pytest.param(COMPLETIONS, {"prompt": "p", "n": 3}, "n", id="completions-n"),
+    pytest.param(
+        COMPLETIONS, {"prompt": "p", "max_tokens": 101}, "max_tokens", id="completions-max_tokens"
+    ),
+    pytest.param(COMPLETIONS, {"prompt": ["p"] * 4}, "prompt", id="completions-prompts"),
+    pytest.param(
+        COMPLETIONS, {"prompt": [[1, 2]] * 4}, "prompt", id="completions-token-id-prompts"
+    ),
+    pytest.param(COMPLETIONS, {"prompt": ["p"] * 3, "n": 2}, "n", id="completions-choices"),
+    pytest.param(
+        COMPLETIONS, {"prompt": ["p"] * 3, "best_of": 2}, "best_of", id="completions-best_of"
+    ),
+]
+
+
+@pytest.mark.parametrize("model", PROTOCOLS)
+@pytest.mark.parametrize(("path", "body", "param"), OVER_LIMIT)
+async def test_every_limit_applies_on_every_protocol(
+    fake: FakeHF, model: str, path: str, body: dict[str, Any], param: str
+) -> None:
+    async with app_client(fake, make_config(LIMITED)) as client:
+        r = await client.post(path, json={"model": model, **body})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == param
+    assert _upstream_calls(fake) == 0
+
+
+@pytest.mark.parametrize("model", PROTOCOLS)
+async def test_requests_within_the_limits_are_served(fake: FakeHF, model: str) -> None:
+    async with app_client(fake, make_config(LIMITED)) as client:
+        chat = await client.post(
+            CHAT, json={"model": model, "messages": USER * 2, "n": 2, "max_tokens": 100}
+        )
+        assert chat.status_code == 200, chat.text
+        if model != "router":  # the router serves chat only: one string prompt
+            r = await client.post(COMPLETIONS, json={"model": model, "prompt": ["a", "b"], "n": 2})
+            assert r.status_code == 200, r.text
+
+
+async def test_a_fallback_whose_limits_the_request_exceeds_is_skipped(fake: FakeHF) -> None:
+    fake.script("/a/generate", Reply(500, body=b"down"))
+    models = (
+        f'[huggingface]\nbase_url = "{FAKE}"\n'
+        f'[models.main]\ntask = "text-generation"\nurl = "{FAKE}/a"\nchat_template = "chatml"\n'
+        'retries = 0\nwait_for_model = 0\nfallbacks = ["small"]\n'
+        f'[models.small]\ntask = "text-generation"\nurl = "{FAKE}/b"\nchat_template = "chatml"\n'
+        "max_n = 1\n"
+    )
+    async with app_client(fake, make_config(models)) as client:
+        r = await client.post(CHAT, json={"model": "main", "messages": USER, "n": 2})
+        assert r.status_code == 502, r.text  # main's own failure: `small` allows n = 1 only
+        assert not fake.requests("/b/generate")
+        fake.script("/a/generate", Reply(500, body=b"down"))
+        r = await client.post(CHAT, json={"model": "main", "messages": USER})
+        assert r.status_code == 200, r.text
+        assert r.json()["model"] == "small"
+
+
+async def test_embedding_fallbacks_keep_their_own_input_limit(fake: FakeHF) -> None:
+    fake.script("/a/embed", Reply(500, body=b"down"))
+    models = (
+        f'[huggingface]\nbase_url = "{FAKE}"\n'
+        f'[models.main]\ntask = "feature-extraction"\nurl = "{FAKE}/a"\nmax_batch_size = 8\n'
+        'retries = 0\nwait_for_model = 0\nfallbacks = ["small"]\n'
+        f'[models.small]\ntask = "feature-extraction"\nurl = "{FAKE}/b"\nmax_inputs = 2\n'
+    )
+    async with app_client(fake, make_config(models)) as client:
+        r = await client.post("/v1/embeddings", json={"model": "main", "input": ["a", "b", "c"]})
+    assert r.status_code == 502, r.text
+    assert not fake.requests("/b/embed")
 
 
 # Streams hold their model's concurrency slot (and the in-flight gauge) to the last byte.
