@@ -68,6 +68,8 @@ class ServerConfig(_Base):
     metrics_key_label: bool = False
     # Seconds in-flight requests get to finish after SIGTERM.
     drain_timeout: float = 30.0
+    # Seconds a connection may take to send a request's headers (slowloris); then it is closed.
+    header_timeout: float = 10.0
 
 
 class HuggingFaceConfig(_Base):
@@ -277,6 +279,8 @@ def _validate(config: Config) -> None:
                 f"{src}: huggingface.{name}: credentials in the URL are not supported "
                 "(use [huggingface].token)"
             )
+    if config.server.header_timeout <= 0:
+        raise ConfigError(f"{src}: server.header_timeout: must be greater than 0")
     if config.server.max_body_bytes < 1024:
         raise ConfigError(f"{src}: server.max_body_bytes: must be at least 1024")
 
