@@ -59,14 +59,15 @@ def _canonicalise(scope: Any) -> str:
     authentication, the metrics and the access log all see the same path."""
     path: str = scope["path"]
     raw: bytes = scope.get("raw_path") or b""
-    # Fast path: most requests are already canonical, and uvicorn's raw path differs from the
-    # decoded one only when it holds a percent-escape.
+    # Fast path: most requests are already canonical. uvicorn's raw path is longer than the
+    # decoded one exactly when it holds percent-escapes (then both are rewritten).
     if (
-        "//" in path
+        not path
+        or path[0] != "/"
+        or (path[-1] == "/" and path != "/")
+        or "//" in path
         or "/." in path
-        or (path.endswith("/") and path != "/")
-        or not path.startswith("/")
-        or b"%" in raw
+        or len(raw) != len(path)
     ):
         path = canonical_path(path)
         scope["path"] = path

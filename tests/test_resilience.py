@@ -448,7 +448,7 @@ async def test_ready_turns_503_while_draining(fake: FakeHF) -> None:
         assert (await client.get("/health")).status_code == 200
 
 
-async def test_ready_probes_upstreams_without_tokens(fake: FakeHF) -> None:
+async def test_ready_probes_upstreams_and_never_shows_tokens(fake: FakeHF) -> None:
     fake.script("/b/health", Reply(503, body=b""))
     models = hf() + model("e", f'"{FAKE}/a"') + model("f", f'"{FAKE}/b"')
     async with app_client(fake, make_config(models)) as client:

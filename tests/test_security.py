@@ -201,6 +201,30 @@ def _call(route: str, variant: str, model: str) -> tuple[str, str, Any]:
     return method, target, body(model) if body is not None else None
 
 
+@pytest.mark.parametrize(
+    ("path", "canonical"),
+    [
+        ("/v1/chat/completions", "/v1/chat/completions"),
+        ("//v1/chat/completions", "/v1/chat/completions"),
+        ("/v1//chat///completions", "/v1/chat/completions"),
+        ("/./v1/./chat/completions", "/v1/chat/completions"),
+        ("/v1/../v1/chat/completions", "/v1/chat/completions"),
+        ("/../../v1/models", "/v1/models"),
+        ("/v1/models/org/../name", "/v1/models/name"),
+        ("/v1/models/", "/v1/models"),
+        ("/v1/models/.hidden", "/v1/models/.hidden"),
+        ("/", "/"),
+        ("", "/"),
+        ("v1/models", "/v1/models"),
+    ],
+    ids=lambda value: value or "empty",
+)
+def test_canonical_path(path: str, canonical: str) -> None:
+    from shim.middleware import canonical_path
+
+    assert canonical_path(path) == canonical
+
+
 @pytest.mark.parametrize("route", list(ROUTES), ids=list(ROUTES))
 async def test_no_path_spelling_reaches_a_handler_unauthenticated_or_uncounted(
     route: str,
