@@ -150,8 +150,7 @@ def _fault(
 async def create_embeddings(call: Call) -> Reply:
     services, ctx = call.services, call.ctx
     req = decode(_request, call.body)
-    route = services.router.for_task(req.model, "feature-extraction", endpoint="/v1/embeddings")
-    begin(services, ctx, route)
+    route = begin(services, ctx, req.model, "feature-extraction", endpoint="/v1/embeddings")
     inputs, _single = fx.inputs_of(req.input)
     fault = _fault(route, len(inputs), req)
     if fault is not None:
