@@ -30,6 +30,7 @@ from shim.errors import (
     ShimError,
     UnsupportedMediaTypeError,
 )
+from shim.routing import Slot
 from shim.services import Services
 from shim.streaming import STREAM_HEADERS
 
@@ -53,6 +54,8 @@ class Call:
     ctx: RequestContext
     body: bytes
     receive: Receive
+    # The concurrency slot a streamed reply holds until it ends (released here, once).
+    slot: Slot | None = None
 
 
 class ClientDisconnectedError(ShimError):
@@ -136,9 +139,10 @@ def api_route(path: str, handler: Callable[[Call], Awaitable[Reply]]) -> ASGIRou
         if accesslog.ACCESS.bodies:
             ctx.body = body
         watch = _DisconnectWatch(receive)
+        call = Call(services, ctx, body, receive)
         reply: Reply | None = None
         try:
-            reply = await handler(Call(services, ctx, body, receive))
+            reply = await handler(call)
             if isinstance(reply, bytes):
                 start = {
                     "type": "http.response.start",
@@ -158,9 +162,14 @@ def api_route(path: str, handler: Callable[[Call], Awaitable[Reply]]) -> ASGIRou
             ctx.status = 499
         finally:
             watch.stop()
-            if reply is not None and not isinstance(reply, bytes):
-                # Closes the upstream stream if the client left mid-way.
-                await reply.aclose()
+            try:
+                if reply is not None and not isinstance(reply, bytes):
+                    # Closes the upstream stream if the client left mid-way.
+                    await reply.aclose()
+            finally:
+                # After the last byte, an upstream failure or the client's disconnect.
+                if call.slot is not None:
+                    call.slot.release()
 
     endpoint.__name__ = handler.__name__
     route: ASGIRouteHandler = asgi(path, is_mount=False, copy_scope=False)(endpoint)

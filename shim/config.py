@@ -99,6 +99,11 @@ class ModelConfig(_Base):
     max_tokens_limit: int | None = None
     max_messages: int = 1000
     max_n: int = 8
+    # Prompts in one /v1/completions request (`prompt` as a list).
+    max_prompts: int = 64
+    # Generations one request may ask for: prompts x `n` (or `best_of`). Each is an upstream
+    # call on rendered protocols, so this bounds the fan-out of a single request.
+    max_choices: int = 128
     # --- embeddings ---
     pooling: Pooling = "mean"
     normalize: bool = True
@@ -260,6 +265,9 @@ def _validate(config: Config) -> None:
             raise ConfigError(f'{src}: {key}.tokenizer: "hub" needs `hf_model`')
         if model.max_batch_size is not None and model.max_batch_size < 1:
             raise ConfigError(f"{src}: {key}.max_batch_size: must be at least 1")
+        for limit in ("max_messages", "max_n", "max_prompts", "max_choices", "max_inputs"):
+            if getattr(model, limit) < 1:
+                raise ConfigError(f"{src}: {key}.{limit}: must be at least 1")
         if model.retries < 0:
             raise ConfigError(f"{src}: {key}.retries: must be 0 or more")
         for fallback in model.fallbacks:

@@ -165,6 +165,8 @@ class Route:
         self.max_tokens_limit = model.max_tokens_limit
         self.max_messages = model.max_messages
         self.max_n = model.max_n
+        self.max_prompts = model.max_prompts
+        self.max_choices = model.max_choices
         # --- embeddings ---
         self.max_batch_size = model.max_batch_size or 32
         # The model's tokenizer (``tokenizers``), loaded at startup when available offline:
@@ -242,25 +244,30 @@ class Route:
         except TimeoutError:
             pass
 
-    def acquire_slot(self) -> _Slot:
-        """A concurrency slot (``max_concurrency``), or 429 when the wait queue is full."""
+    def acquire_slot(self) -> Slot:
+        """A concurrency slot (``max_concurrency``) to wait for, or 429 when the wait queue is
+        full."""
         if self._limit is None:
-            return _NO_LIMIT
+            return NO_SLOT
         if self._limit.locked() and self._queued >= self.max_queue:
             raise RateLimitError(
                 f"Too many concurrent requests for `{self.name}`; try again shortly.",
                 retry_after=1.0,
             )
-        return _Slot(self)
+        return Slot(self)
 
 
-class _Slot:
-    __slots__ = ("_route",)
+class Slot:
+    """One request's place under its model's ``max_concurrency``, released exactly once: when
+    the answer is built, or for a stream when its reply ends (``api.api_route``)."""
+
+    __slots__ = ("_held", "_route")
 
     def __init__(self, route: Route | None) -> None:
         self._route = route
+        self._held = False
 
-    async def __aenter__(self) -> None:
+    async def acquire(self) -> None:
         route = self._route
         if route is None or route._limit is None:
             return
@@ -269,14 +276,17 @@ class _Slot:
             await route._limit.acquire()
         finally:
             route._queued -= 1
+        self._held = True
 
-    async def __aexit__(self, *exc: object) -> None:
-        route = self._route
-        if route is not None and route._limit is not None:
-            route._limit.release()
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            assert self._route is not None and self._route._limit is not None
+            self._route._limit.release()
 
 
-_NO_LIMIT = _Slot(None)
+#: The slot of a model without ``max_concurrency``: nothing to wait for or release.
+NO_SLOT = Slot(None)
 
 
 def _bases_and_paths(
