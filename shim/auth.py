@@ -31,6 +31,10 @@ class KeyInfo:
     def limited(self) -> bool:
         return self.rpm is not None or self.tpm is not None
 
+    def allows(self, model: str) -> bool:
+        """Whether this key may use ``model``: other models answer as ones that do not exist."""
+        return self.models is None or model in self.models
+
 
 class RateWindows:
     """One key's requests and tokens of the last minute."""

@@ -9,12 +9,13 @@ doing (health, load, a wake-up) is live state in ``shim.state``; what startup le
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, NamedTuple
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 import msgspec
@@ -30,6 +31,8 @@ from shim.config import (
     cache_dir,
     protocol_of,
     urls_of,
+    userinfo_of,
+    without_userinfo,
 )
 from shim.errors import InvalidRequestError, ModelNotFoundError
 from shim.openai import common
@@ -113,6 +116,8 @@ class Route:
     hub_template: HubRepo | None
     max_messages: int
     max_n: int
+    max_prompts: int
+    max_choices: int
     default_max_tokens: int | None
     max_tokens_limit: int | None
     # --- embeddings ---
@@ -144,7 +149,8 @@ class Route:
 def _bases_and_paths(
     model: ModelConfig, protocol: Protocol, base_url: str
 ) -> tuple[list[str], Paths]:
-    urls = [u.rstrip("/") for u in urls_of(model)]
+    # Credentials in a URL were made an Authorization header: never part of the URL sent.
+    urls = [without_userinfo(u).rstrip("/") for u in urls_of(model)]
     hf_model = quote(model.hf_model or "", safe="/")
     if protocol == "openai":
         if not urls:
@@ -163,6 +169,13 @@ def _bases_and_paths(
         serverless = f"{base_url}/hf-inference/models/{hf_model}/pipeline/feature-extraction"
         return urls or [serverless], Paths(embeddings="")
     return urls or [f"{base_url}/hf-inference/models/{hf_model}"], Paths(generate="")
+
+
+def _basic_auth(userinfo: str) -> str:
+    """RFC 7617 Basic credentials from a URL's percent-encoded ``user:password``."""
+    user, _, password = userinfo.partition(":")
+    pair = f"{unquote(user)}:{unquote(password)}".encode()
+    return "Basic " + base64.b64encode(pair).decode("ascii")
 
 
 def _strip_v1(url: str) -> str:
@@ -205,6 +218,8 @@ def build_route(name: str, model: ModelConfig, config: Config) -> Route:
     headers = {"content-type": "application/json", "accept": "application/json"}
     if token:
         headers["authorization"] = f"Bearer {token}"
+    elif (userinfo := next(map(userinfo_of, urls_of(model)), None)) is not None:
+        headers["authorization"] = _basic_auth(userinfo)
     loading = dict(headers)
     if not model.url:
         loading["x-wait-for-model"] = "true"
@@ -246,6 +261,8 @@ def build_route(name: str, model: ModelConfig, config: Config) -> Route:
         else None,
         max_messages=model.max_messages,
         max_n=model.max_n,
+        max_prompts=model.max_prompts,
+        max_choices=model.max_choices,
         default_max_tokens=model.max_tokens,
         max_tokens_limit=model.max_tokens_limit,
         embedder=embedder,

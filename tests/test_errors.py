@@ -97,7 +97,6 @@ def test_error_tree_statuses() -> None:
     expected = {
         errors.InvalidRequestError: 400,
         errors.AuthenticationError: 401,
-        errors.PermissionDeniedError: 403,
         errors.ModelNotFoundError: 404,
         errors.MethodNotAllowedError: 405,
         errors.RequestTooLargeError: 413,

@@ -31,7 +31,10 @@ R = TypeVar("R")
 _JSON_TYPES = (b"application/json", b"text/plain")
 
 
-def _check_content_type(scope: Scope) -> None:
+def _check_headers(scope: Scope, limit: int) -> None:
+    """Content-Type, and a declared Content-Length over ``limit``: both answered before the
+    body is read, so a client that sent ``Expect: 100-continue`` is never asked for it (uvicorn
+    sends ``100 Continue`` on the first ``receive()``)."""
     for name, value in scope["headers"]:
         if name == b"content-type":
             media = value.split(b";", 1)[0].strip().lower()
@@ -40,7 +43,8 @@ def _check_content_type(scope: Scope) -> None:
                     f"Content-Type `{value.decode('latin-1')}` is not supported; "
                     "send application/json."
                 )
-            return
+        elif name == b"content-length" and value.isdigit() and int(value) > limit:
+            raise RequestTooLargeError(f"The request body is larger than {limit} bytes.")
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes:
@@ -65,12 +69,13 @@ def api_route(service: Service[R]) -> ASGIRouteHandler:
 
     async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
-            raise MethodNotAllowedError(f"Use POST for {path}.")
-        _check_content_type(scope)
+            raise MethodNotAllowedError(f"Use POST for {path}.", allow="POST")
         services: Services = scope["app"].state.shim
         active = services.active
         ctx: RequestContext = scope["state"][SCOPE_KEY]
-        body = await _read_body(receive, active.config.server.max_body_bytes)
+        limit = active.config.server.max_body_bytes
+        _check_headers(scope, limit)
+        body = await _read_body(receive, limit)
         if accesslog.ACCESS.bodies:
             ctx.body = body
         await dispatch.serve(Call(services, active, ctx, body), service, receive, send)

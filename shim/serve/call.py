@@ -11,6 +11,7 @@ when it fails and a fallback is tried.
 from __future__ import annotations
 
 import re
+import typing
 from collections.abc import Coroutine, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import msgspec
 from shim.config import Task
 from shim.context import RequestContext
 from shim.errors import InvalidRequestError
+from shim.openai import chat
 from shim.routing import Route
 from shim.serve.relay import Relay, Translator
 from shim.services import Services
@@ -32,6 +34,8 @@ from shim.upstream.stream import OpenStream
 T = TypeVar("T")
 R = TypeVar("R")
 _MISSING = re.compile(r"Object missing required field `([^`]*)`")
+#: The allowed values named in a 400 for an enum field, by field name.
+_CHOICES: dict[str, tuple[str, ...]] = {"role": typing.get_args(chat.Role)}
 
 #: A reply: a JSON body (200), or a client stream, primed (its first event read).
 Reply = bytes | Relay
@@ -97,6 +101,11 @@ class Service(Protocol[R]):
         """The model the request names (the route is looked up by it)."""
         ...
 
+    def fault(self, route: Route, request: R) -> InvalidRequestError | None:
+        """The first limit of ``route`` the request exceeds (a 400 on the requested model,
+        whatever its protocol; a fallback with one is skipped), else None."""
+        ...
+
     async def answer(self, attempt: Attempt, request: R) -> Reply:
         """The reply on ``attempt.route``; an ``UpstreamError`` moves on to its fallbacks."""
         ...
@@ -123,6 +132,10 @@ def decode_request(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
         if param is None:
             raise InvalidRequestError(f"Invalid request body: {message}") from None
         text = message[: message.rfind(" - at `$")]
+        choices = _CHOICES.get(param.rsplit(".", 1)[-1])
+        if choices is not None and text.startswith("Invalid enum value"):
+            # The allowed values, not the client's (which may be long or hold control tokens).
+            text = f"expected one of {', '.join(choices)}."
         raise InvalidRequestError(f"Invalid `{param}`: {text}", param=param) from None
     except msgspec.DecodeError as exc:
         if not body.strip():

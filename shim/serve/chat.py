@@ -11,7 +11,7 @@ from shim.adapters import _params, _prompt
 from shim.errors import InvalidRequestError
 from shim.openai import chat
 from shim.routing import Route
-from shim.serve import generation, passthrough
+from shim.serve import generation, limits, passthrough
 from shim.serve.call import Attempt, Reply, decode_request
 from shim.serve.formats import ChatFormat
 from shim.templates import ChatTemplate
@@ -43,12 +43,16 @@ class Chat:
     def model(self, request: chat.ChatCompletionRequest) -> str:
         return request.model
 
+    def fault(
+        self, route: Route, request: chat.ChatCompletionRequest
+    ) -> InvalidRequestError | None:
+        return limits.fault(route, limits.of_chat(request))
+
     async def answer(self, attempt: Attempt, request: chat.ChatCompletionRequest) -> Reply:
         route = attempt.route
         if route.generator is None:
             return await passthrough.respond(attempt, kind="chat")
         params = _params.from_chat(request)
-        generation.check_limits(route, params, len(request.messages))
         if request.stream and params.n > 1:
             raise InvalidRequestError("Streaming with `n` > 1 is not supported here.", param="n")
         template = attempt.call.services.discovery.template(route)

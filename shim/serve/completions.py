@@ -10,7 +10,8 @@ import msgspec
 from shim.adapters import _params
 from shim.errors import InvalidRequestError
 from shim.openai import completions
-from shim.serve import generation, passthrough
+from shim.routing import Route
+from shim.serve import generation, limits, passthrough
 from shim.serve.call import Attempt, Reply, decode_request
 from shim.serve.formats import CompletionFormat
 
@@ -42,6 +43,11 @@ class Completions:
     def model(self, request: completions.CompletionRequest) -> str:
         return request.model
 
+    def fault(
+        self, route: Route, request: completions.CompletionRequest
+    ) -> InvalidRequestError | None:
+        return limits.fault(route, limits.of_completion(request))
+
     async def answer(self, attempt: Attempt, request: completions.CompletionRequest) -> Reply:
         route = attempt.route
         if route.generator is None:
@@ -50,7 +56,6 @@ class Completions:
         if params.max_tokens is None and route.default_max_tokens is None:
             params.max_tokens = _params.COMPLETIONS_DEFAULT_MAX_TOKENS
         prompts = _prompts(request)
-        generation.check_limits(route, params, 1)
         if request.stream and (params.n > 1 or len(prompts) > 1):
             raise InvalidRequestError(
                 "Streaming is supported for one prompt and `n` = 1.",

@@ -18,7 +18,7 @@ import logging
 from contextlib import AsyncExitStack
 from typing import TypeVar
 
-from shim.errors import PermissionDeniedError, ShimError, UpstreamError, UpstreamRejectedError
+from shim.errors import ModelNotFoundError, ShimError, UpstreamError, UpstreamRejectedError
 from shim.routing import Route
 from shim.serve.call import Attempt, Call, Reply, Service
 from shim.serve.responses import send_error, send_json
@@ -71,6 +71,9 @@ async def _reply(call: Call, service: Service[R], held: AsyncExitStack, send: Se
     try:
         request = service.decode(call.body)
         route = _resolve(call, service, service.model(request))
+        fault = service.fault(route, request)
+        if fault is not None:
+            raise fault
         metrics = call.services.metrics
         metrics.enter(route.name)
         held.callback(metrics.leave, route.name)
@@ -86,41 +89,56 @@ async def _reply(call: Call, service: Service[R], held: AsyncExitStack, send: Se
 
 
 def _resolve(call: Call, service: Service[R], model: str) -> Route:
-    """The route of the requested model, for this caller's key."""
+    """The route of the requested model, for this caller's key.
+
+    A model the key may not use is answered exactly as one that does not exist (404
+    ``model_not_found``), before anything else about it, such as its task, is looked at: a
+    key cannot discover the other models."""
     ctx = call.ctx
+    key = ctx.key
+    if key is not None and not key.allows(model):
+        raise ModelNotFoundError(model)
     route = call.active.router.for_task(model, service.tasks, path=service.path)
     ctx.model = route.name
-    key = ctx.key
-    if key is not None and key.models is not None and route.name not in key.models:
-        raise PermissionDeniedError(
-            f"This API key may not use the model `{route.name}`.", param="model"
-        )
     return route
 
 
 async def _answer(
     call: Call, service: Service[R], request: R, route: Route, held: AsyncExitStack
 ) -> Reply:
-    """The reply of ``route``, else of its ``fallbacks`` when all its upstreams failed. What
-    the answering attempt holds moves to ``held``; a failed attempt's is released at once."""
+    """The reply of ``route``, else of its ``fallbacks`` (those whose limits the request fits)
+    when all its upstreams failed."""
     routes = call.active.router.routes
     chain = [route, *(routes[name] for name in route.fallbacks if name in routes)]
-    for i, current in enumerate(chain):
-        async with AsyncExitStack() as attempt:
-            try:
-                slots = call.active.slots.get(current.name)
-                if slots is not None:
-                    await slots.acquire()
-                    attempt.callback(slots.release)
-                reply = await service.answer(Attempt(call, current, attempt), request)
-            except UpstreamError as exc:
-                if isinstance(exc, UpstreamRejectedError) or i == len(chain) - 1:
-                    raise
-                call.ctx.error_reason = exc.reason
-                continue
-            await held.enter_async_context(attempt.pop_all())
-            return reply
-    raise AssertionError("unreachable")
+    failure: UpstreamError | None = None
+    for current in chain:
+        if failure is not None:
+            if service.fault(current, request) is not None:
+                continue  # the request exceeds this fallback's limits
+            call.ctx.error_reason = failure.reason
+        try:
+            return await _attempt(call, service, request, current, held)
+        except UpstreamRejectedError:
+            raise  # the request itself was refused: another model would refuse it too
+        except UpstreamError as exc:
+            failure = exc
+    assert failure is not None
+    raise failure
+
+
+async def _attempt(
+    call: Call, service: Service[R], request: R, route: Route, held: AsyncExitStack
+) -> Reply:
+    """One route's try, under its model's concurrency slot. What the answering attempt holds
+    moves to ``held`` (the reply's); a failed attempt's is released at once."""
+    async with AsyncExitStack() as attempt:
+        slots = call.active.slots.get(route.name)
+        if slots is not None:
+            await slots.acquire()
+            attempt.callback(slots.release)
+        reply = await service.answer(Attempt(call, route, attempt), request)
+        await held.enter_async_context(attempt.pop_all())
+        return reply
 
 
 def _note(call: Call, error: ShimError) -> None:

@@ -44,17 +44,25 @@ def plan_for(route: Route, adapter: FeatureExtraction, req: embeddings.Embedding
     return Plan(verbatim=req.encoding_format == "float", upstream_format="float")
 
 
-def _check(route: Route, inputs: fx.Inputs, req: embeddings.EmbeddingRequest) -> None:
-    if len(inputs) > route.config.max_inputs:
-        raise InvalidRequestError(
+def _count(value: embeddings.EmbeddingInput) -> int:
+    """Inputs in OpenAI's ``input`` (a list of token ids is one input), before it is checked."""
+    if isinstance(value, str) or (value and isinstance(value[0], int)):
+        return 1
+    return len(value)
+
+
+def _fault(route: Route, req: embeddings.EmbeddingRequest) -> InvalidRequestError | None:
+    if _count(req.input) > route.config.max_inputs:
+        return InvalidRequestError(
             f"At most {route.config.max_inputs} inputs per request.", param="input"
         )
     if req.dimensions is not None and not route.config.dimensions:
-        raise InvalidRequestError(
+        return InvalidRequestError(
             f"The model `{route.name}` does not support `dimensions` (set `dimensions = true` "
             "in its config for Matryoshka models).",
             param="dimensions",
         )
+    return None
 
 
 class _Batches:
@@ -140,11 +148,15 @@ class Embeddings:
     def model(self, request: embeddings.EmbeddingRequest) -> str:
         return request.model
 
+    def fault(
+        self, route: Route, request: embeddings.EmbeddingRequest
+    ) -> InvalidRequestError | None:
+        return _fault(route, request)
+
     async def answer(self, attempt: Attempt, request: embeddings.EmbeddingRequest) -> Reply:
         route = attempt.route
         assert route.embedder is not None
         inputs, _single = fx.inputs_of(request.input)
-        _check(route, inputs, request)
         plan = plan_for(route, route.embedder, request)
         items, tokens = await embed(attempt, route.embedder, inputs, plan)
         attempt.call.ctx.prompt_tokens = tokens

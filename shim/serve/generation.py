@@ -15,7 +15,7 @@ from shim.adapters._params import GenerationParams
 from shim.adapters._result import Generation, StreamDelta, estimate_tokens
 from shim.adapters._stop import StopScanner, truncate_at_stop
 from shim.config import Task
-from shim.errors import InvalidRequestError, ShimError
+from shim.errors import ShimError
 from shim.openai.common import Usage
 from shim.routing import Route
 from shim.serve.call import Attempt, Reply
@@ -45,22 +45,6 @@ class Job:
     def __post_init__(self) -> None:
         template_stops = self.template.stop if self.template is not None else ()
         self.stops = [*self.params.stop, *template_stops, *self.route.config.stop]
-
-
-def check_limits(route: Route, params: GenerationParams, messages: int) -> None:
-    """The model's request limits (``max_messages``, ``max_n``, ``max_tokens_limit``)."""
-    if messages > route.max_messages:
-        raise InvalidRequestError(
-            f"Too many messages ({messages}); this model allows {route.max_messages}.",
-            param="messages",
-        )
-    if params.n > route.max_n:
-        raise InvalidRequestError(f"`n` may be at most {route.max_n} here.", param="n")
-    limit = route.max_tokens_limit
-    if limit is not None and params.max_tokens is not None and params.max_tokens > limit:
-        raise InvalidRequestError(
-            f"`max_tokens` may be at most {limit} for this model.", param="max_tokens"
-        )
 
 
 async def respond(attempt: Attempt, job: Job) -> Reply:

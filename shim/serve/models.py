@@ -8,30 +8,25 @@ import msgspec
 from litestar import MediaType, Request, Response, get
 from litestar.datastructures import State
 
+from shim.auth import KeyInfo
 from shim.context import context_of
 from shim.errors import ModelNotFoundError
 from shim.openai.common import ModelList
 from shim.services import Services
-from shim.state import Active
 
 
-def _visible(active: Active, request: Request[Any, Any, Any]) -> list[str]:
+def _key(request: Request[Any, Any, Any]) -> KeyInfo | None:
     ctx = context_of(request.scope)
-    key = ctx.key if ctx is not None else None
-    models = active.router.models
-    if key is None or key.models is None:
-        return list(models)
-    return [m for m in models if m in key.models]
+    return ctx.key if ctx is not None else None
 
 
 @get("/v1/models")
 async def list_models(request: Request[Any, Any, Any], state: State) -> Response[bytes]:
     services: Services = state.shim
-    active = services.active
-    ctx = context_of(request.scope)
-    if ctx is None or ctx.key is None or ctx.key.models is None:
-        return Response(active.router.models_body, media_type=MediaType.JSON)
-    models = [active.router.models[m] for m in _visible(active, request)]
+    router, key = services.active.router, _key(request)
+    if key is None or key.models is None:
+        return Response(router.models_body, media_type=MediaType.JSON)
+    models = [model for name, model in router.models.items() if key.allows(name)]
     return Response(msgspec.json.encode(ModelList(data=models)), media_type=MediaType.JSON)
 
 
@@ -40,8 +35,8 @@ async def retrieve_model(
     request: Request[Any, Any, Any], state: State, model_id: str
 ) -> Response[bytes]:
     services: Services = state.shim
-    active = services.active
-    name = model_id.lstrip("/")
-    if name not in _visible(active, request):
+    name, key = model_id.lstrip("/"), _key(request)
+    model = services.active.router.models.get(name)
+    if model is None or (key is not None and not key.allows(name)):
         raise ModelNotFoundError(name)
-    return Response(msgspec.json.encode(active.router.models[name]), media_type=MediaType.JSON)
+    return Response(msgspec.json.encode(model), media_type=MediaType.JSON)
