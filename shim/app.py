@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from shim import accesslog, lifecycle, ops
 from shim.clock import Clock, SystemClock
-from shim.config import Config, ConfigError, load_config
+from shim.config import Config, ConfigError
 from shim.discovery import Discovery
 from shim.errors import (
     InvalidRequestError,
@@ -31,6 +31,7 @@ from shim.errors import (
     ShimError,
     UnsupportedMediaTypeError,
 )
+from shim.loader import load_config
 from shim.metrics import Metrics
 from shim.middleware import ShimMiddleware
 from shim.serve import api

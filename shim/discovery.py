@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import typing
-from collections.abc import Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -80,14 +81,14 @@ class Discovery:
         work = []
         for r in router.routes.values():
             if r.hub_template is not None and r.hub_template not in self.templates:
-                work.append(self._once(r.hub_template, self._template(r, r.hub_template)))
+                work.append(self._once(r.hub_template, partial(self._template, r, r.hub_template)))
             if r.info_url is not None and r.info_url not in self.batch_sizes:
-                work.append(self._once(r.info_url, self._tei_info(r, r.info_url)))
+                work.append(self._once(r.info_url, partial(self._tei_info, r, r.info_url)))
         return work
 
     def _wanted(self, router: Router) -> list[Coroutine[Any, Any, None]]:
         return [
-            self._once(r.tokenizer, self._tokenizer(r, r.tokenizer))
+            self._once(r.tokenizer, partial(self._tokenizer, r, r.tokenizer))
             for r in router.routes.values()
             if r.tokenizer is not None and r.tokenizer not in self.tokenizers
         ]
@@ -98,14 +99,13 @@ class Discovery:
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
-    async def _once(self, key: object, work: Coroutine[Any, Any, None]) -> None:
+    async def _once(self, key: object, learn: Callable[[], Awaitable[None]]) -> None:
         """Learn ``key`` unless it is being learned already (two models, one repo)."""
         if key in self._learning:
-            work.close()
             return
         self._learning.add(key)
         try:
-            await work
+            await learn()
         finally:
             self._learning.discard(key)
 

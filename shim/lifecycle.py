@@ -10,7 +10,8 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from shim.config import ConfigError, load_config
+from shim.config import ConfigError
+from shim.loader import load_config
 from shim.services import Services
 
 log = logging.getLogger("shim")

@@ -9,18 +9,16 @@ doing (health, load, a wake-up) is live state in ``shim.state``; what startup le
 
 from __future__ import annotations
 
-import base64
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
-from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 import msgspec
 
-from shim import templates
+from shim import templates, urls
 from shim.adapters import FeatureExtraction, TextGeneration, feature_extraction, text_generation
 from shim.config import (
     Config,
@@ -31,56 +29,11 @@ from shim.config import (
     cache_dir,
     protocol_of,
     urls_of,
-    userinfo_of,
-    without_userinfo,
 )
 from shim.errors import InvalidRequestError, ModelNotFoundError
 from shim.openai import common
 
 RawHeaders = tuple[tuple[bytes, bytes], ...]
-
-
-def display_url(url: str) -> str:
-    """Scheme, host and path only: no credentials or query string in logs and messages."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return f"{parts.scheme}://{host}{parts.path}"
-
-
-@dataclass(frozen=True, slots=True)
-class Paths:
-    """Path (appended to an upstream's base URL) of each operation; None = not offered."""
-
-    generate: str | None = None
-    generate_stream: str | None = None
-    chat: str | None = None
-    completions: str | None = None
-    embeddings: str | None = None
-
-    def offered(self) -> list[str]:
-        return [p for p in (getattr(self, f.name) for f in fields(self)) if p is not None]
-
-
-@dataclass(frozen=True, slots=True)
-class Upstream:
-    """One upstream base URL of a model, with every URL the route calls on it parsed once
-    (URL parsing is a measurable per-request cost)."""
-
-    base: str
-    # The Host header, encoded once (requests are built without httpx's header merging).
-    host: bytes
-    display: str
-    urls: Mapping[str, httpx.URL]
-
-    @classmethod
-    def of(cls, base: str, paths: Paths) -> Upstream:
-        urls = {path: httpx.URL(base + path) for path in paths.offered()}
-        return cls(base, httpx.URL(base).netloc, display_url(base), urls)
-
-    def url(self, path: str) -> httpx.URL:
-        return self.urls[path]
 
 
 class HubRepo(NamedTuple):
@@ -102,8 +55,8 @@ class Route:
     hf_model: str | None
     serverless: bool
     owned_by: str
-    upstreams: tuple[Upstream, ...]
-    paths: Paths
+    upstreams: tuple[urls.Upstream, ...]
+    paths: urls.Paths
     # For plain GETs (TEI /info, health probes); POSTs use the ready-made raw forms.
     headers: Mapping[str, str]
     raw_headers: RawHeaders
@@ -146,42 +99,6 @@ class Route:
         return f"{self.name} -> {self.task}, {self.protocol}, {urls}"
 
 
-def _bases_and_paths(
-    model: ModelConfig, protocol: Protocol, base_url: str
-) -> tuple[list[str], Paths]:
-    # Credentials in a URL were made an Authorization header: never part of the URL sent.
-    urls = [without_userinfo(u).rstrip("/") for u in urls_of(model)]
-    hf_model = quote(model.hf_model or "", safe="/")
-    if protocol == "openai":
-        if not urls:
-            # The HF router's OpenAI API serves chat only (legacy completions go as chat).
-            return [base_url + "/v1"], Paths(chat="/chat/completions")
-        bases = [_strip_v1(u) + "/v1" for u in urls]
-        return bases, Paths(
-            chat="/chat/completions", completions="/completions", embeddings="/embeddings"
-        )
-    if protocol == "tgi":
-        return urls, Paths(generate="/generate", generate_stream="/generate_stream")
-    if protocol == "tei":
-        return urls, Paths(embeddings="/embed")
-    # pipeline
-    if model.task == "feature-extraction":
-        serverless = f"{base_url}/hf-inference/models/{hf_model}/pipeline/feature-extraction"
-        return urls or [serverless], Paths(embeddings="")
-    return urls or [f"{base_url}/hf-inference/models/{hf_model}"], Paths(generate="")
-
-
-def _basic_auth(userinfo: str) -> str:
-    """RFC 7617 Basic credentials from a URL's percent-encoded ``user:password``."""
-    user, _, password = userinfo.partition(":")
-    pair = f"{unquote(user)}:{unquote(password)}".encode()
-    return "Basic " + base64.b64encode(pair).decode("ascii")
-
-
-def _strip_v1(url: str) -> str:
-    return url[: -len("/v1")] if url.endswith("/v1") else url
-
-
 def _raw(headers: Mapping[str, str]) -> RawHeaders:
     return tuple((k.encode(), v.encode()) for k, v in headers.items())
 
@@ -213,13 +130,13 @@ def _tokenizer(model: ModelConfig, config: Config, repo: HubRepo | None) -> HubR
 def build_route(name: str, model: ModelConfig, config: Config) -> Route:
     hf = config.huggingface
     protocol = protocol_of(model)
-    bases, paths = _bases_and_paths(model, protocol, hf.base_url.rstrip("/"))
+    bases, paths = urls.bases_and_paths(model, protocol, hf.base_url.rstrip("/"))
     token = model.token if model.token is not None else hf.token
     headers = {"content-type": "application/json", "accept": "application/json"}
     if token:
         headers["authorization"] = f"Bearer {token}"
-    elif (userinfo := next(map(userinfo_of, urls_of(model)), None)) is not None:
-        headers["authorization"] = _basic_auth(userinfo)
+    elif (userinfo := next(map(urls.userinfo_of, urls_of(model)), None)) is not None:
+        headers["authorization"] = urls.basic_auth(userinfo)
     loading = dict(headers)
     if not model.url:
         loading["x-wait-for-model"] = "true"
@@ -248,7 +165,7 @@ def build_route(name: str, model: ModelConfig, config: Config) -> Route:
         serverless=not model.url,
         owned_by=model.owned_by
         or (model.hf_model.split("/")[0] if model.hf_model and "/" in model.hf_model else "shim"),
-        upstreams=tuple(Upstream.of(base, paths) for base in bases),
+        upstreams=tuple(urls.Upstream.of(base, paths) for base in bases),
         paths=paths,
         headers=headers,
         raw_headers=_raw(headers),

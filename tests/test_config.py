@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from shim.__main__ import main
-from shim.config import ConfigError, load_config, parse_config
+from shim.config import ConfigError
+from shim.loader import load_config, parse_config
 from shim.routing import Router
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,8 +18,8 @@ import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
-from shim.config import parse_config
 from shim.errors import UpstreamReason
+from shim.loader import parse_config
 from shim.metrics import Metrics
 from shim.middleware import APIS
 from shim.routing import Router

@@ -20,11 +20,12 @@ import httpx
 from shim.clock import Clock
 from shim.context import RequestContext
 from shim.errors import ShimError, UpstreamError, UpstreamTimeoutError, UpstreamUnavailableError
-from shim.routing import Route, Upstream
+from shim.routing import Route
 from shim.upstream import retry
 from shim.upstream.balancer import Pool, UpstreamState
 from shim.upstream.failures import map_transport_errors, parse_upstream_error
 from shim.upstream.stream import OpenStream, compressed, raw_chunks
+from shim.urls import Upstream
 
 log = logging.getLogger("shim.upstream")
 T = TypeVar("T")
