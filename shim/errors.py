@@ -23,9 +23,11 @@ How upstream answers and transport failures map onto it: ``shim.upstream.failure
 from __future__ import annotations
 
 import re
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, TypeVar
 
 import msgspec
+
+T = TypeVar("T")
 
 UpstreamReason = Literal[
     "timeout", "connect", "http_4xx", "http_5xx", "loading", "invalid_response", "stream_aborted"
@@ -50,6 +52,8 @@ class ShimError(Exception):
     status_code: ClassVar[int] = 500
     type: ClassVar[str] = "server_error"
     default_code: ClassVar[str | None] = None
+    #: Response headers every error of the class goes with.
+    fixed_headers: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     def __init__(
         self,
@@ -73,10 +77,12 @@ class ShimError(Exception):
         return _encoder.encode(self.body())
 
     def headers(self) -> dict[str, str]:
-        """Response headers that go with this error (what SDK retry logic reads)."""
-        if self.retry_after is None:
-            return {}
-        return {"retry-after": str(max(1, round(self.retry_after)))}
+        """Response headers that go with this error (``Retry-After`` is what SDK retry logic
+        reads)."""
+        headers = dict(self.fixed_headers)
+        if self.retry_after is not None:
+            headers["retry-after"] = str(max(1, round(self.retry_after)))
+        return headers
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r}, status={self.status_code})"
@@ -91,9 +97,7 @@ class AuthenticationError(ShimError):
     status_code = 401
     type = "invalid_request_error"
     default_code = "invalid_api_key"
-
-    def headers(self) -> dict[str, str]:
-        return {**super().headers(), "www-authenticate": "Bearer"}
+    fixed_headers = (("www-authenticate", "Bearer"),)
 
 
 class NotFoundError(ShimError):
@@ -129,10 +133,8 @@ class RequestTooLargeError(ShimError):
     status_code = 413
     type = "invalid_request_error"
     default_code = "request_too_large"
-
-    def headers(self) -> dict[str, str]:
-        # The rest of the body is never read: the connection cannot carry another request.
-        return {**super().headers(), "connection": "close"}
+    # The rest of the body is never read: the connection cannot carry another request.
+    fixed_headers = (("connection", "close"),)
 
 
 class UnsupportedMediaTypeError(ShimError):
@@ -237,3 +239,12 @@ def invalid_response(what: str) -> UpstreamError:
         code="upstream_invalid_response",
         retryable=False,
     )
+
+
+def decode_answer(decoder: msgspec.json.Decoder[T], data: bytes, what: str) -> T:
+    """An upstream answer, decoded; one shim cannot read is an ``invalid_response`` naming
+    ``what`` (per-token paths keep their own ``try``: a call per event is measurable)."""
+    try:
+        return decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise invalid_response(f"{what}: {exc}") from None

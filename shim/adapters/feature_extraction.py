@@ -14,7 +14,7 @@ from shim import hf
 from shim.adapters import _vectors
 from shim.adapters._result import Embeddings, estimate_tokens
 from shim.config import Pooling, Protocol
-from shim.errors import InvalidRequestError, UpstreamError, invalid_response
+from shim.errors import InvalidRequestError, decode_answer, invalid_response
 from shim.openai import embeddings
 
 Inputs = list[str] | list[list[int]]
@@ -64,10 +64,6 @@ def estimate_batch_tokens(batch: Inputs) -> int:
     return sum(len(item) if isinstance(item, list) else estimate_tokens(item) + 2 for item in batch)
 
 
-def _decode_error(what: str, exc: Exception) -> UpstreamError:
-    return invalid_response(f"{what}: {exc}")
-
-
 def _check_count(count: int, n: int) -> None:
     if count != n:
         raise invalid_response(f"{count} embeddings for {n} inputs")
@@ -90,18 +86,12 @@ class TEI:
 
     def parse_response(self, body: bytes, *, n: int) -> Embeddings:
         # TEI's /embed always answers [n][dim]: a typed decode, nothing to pool.
-        try:
-            vectors = _vectors_of.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise _decode_error("TEI /embed", exc) from None
+        vectors = decode_answer(_vectors_of, body, "TEI /embed")
         _check_count(len(vectors), n)
         return Embeddings(vectors)
 
     def parse_verbatim(self, body: bytes, *, n: int) -> tuple[list[msgspec.Raw], int | None]:
-        try:
-            items = _verbatim_tei.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise _decode_error("embeddings", exc) from None
+        items = decode_answer(_verbatim_tei, body, "embeddings")
         return _checked(items, n), None
 
 
@@ -126,10 +116,7 @@ class Pipeline:
         return _encoder.encode(hf.PipelineEmbedRequest(inputs=texts, truncate=self.truncate))
 
     def parse_response(self, body: bytes, *, n: int) -> Embeddings:
-        try:
-            value = _any.decode(body)
-        except msgspec.DecodeError as exc:
-            raise _decode_error("embeddings", exc) from None
+        value = decode_answer(_any, body, "embeddings")
         if isinstance(value, dict):
             if "embeddings" not in value:
                 raise invalid_response("an object without `embeddings`")
@@ -158,20 +145,14 @@ class OpenAIStyle:
         return _encoder.encode(request)
 
     def parse_response(self, body: bytes, *, n: int) -> Embeddings:
-        try:
-            decoded = _openai.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise _decode_error("embeddings", exc) from None
+        decoded = decode_answer(_openai, body, "embeddings")
         items = sorted(decoded.data, key=lambda item: item.index)
         _check_count(len(items), n)
         usage = decoded.usage.prompt_tokens if decoded.usage else None
         return Embeddings([item.embedding for item in items], usage or None)
 
     def parse_verbatim(self, body: bytes, *, n: int) -> tuple[list[msgspec.Raw], int | None]:
-        try:
-            decoded = _verbatim_openai.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise _decode_error("embeddings", exc) from None
+        decoded = decode_answer(_verbatim_openai, body, "embeddings")
         items = [item.embedding for item in sorted(decoded.data, key=lambda i: i.index)]
         tokens = decoded.usage.prompt_tokens if decoded.usage else None
         return _checked(items, n), tokens or None

@@ -14,7 +14,13 @@ from shim import hf
 from shim.adapters._params import GenerationParams, sampling
 from shim.adapters._result import Generation, StreamDelta, TokenInfo
 from shim.config import Protocol, Task
-from shim.errors import InvalidRequestError, UpstreamError, UpstreamRejectedError, invalid_response
+from shim.errors import (
+    InvalidRequestError,
+    UpstreamError,
+    UpstreamRejectedError,
+    decode_answer,
+    invalid_response,
+)
 
 # TGI's finish reasons → OpenAI's. Unknown values read as "stop" (never fail on a new value).
 FINISH_REASONS = {"length": "length", "eos_token": "stop", "stop_sequence": "stop", "stop": "stop"}
@@ -79,10 +85,7 @@ class TGI:
         )
 
     def parse_response(self, body: bytes, *, prompt: str) -> Generation:
-        try:
-            decoded = _response.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise invalid_response(f"TGI /generate: {exc}") from None
+        decoded = decode_answer(_response, body, "TGI /generate")
         if isinstance(decoded, list):
             if not decoded:
                 raise invalid_response("TGI returned an empty list")
@@ -171,10 +174,7 @@ class Pipeline:
         )
 
     def parse_response(self, body: bytes, *, prompt: str) -> Generation:
-        try:
-            decoded = _pipeline_response.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise invalid_response(f"pipeline output: {exc}") from None
+        decoded = decode_answer(_pipeline_response, body, "pipeline output")
         item: object = decoded
         while isinstance(item, list):
             if not item:

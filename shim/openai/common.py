@@ -28,6 +28,18 @@ class EmbeddingUsage(msgspec.Struct):
     total_tokens: int
 
 
+class Answer(msgspec.Struct, kw_only=True):
+    """What every chat and completions answer and stream chunk starts with (a subclass sets
+    ``object``; fields keep this order)."""
+
+    id: str
+    object: str
+    created: int
+    model: str
+    # A string in OpenAI's schema, never null: omitted when unknown (always, on rendered protocols).
+    system_fingerprint: str | msgspec.UnsetType = msgspec.UNSET
+
+
 class Model(msgspec.Struct):
     id: str
     created: int

@@ -23,11 +23,11 @@ from shim.errors import (
     UnsupportedMediaTypeError,
 )
 from shim.serve import chat, completions, dispatch, embeddings, models
-from shim.serve.call import Call, Service
+from shim.serve.call import Call, Request, Service
 from shim.services import Services
 from shim.types import Receive, Scope, Send
 
-R = TypeVar("R")
+R = TypeVar("R", bound=Request)
 _JSON_TYPES = (b"application/json", b"text/plain")
 
 

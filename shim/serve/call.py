@@ -32,7 +32,16 @@ from shim.upstream.client import Answer, fan_out
 from shim.upstream.stream import OpenStream
 
 T = TypeVar("T")
-R = TypeVar("R")
+
+
+class Request(Protocol):
+    """What dispatch reads of every decoded API request."""
+
+    @property
+    def model(self) -> str: ...
+
+
+R = TypeVar("R", bound=Request)
 _MISSING = re.compile(r"Object missing required field `([^`]*)`")
 #: The allowed values named in a 400 for an enum field, by field name.
 _CHOICES: dict[str, tuple[str, ...]] = {"role": typing.get_args(chat.Role)}
@@ -64,12 +73,15 @@ class Attempt:
 
     async def post(self, path: str, body: bytes) -> Answer:
         call = self.call
-        return await call.services.client.post(self.route, self.pool, path, body, call.ctx)
+        answer = await call.services.client.send(self.route, self.pool, path, body, call.ctx)
+        assert isinstance(answer, Answer)
+        return answer
 
     async def open_stream(self, path: str, body: bytes) -> OpenStream:
         """An upstream stream, held by this attempt (closed with it, or with the reply)."""
-        call = self.call
-        stream = await call.services.client.open_stream(self.route, self.pool, path, body, call.ctx)
+        client, ctx = self.call.services.client, self.call.ctx
+        stream = await client.send(self.route, self.pool, path, body, ctx, stream=True)
+        assert isinstance(stream, OpenStream)
         self.exits.push_async_callback(stream.aclose)
         return stream
 
@@ -92,14 +104,8 @@ class Service(Protocol[R]):
     path: str
     #: The tasks whose models may serve it.
     tasks: tuple[Task, ...]
-
-    def decode(self, body: bytes) -> R:
-        """The request (``decode_request`` with the operation's decoder)."""
-        ...
-
-    def model(self, request: R) -> str:
-        """The model the request names (the route is looked up by it)."""
-        ...
+    #: The request body's type (its ``model`` is routed).
+    decoder: msgspec.json.Decoder[R]
 
     def fault(self, route: Route, request: R) -> InvalidRequestError | None:
         """The first limit of ``route`` the request exceeds (a 400 on the requested model,

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import msgspec
 
-from shim.adapters import _params, _prompt
+from shim.adapters import TextGeneration, _params, _prompt
 from shim.errors import InvalidRequestError
 from shim.openai import chat
 from shim.routing import Route
-from shim.serve import generation, limits, passthrough
-from shim.serve.call import Attempt, Reply, decode_request
+from shim.serve import generation, limits
+from shim.serve.call import Attempt
 from shim.serve.formats import ChatFormat
 from shim.templates import ChatTemplate
 
@@ -33,40 +33,27 @@ def _prompt_of(route: Route, template: ChatTemplate | None, req: chat.ChatComple
     )
 
 
-class Chat:
+class Chat(generation.GenerationService[chat.ChatCompletionRequest]):
     path = "/v1/chat/completions"
-    tasks = generation.GENERATION_TASKS
+    decoder = _request
+    kind = "chat"
 
-    def decode(self, body: bytes) -> chat.ChatCompletionRequest:
-        return decode_request(_request, body)
+    def demand(self, request: chat.ChatCompletionRequest) -> limits.Demand:
+        return limits.of_chat(request)
 
-    def model(self, request: chat.ChatCompletionRequest) -> str:
-        return request.model
-
-    def fault(
-        self, route: Route, request: chat.ChatCompletionRequest
-    ) -> InvalidRequestError | None:
-        return limits.fault(route, limits.of_chat(request))
-
-    async def answer(self, attempt: Attempt, request: chat.ChatCompletionRequest) -> Reply:
-        route = attempt.route
-        if route.generator is None:
-            return await passthrough.respond(attempt, kind="chat")
+    def job(
+        self, attempt: Attempt, adapter: TextGeneration, request: chat.ChatCompletionRequest
+    ) -> generation.Job:
         params = _params.from_chat(request)
         if request.stream and params.n > 1:
             raise InvalidRequestError("Streaming with `n` > 1 is not supported here.", param="n")
+        route = attempt.route
         template = attempt.call.services.discovery.template(route)
-        job = generation.Job(
-            route=route,
-            adapter=route.generator,
-            template=template,
-            params=params,
-            prompts=[_prompt_of(route, template, request)],
-            fmt=ChatFormat(route.name),
-            stream=bool(request.stream),
-            include_usage=bool(request.stream_options and request.stream_options.include_usage),
-        )
-        return await generation.respond(attempt, job)
+        prompt = _prompt_of(route, template, request)
+        return generation.job(
+            attempt, adapter, request,
+            template=template, params=params, prompts=[prompt], fmt=ChatFormat(route.name),
+        )  # fmt: skip
 
 
 SERVICE = Chat()

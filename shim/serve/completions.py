@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import msgspec
 
-from shim.adapters import _params
+from shim.adapters import TextGeneration, _params
 from shim.errors import InvalidRequestError
 from shim.openai import completions
-from shim.routing import Route
-from shim.serve import generation, limits, passthrough
-from shim.serve.call import Attempt, Reply, decode_request
+from shim.serve import generation, limits
+from shim.serve.call import Attempt
 from shim.serve.formats import CompletionFormat
 
 _request = msgspec.json.Decoder(completions.CompletionRequest)
@@ -33,25 +32,18 @@ def _prompts(req: completions.CompletionRequest) -> list[str]:
     return prompts
 
 
-class Completions:
+class Completions(generation.GenerationService[completions.CompletionRequest]):
     path = "/v1/completions"
-    tasks = generation.GENERATION_TASKS
+    decoder = _request
+    kind = "completions"
 
-    def decode(self, body: bytes) -> completions.CompletionRequest:
-        return decode_request(_request, body)
+    def demand(self, request: completions.CompletionRequest) -> limits.Demand:
+        return limits.of_completion(request)
 
-    def model(self, request: completions.CompletionRequest) -> str:
-        return request.model
-
-    def fault(
-        self, route: Route, request: completions.CompletionRequest
-    ) -> InvalidRequestError | None:
-        return limits.fault(route, limits.of_completion(request))
-
-    async def answer(self, attempt: Attempt, request: completions.CompletionRequest) -> Reply:
+    def job(
+        self, attempt: Attempt, adapter: TextGeneration, request: completions.CompletionRequest
+    ) -> generation.Job:
         route = attempt.route
-        if route.generator is None:
-            return await passthrough.respond(attempt, kind="completions")
         params = _params.from_completion(request)
         if params.max_tokens is None and route.default_max_tokens is None:
             params.max_tokens = _params.COMPLETIONS_DEFAULT_MAX_TOKENS
@@ -61,17 +53,11 @@ class Completions:
                 "Streaming is supported for one prompt and `n` = 1.",
                 param="n" if params.n > 1 else "prompt",
             )
-        job = generation.Job(
-            route=route,
-            adapter=route.generator,
-            template=attempt.call.services.discovery.template(route),
-            params=params,
-            prompts=prompts,
-            fmt=CompletionFormat(route.name),
-            stream=bool(request.stream),
-            include_usage=bool(request.stream_options and request.stream_options.include_usage),
-        )
-        return await generation.respond(attempt, job)
+        template = attempt.call.services.discovery.template(route)
+        return generation.job(
+            attempt, adapter, request,
+            template=template, params=params, prompts=prompts, fmt=CompletionFormat(route.name),
+        )  # fmt: skip
 
 
 SERVICE = Completions()

@@ -20,12 +20,12 @@ from typing import TypeVar
 
 from shim.errors import ModelNotFoundError, ShimError, UpstreamError, UpstreamRejectedError
 from shim.routing import Route
-from shim.serve.call import Attempt, Call, Reply, Service
+from shim.serve.call import Attempt, Call, Reply, Request, Service, decode_request
 from shim.serve.responses import send_error, send_json
 from shim.types import Receive, Send
 
 log = logging.getLogger("shim")
-R = TypeVar("R")
+R = TypeVar("R", bound=Request)
 
 
 class DisconnectWatch:
@@ -69,8 +69,8 @@ async def serve(call: Call, service: Service[R], receive: Receive, send: Send) -
 
 async def _reply(call: Call, service: Service[R], held: AsyncExitStack, send: Send) -> None:
     try:
-        request = service.decode(call.body)
-        route = _resolve(call, service, service.model(request))
+        request = decode_request(service.decoder, call.body)
+        route = _resolve(call, service, request.model)
         fault = service.fault(route, request)
         if fault is not None:
             raise fault

@@ -15,7 +15,7 @@ from shim.errors import InvalidRequestError
 from shim.openai import embeddings
 from shim.openai.common import EmbeddingUsage
 from shim.routing import Route
-from shim.serve.call import Attempt, Reply, decode_request
+from shim.serve.call import Attempt, Reply
 
 #: Upstream calls one request may have in flight at once.
 MAX_PARALLEL_BATCHES = 8
@@ -141,12 +141,7 @@ def _finish(items: list[Item], req: embeddings.EmbeddingRequest, plan: Plan) -> 
 class Embeddings:
     path = "/v1/embeddings"
     tasks: tuple[Task, ...] = ("feature-extraction",)
-
-    def decode(self, body: bytes) -> embeddings.EmbeddingRequest:
-        return decode_request(_request, body)
-
-    def model(self, request: embeddings.EmbeddingRequest) -> str:
-        return request.model
+    decoder = _request
 
     def fault(
         self, route: Route, request: embeddings.EmbeddingRequest

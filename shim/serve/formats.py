@@ -8,6 +8,7 @@ stream carries the same ``id`` and ``created``.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import msgspec
 
@@ -56,7 +57,8 @@ def _event_template(chunk: bytes) -> tuple[bytes, bytes]:
 
 class _Format:
     """What every response of one request shares: id, creation time, model name, and the
-    pre-encoded frame of its text chunks."""
+    pre-encoded frame of its text chunks. Subclasses say how a choice and a whole answer or
+    stream chunk are spelled."""
 
     id_prefix = ""
 
@@ -65,6 +67,24 @@ class _Format:
         self.created = int(time.time())
         self.model = model
         self._template: tuple[bytes, bytes] | None = None
+
+    def _answer(self, choices: list[Any], usage: Usage) -> msgspec.Struct:
+        raise NotImplementedError
+
+    def _piece(self, choices: list[Any], usage: Usage | None = None) -> msgspec.Struct:
+        """A stream chunk."""
+        raise NotImplementedError
+
+    def _choice(self, index: int, generation: Generation, *, logprobs: bool) -> msgspec.Struct:
+        raise NotImplementedError
+
+    def response(self, generations: list[Generation], usage: Usage, *, logprobs: bool) -> bytes:
+        choices = [self._choice(i, g, logprobs=logprobs) for i, g in enumerate(generations)]
+        return _encoder.encode(self._answer(choices, usage))
+
+    def usage(self, usage: Usage) -> bytes:
+        """The last chunk of a stream with ``include_usage``: usage and no choices."""
+        return _encoder.encode(self._piece([], usage))
 
     def text(self, text: str, token: TokenInfo | None, *, logprobs: bool) -> bytes:
         raise NotImplementedError
@@ -96,47 +116,36 @@ class ChatFormat(_Format):
             ]
         )
 
-    def response(self, generations: list[Generation], usage: Usage, *, logprobs: bool) -> bytes:
-        choices = [
-            chat.Choice(
-                index=i,
-                message=chat.AssistantMessage(content=g.text),
-                finish_reason=g.finish_reason,
-                logprobs=self.logprobs(g.tokens) if logprobs else None,
-            )
-            for i, g in enumerate(generations)
-        ]
-        return _encoder.encode(
-            chat.ChatCompletion(
-                id=self.id, created=self.created, model=self.model, choices=choices, usage=usage
-            )
+    def _answer(self, choices: list[Any], usage: Usage) -> msgspec.Struct:
+        return chat.ChatCompletion(
+            id=self.id, created=self.created, model=self.model, choices=choices, usage=usage
         )
 
-    def _chunk(self, choice: chat.ChunkChoice) -> bytes:
-        return _encoder.encode(
-            chat.ChatCompletionChunk(
-                id=self.id, created=self.created, model=self.model, choices=[choice]
-            )
+    def _piece(self, choices: list[Any], usage: Usage | None = None) -> msgspec.Struct:
+        return chat.ChatCompletionChunk(
+            id=self.id, created=self.created, model=self.model, choices=choices, usage=usage
+        )
+
+    def _choice(self, index: int, generation: Generation, *, logprobs: bool) -> msgspec.Struct:
+        return chat.Choice(
+            index=index,
+            message=chat.AssistantMessage(content=generation.text),
+            finish_reason=generation.finish_reason,
+            logprobs=self.logprobs(generation.tokens) if logprobs else None,
         )
 
     def first(self) -> bytes | None:
-        return self._chunk(
-            chat.ChunkChoice(index=0, delta=chat.Delta(role="assistant", content=""))
-        )
+        choice = chat.ChunkChoice(index=0, delta=chat.Delta(role="assistant", content=""))
+        return _encoder.encode(self._piece([choice]))
 
     def text(self, text: str, token: TokenInfo | None, *, logprobs: bool) -> bytes:
         lp = self.logprobs([token]) if logprobs and token is not None else None
-        return self._chunk(chat.ChunkChoice(index=0, delta=chat.Delta(content=text), logprobs=lp))
+        choice = chat.ChunkChoice(index=0, delta=chat.Delta(content=text), logprobs=lp)
+        return _encoder.encode(self._piece([choice]))
 
     def finish(self, reason: str) -> bytes:
-        return self._chunk(chat.ChunkChoice(index=0, delta=chat.Delta(), finish_reason=reason))
-
-    def usage(self, usage: Usage) -> bytes:
-        return _encoder.encode(
-            chat.ChatCompletionChunk(
-                id=self.id, created=self.created, model=self.model, choices=[], usage=usage
-            )
-        )
+        choice = chat.ChunkChoice(index=0, delta=chat.Delta(), finish_reason=reason)
+        return _encoder.encode(self._piece([choice]))
 
 
 class CompletionFormat(_Format):
@@ -159,31 +168,21 @@ class CompletionFormat(_Format):
             text_offset=offsets,
         )
 
-    def response(self, generations: list[Generation], usage: Usage, *, logprobs: bool) -> bytes:
-        choices = [
-            completions.CompletionChoice(
-                text=g.text,
-                index=i,
-                finish_reason=g.finish_reason,
-                logprobs=self.logprobs(g.tokens) if logprobs else None,
-            )
-            for i, g in enumerate(generations)
-        ]
-        return _encoder.encode(
-            completions.Completion(
-                id=self.id, created=self.created, model=self.model, choices=choices, usage=usage
-            )
+    def _answer(self, choices: list[Any], usage: Usage) -> msgspec.Struct:
+        return self._piece(choices, usage)
+
+    def _piece(self, choices: list[Any], usage: Usage | None = None) -> msgspec.Struct:
+        # A stream chunk has the shape of the whole answer (usage only on the last).
+        return completions.Completion(
+            id=self.id, created=self.created, model=self.model, choices=choices, usage=usage
         )
 
-    def _chunk(self, choice: completions.CompletionChoice, usage: Usage | None = None) -> bytes:
-        return _encoder.encode(
-            completions.Completion(
-                id=self.id,
-                created=self.created,
-                model=self.model,
-                choices=[choice],
-                usage=usage,
-            )
+    def _choice(self, index: int, generation: Generation, *, logprobs: bool) -> msgspec.Struct:
+        return completions.CompletionChoice(
+            text=generation.text,
+            index=index,
+            finish_reason=generation.finish_reason,
+            logprobs=self.logprobs(generation.tokens) if logprobs else None,
         )
 
     def first(self) -> bytes | None:
@@ -191,19 +190,12 @@ class CompletionFormat(_Format):
 
     def text(self, text: str, token: TokenInfo | None, *, logprobs: bool) -> bytes:
         lp = self.logprobs([token]) if logprobs and token is not None else None
-        return self._chunk(
-            completions.CompletionChoice(text=text, index=0, finish_reason=None, logprobs=lp)
-        )
+        choice = completions.CompletionChoice(text=text, index=0, finish_reason=None, logprobs=lp)
+        return _encoder.encode(self._piece([choice]))
 
     def finish(self, reason: str) -> bytes:
-        return self._chunk(completions.CompletionChoice(text="", index=0, finish_reason=reason))
-
-    def usage(self, usage: Usage) -> bytes:
-        return _encoder.encode(
-            completions.Completion(
-                id=self.id, created=self.created, model=self.model, choices=[], usage=usage
-            )
-        )
+        choice = completions.CompletionChoice(text="", index=0, finish_reason=reason)
+        return _encoder.encode(self._piece([choice]))
 
 
 Format = ChatFormat | CompletionFormat

@@ -7,23 +7,27 @@ when a stream was asked for, with ``Replay``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 import msgspec
 
-from shim.adapters import TextGeneration
+from shim.adapters import TextGeneration, openai_compat
 from shim.adapters._params import GenerationParams
 from shim.adapters._result import Generation, StreamDelta, estimate_tokens
 from shim.adapters._stop import StopScanner, truncate_at_stop
 from shim.config import Task
-from shim.errors import ShimError
+from shim.errors import InvalidRequestError, ShimError
+from shim.openai import chat, completions
 from shim.openai.common import Usage
 from shim.routing import Route
+from shim.serve import limits, passthrough
 from shim.serve.call import Attempt, Reply
 from shim.serve.formats import DONE, Format, encode_event, error_events
 from shim.templates import ChatTemplate
 from shim.upstream.client import Answer
 
 GENERATION_TASKS: tuple[Task, ...] = ("text-generation", "text2text-generation")
+G = TypeVar("G", chat.ChatCompletionRequest, completions.CompletionRequest)
 _encoder = msgspec.json.Encoder()
 
 
@@ -45,6 +49,52 @@ class Job:
     def __post_init__(self) -> None:
         template_stops = self.template.stop if self.template is not None else ()
         self.stops = [*self.params.stop, *template_stops, *self.route.config.stop]
+
+
+class GenerationService(Generic[G]):
+    """What chat and completions share: their tasks; OpenAI-speaking upstreams get the request
+    as sent (``passthrough``), rendered protocols the ``Job`` the subclass builds."""
+
+    tasks = GENERATION_TASKS
+    kind: openai_compat.Kind
+
+    def demand(self, request: G) -> limits.Demand:
+        raise NotImplementedError
+
+    def job(self, attempt: Attempt, adapter: TextGeneration, request: G) -> Job:
+        raise NotImplementedError
+
+    def fault(self, route: Route, request: G) -> InvalidRequestError | None:
+        return limits.fault(route, self.demand(request))
+
+    async def answer(self, attempt: Attempt, request: G) -> Reply:
+        adapter = attempt.route.generator
+        if adapter is None:
+            return await passthrough.respond(attempt, kind=self.kind)
+        return await respond(attempt, self.job(attempt, adapter, request))
+
+
+def job(
+    attempt: Attempt,
+    adapter: TextGeneration,
+    request: G,
+    *,
+    template: ChatTemplate | None,
+    params: GenerationParams,
+    prompts: list[str],
+    fmt: Format,
+) -> Job:
+    options = request.stream_options
+    return Job(
+        route=attempt.route,
+        adapter=adapter,
+        template=template,
+        params=params,
+        prompts=prompts,
+        fmt=fmt,
+        stream=bool(request.stream),
+        include_usage=bool(options and options.include_usage),
+    )
 
 
 async def respond(attempt: Attempt, job: Job) -> Reply:

@@ -92,21 +92,20 @@ class Client:
     async def aclose(self) -> None:
         await self.client.aclose()
 
-    async def post(
-        self, route: Route, pool: Pool, path: str, body: bytes, ctx: RequestContext | None = None
-    ) -> Answer:
-        """POST and read the whole answer (within the route's ``timeout``)."""
-        answer = await self._send(route, pool, path, body, ctx, stream=False)
-        assert isinstance(answer, Answer)
-        return answer
-
-    async def open_stream(
-        self, route: Route, pool: Pool, path: str, body: bytes, ctx: RequestContext | None = None
-    ) -> OpenStream:
-        """POST and return once a 2xx status and headers arrived; the caller must ``aclose``."""
-        stream = await self._send(route, pool, path, body, ctx, stream=True)
-        assert isinstance(stream, OpenStream)
-        return stream
+    async def send(
+        self,
+        route: Route,
+        pool: Pool,
+        path: str,
+        body: bytes,
+        ctx: RequestContext | None = None,
+        *,
+        stream: bool = False,
+    ) -> Answer | OpenStream:
+        """POST for ``route``: the whole answer (within the route's ``timeout``), or with
+        ``stream`` the response once a 2xx status and headers arrived (the caller must
+        ``aclose`` it)."""
+        return await self._send(route, pool, path, body, ctx, stream=stream)
 
     async def get(self, url: str, *, headers: Mapping[str, str], limit: float) -> httpx.Response:
         """A plain GET within ``limit`` seconds (TEI /info, the Hub, health probes)."""

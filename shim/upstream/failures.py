@@ -60,18 +60,13 @@ def parse_upstream_error(
     if status == 429 or lowered == "overloaded":
         return UpstreamOverloadedError(f"The upstream is overloaded: {message}", retry_after=after)
     if status in (401, 403):
-        return UpstreamError(
+        return _refused(
             f"The upstream refused shim's credentials (HTTP {status}); check the model's token.",
-            reason="http_4xx",
-            code="upstream_auth_failed",
-            retryable=False,
+            "upstream_auth_failed",
         )
     if status == 404:
-        return UpstreamError(
-            f"The upstream has no such route or model (HTTP 404): {message}",
-            reason="http_4xx",
-            code="upstream_not_found",
-            retryable=False,
+        return _refused(
+            f"The upstream has no such route or model (HTTP 404): {message}", "upstream_not_found"
         )
     if status == 408:
         return UpstreamTimeoutError(f"The upstream timed out: {message}", reason="timeout")
@@ -80,6 +75,11 @@ def parse_upstream_error(
         code = "context_length_exceeded" if _CONTEXT_LENGTH.search(message) else None
         return UpstreamRejectedError(message, code=code)
     return UpstreamError(f"The upstream failed (HTTP {status}): {message}", reason="http_5xx")
+
+
+def _refused(message: str, code: str) -> UpstreamError:
+    """A 4xx about shim's setup (token, route), not the request: a 502, never retried."""
+    return UpstreamError(message, reason="http_4xx", code=code, retryable=False)
 
 
 def _retry_after(header: str | None, estimated: float | None) -> float | None:
