@@ -1,4 +1,5 @@
-"""Types shared by the OpenAI endpoints: usage, models, stream options.
+"""Types shared by the OpenAI API routes: usage, models, stream options, the fields every answer
+starts with.
 
 Spec: https://github.com/openai/openai-openapi (``CompletionUsage``, ``Model``,
 ``ListModelsResponse``).

@@ -67,7 +67,7 @@ def api_route(service: Service[R]) -> ASGIRouteHandler:
     """The ``POST`` route of ``service``."""
     path = service.path
 
-    async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
             raise MethodNotAllowedError(f"Use POST for {path}.", allow="POST")
         services: Services = scope["app"].state.shim
@@ -80,8 +80,8 @@ def api_route(service: Service[R]) -> ASGIRouteHandler:
             ctx.body = body
         await dispatch.serve(Call(services, active, ctx, body), service, receive, send)
 
-    endpoint.__name__ = path.strip("/").replace("/", "_")
-    route: ASGIRouteHandler = asgi(path, is_mount=False, copy_scope=False)(endpoint)
+    app.__name__ = path.strip("/").replace("/", "_")
+    route: ASGIRouteHandler = asgi(path, is_mount=False, copy_scope=False)(app)
     return route
 
 

@@ -19,7 +19,7 @@ import httpx
 
 from shim.clock import Clock
 from shim.context import RequestContext
-from shim.errors import ShimError, UpstreamError, UpstreamTimeoutError, UpstreamUnavailableError
+from shim.errors import ShimError, UpstreamError, UpstreamTimeoutError
 from shim.routing import Route
 from shim.upstream import retry
 from shim.upstream.balancer import Pool, UpstreamState
@@ -122,67 +122,27 @@ class Client:
         *,
         stream: bool,
     ) -> Answer | OpenStream:
-        clock, wake = self.clock, pool.wake
-        loading_deadline = clock.monotonic() + route.wait_for_model
-        retries_left, attempt = route.retries, 0
-        # After a 503 "loading", requests carry the headers that make HF hold them.
-        loading = False
-        # Whether this request leads the wake-up of a loading model (others wait for it).
-        leading = False
-        failed: set[int] = set()
+        tries = retry.Tries(route, pool, self.clock)
         try:
             while True:
-                if not leading and wake.active:
-                    await wake.wait(loading_deadline - clock.monotonic())
-                    loading = True
-                index = pool.pick(failed, clock.monotonic())
+                await tries.ready()
+                index = pool.pick(tries.failed, self.clock.monotonic())
                 started = time.perf_counter()
                 try:
                     return await self._attempt(
                         route, route.upstreams[index], pool.states[index], path, body,
-                        ctx=ctx, stream=stream, loading=loading,
+                        ctx=ctx, stream=stream, loading=tries.loading,
                     )  # fmt: skip
                 except UpstreamError as exc:
                     self._count(route, exc)
-                    loading_left = loading_deadline - clock.monotonic()
-                    decision = retry.decide(
-                        exc, attempt=attempt, retries_left=retries_left,
-                        loading_left=loading_left, jitter=clock.random(),
-                    )  # fmt: skip
-                    if isinstance(exc, UpstreamUnavailableError):
-                        if decision.action is retry.Action.GIVE_UP:
-                            exc.retry_after = max(exc.retry_after or 0.0, 1.0)
-                            raise
-                        if not leading and wake.active:
-                            continue  # someone else is waking it: wait for them at the top
-                        if not leading:
-                            leading = True
-                            wake.lead()
-                            log.info("%s: upstream is loading; waiting up to %.0fs",
-                                     route.name, loading_left)  # fmt: skip
-                        loading = True
-                    elif exc.retryable:
-                        pool.states[index].failed(
-                            clock.monotonic(), threshold=route.cooldown_after,
-                            cooldown=route.cooldown,
-                        )  # fmt: skip
-                        failed.add(index)
-                        if decision.action is retry.Action.GIVE_UP:
-                            exc.exhausted = route.retries > 0
-                            raise
-                        retries_left -= 1
-                        attempt += 1
-                        log.info("%s: retrying after %s in %.2fs (%d left)",
-                                 route.name, exc.reason, decision.delay, retries_left)  # fmt: skip
-                    else:
-                        raise
-                    await clock.sleep(decision.delay)
+                    delay = tries.after(exc, index)
+                    if delay is not None:
+                        await self.clock.sleep(delay)
                 finally:
                     if ctx is not None:
                         ctx.upstream_seconds += time.perf_counter() - started
         finally:
-            if leading:
-                wake.end()
+            tries.close()
 
     def _count(self, route: Route, exc: UpstreamError) -> None:
         if self.on_error is not None:

@@ -21,8 +21,8 @@ from shim.upstream.sse import iter_sse_batches
 
 def compressed(response: httpx.Response) -> bool:
     """Whether the body needs httpx's decoders (aiohttp offers gzip, which pays off for large
-    embedding answers from remote endpoints); else it is read straight from the transport's
-    stream, as httpx's decoder chain is a measurable cost."""
+    embedding answers from remote Inference Endpoints); else it is read straight from the
+    transport's stream, as httpx's decoder chain is a measurable cost."""
     encoding = response.headers.get("content-encoding")
     return bool(encoding) and encoding != "identity"
 
