@@ -38,8 +38,9 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     # Stop answering (a hung upstream) for this long before replying.
     hang: float = 0.0
-    # Drop the connection after the chunks (no clean end).
+    # Drop the connection after the chunks (no clean end), with this transport error message.
     drop: bool = False
+    drop_error: str = "connection dropped"
 
 
 @dataclass
@@ -153,7 +154,11 @@ class FakeHF:
             if path.endswith("/info"):
                 return Reply(json={"model_id": "fake", "max_client_batch_size": 4})
             return Reply(404, body=b"Not Found")
-        body = seen.json() if seen.body else {}
+        try:
+            body = seen.json() if seen.body else {}
+        except (ValueError, RecursionError):
+            # As TGI's axum answers a body it cannot read: plain text, 422.
+            return Reply(422, body=b"Failed to parse the request body as JSON")
         text = "".join(self.tokens)
         if path.endswith("/generate_stream"):
             return Reply(chunks=sse(*tgi_stream_events(self.tokens), space=False))
@@ -285,7 +290,7 @@ class FakeHF:
                 yield chunk
             finished = True
             if reply.drop:
-                raise httpx.ReadError("connection dropped")
+                raise httpx.ReadError(reply.drop_error)
         finally:
             self.open_streams -= 1
             if not finished:
