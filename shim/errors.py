@@ -214,7 +214,7 @@ class UpstreamRejectedError(UpstreamError):
 # bounds the length) where a message is rendered for a client or a log.
 _CONTEXT_LENGTH = re.compile(r"must be <=|must have less than|too long|maximum context length")
 #: The longest pause an upstream may ask for (``Retry-After``, ``estimated_time``); longer asks
-#: are clamped to it (README "Errors").
+#: are clamped to it (README "Resilience").
 RETRY_AFTER_MAX = 3600.0
 
 
