@@ -82,8 +82,7 @@ async def _embed_batch(
         answer = await upstream.post(route, path, body, ctx, parse=parse)
     items, tokens = answer.value
     if tokens is None:
-        header = answer.headers.get("x-compute-tokens")
-        tokens = int(header) if header and header.isdigit() else _count_tokens(route, batch)
+        tokens = answer.count_header("x-compute-tokens") or _count_tokens(route, batch)
     return items, tokens
 
 

@@ -21,7 +21,7 @@ from shim.metrics import Metrics, TokenClock
 from shim.openai.common import Usage
 from shim.routing import GenerationAdapter, Route
 from shim.streaming import DONE, encode_event
-from shim.upstream import Answer, OpenStream, Upstream, fan_out
+from shim.upstream import OpenStream, Upstream, fan_out
 
 _encoder = msgspec.json.Encoder()
 
@@ -44,11 +44,6 @@ class Job:
         self.stops = [*self.params.stop, *self.route.stops]
 
 
-def _int_header(response: Answer[Generation], name: str) -> int | None:
-    value = response.headers.get(name)
-    return int(value) if value is not None and value.isdigit() else None
-
-
 async def _generate_one(
     upstream: Upstream, job: Job, prompt: str, body: bytes, ctx: RequestContext
 ) -> Generation:
@@ -59,12 +54,12 @@ async def _generate_one(
     text, stopped = truncate_at_stop(generation.text, job.stops)
     generation.text = text
     if generation.prompt_tokens is None:
-        generation.prompt_tokens = _int_header(response, "x-prompt-tokens") or estimate_tokens(
+        generation.prompt_tokens = response.count_header("x-prompt-tokens") or estimate_tokens(
             prompt
         )
     if generation.completion_tokens is None:
-        generation.completion_tokens = _int_header(
-            response, "x-generated-tokens"
+        generation.completion_tokens = response.count_header(
+            "x-generated-tokens"
         ) or estimate_tokens(text)
         if not adapter.streams:
             # A pipeline reports no finish reason: "length" when it used the whole budget.

@@ -11,8 +11,10 @@ from typing import Annotated, Any
 
 import msgspec
 
-#: A token count: never negative (it feeds counters and rate limits).
-Count = Annotated[int, msgspec.Meta(ge=0)]
+#: The largest token count believed (more would overflow the float counters it feeds).
+MAX_COUNT = 2**53
+#: A token count: never negative, never huge (it feeds counters and rate limits).
+Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNT)]
 
 
 class GenerateParameters(msgspec.Struct, omit_defaults=True):

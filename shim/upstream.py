@@ -330,6 +330,15 @@ class Answer(NamedTuple, Generic[T]):
     headers: httpx.Headers
     value: T
 
+    def count_header(self, name: str) -> int | None:
+        """A token-count header (TGI's ``x-prompt-tokens``, TEI's ``x-compute-tokens``): plain
+        ASCII digits of a plausible length, else None (``"²".isdigit()`` is true, and int()
+        refuses 4,300+ digits)."""
+        value = self.headers.get(name)
+        if value is not None and value.isascii() and value.isdigit() and len(value) <= 15:
+            return int(value)
+        return None
+
 
 class StreamStart(NamedTuple, Generic[T]):
     """An opened stream: its first event as parsed, and the events that came with it."""

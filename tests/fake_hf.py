@@ -134,6 +134,10 @@ class FakeHF:
     def script(self, path: str, *replies: Reply | Callable[[Seen], Reply]) -> None:
         self._scripts[path].extend(replies)
 
+    def pending(self, path: str) -> int:
+        """Scripted replies for ``path`` not served yet."""
+        return len(self._scripts.get(path, ()))
+
     def requests(self, path: str | None = None) -> list[Seen]:
         return [s for s in self.seen if path is None or s.path == path]
 
@@ -302,9 +306,10 @@ class FakeHF:
         reply = self.reply(seen)
         if reply.hang:
             await asyncio.sleep(reply.hang)
-        headers = dict(reply.headers)
+        # As bytes: a real server may send any latin-1 header value (httpx encodes str as ASCII).
+        headers = {k: v.encode("latin-1") for k, v in reply.headers.items()}
         if reply.chunks is not None:
-            headers.setdefault("content-type", "text/event-stream")
+            headers.setdefault("content-type", b"text/event-stream")
             return httpx.Response(reply.status, headers=headers, content=self._stream(reply))
         if reply.json is not None:
             return httpx.Response(reply.status, headers=headers, json=reply.json)

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -93,6 +93,7 @@ retries = 0
 task = "feature-extraction"
 url = "{FAKE}/pipeline/feature-extraction"
 protocol = "pipeline"
+dimensions = true
 retries = 0
 
 [models.emb-openai]
@@ -158,6 +159,7 @@ LEAKS = [
     pytest.param("vllm", True, "/vllm/v1/chat/completions", Reply(chunks=sse({"error": {"message": ECHO, "http_status_code": 500}})), 502, id="openai-event-before-first-byte"),
     pytest.param("vllm", True, "/vllm/v1/chat/completions", Reply(chunks=sse({"choices": [{"index": 0, "delta": {"content": "a"}}]}, {"error": {"message": ECHO}})), 200, id="openai-event-after-first-byte"),
     pytest.param("vllm", False, "/vllm/v1/chat/completions", Reply(json={"error": {"message": ECHO}}), 502, id="openai-error-in-a-200"),
+    pytest.param("vllm", True, "/vllm/v1/chat/completions", Reply(chunks=sse({"choices": [{"index": 0, "delta": {"content": "a"}}]}, {"choices": [], "error": ECHO})), 200, id="openai-error-beside-choices"),
     pytest.param("tgi", False, "/tgi/generate", Reply(500, json={"error": ECHO}), 502, id="error-body-5xx"),
     pytest.param("tgi", False, "/tgi/generate", Reply(422, body=ECHO.encode()), 400, id="error-body-422-text"),
     pytest.param("vllm", False, "/vllm/v1/chat/completions", Reply(429, json={"error": {"message": ECHO}}), 429, id="error-body-openai-429"),
@@ -521,17 +523,49 @@ async def test_an_invalid_answer_is_not_an_endpoint_success(fake: FakeHF) -> Non
     assert endpoint.failures == 2 and endpoint.cooled_until > 0
 
 
-async def test_negative_usage_from_an_upstream_is_ignored(fake: FakeHF) -> None:
-    fake.script(
-        "/vllm/v1/chat/completions",
-        Reply(json={"choices": [{"index": 0, "message": {"content": "x"}, "finish_reason": "stop"}], "usage": {"prompt_tokens": -5, "completion_tokens": -1}}),
-    )  # fmt: skip
+@pytest.mark.parametrize("count", [-5, 10**400, True], ids=["negative", "huge", "bool"])
+async def test_implausible_usage_from_an_upstream_is_ignored(fake: FakeHF, count: int) -> None:
+    # Both used to fail after the answer was sent: the token counter refuses negative
+    # increments and cannot convert a 400-digit int to a float.
+    usage = f'{{"prompt_tokens": {json.dumps(count)}, "completion_tokens": 1}}'
+    answer = (
+        '{"choices": [{"index": 0, "message": {"content": "x"}, "finish_reason": "stop"}], "usage": '
+        + usage
+        + "}"
+    )
+    fake.script("/vllm/v1/chat/completions", Reply(body=answer.encode()))
     registry = CollectorRegistry()
     async with app_client(fake, secure_config(), registry) as client:
         r = await client.post(CHAT, json={"model": "vllm", "messages": USER}, headers=AUTH)
     assert r.status_code == 200
     labels = {"model": "vllm", "endpoint": "chat", "status": "200"}
     assert value(registry, "shim_requests_total", **labels) == 1
+    assert value(registry, "shim_tokens_total", model="vllm", kind="prompt") == 0  # ignored
+
+
+COUNT_HEADERS = [
+    pytest.param("12", 12, id="digits"),
+    pytest.param("\u00b2", None, id="superscript-two"),
+    pytest.param("9" * 5000, None, id="5000-digits"),
+    pytest.param("-1", None, id="negative"),
+    pytest.param("1e3", None, id="exponent"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("header", "expected"), COUNT_HEADERS)
+async def test_token_count_headers_are_read_defensively(
+    client: Client, fake: FakeHF, header: str, expected: int | None
+) -> None:
+    answer = Reply(json={"generated_text": "hi"}, headers={"x-prompt-tokens": header})
+    fake.script("/tgi/generate", answer)
+    fake.script("/tei/embed", Reply(json=[[1.0, 0.0]], headers={"x-compute-tokens": header}))
+    r = await client.post(CHAT, json={"model": "tgi", "messages": USER})
+    assert r.status_code == 200, r.text
+    prompt_tokens = r.json()["usage"]["prompt_tokens"]
+    assert prompt_tokens == expected if expected is not None else prompt_tokens < 100
+    r = await client.post(EMB, json={"model": "tei", "input": "hi"})
+    assert r.status_code == 200, r.text
+    assert (r.json()["usage"]["prompt_tokens"] == 12) is (expected == 12)
 
 
 # --- no input, however malformed, gives a 5xx (property test) --------------------------------
@@ -675,6 +709,96 @@ def test_no_input_gives_a_5xx(route: str) -> None:
                 route, content=body, headers={**AUTH, "content-type": "application/json"}
             )
             _check(loop.run_until_complete(asyncio.wait_for(post, 10)))
+
+        check()
+    finally:
+        loop.run_until_complete(stack.aclose())
+        loop.close()
+
+
+# --- no upstream answer, however malformed, gives a 500 (property test) ----------------------
+
+_TOKEN = {"id": 1, "text": "h", "logprob": -0.1, "special": False}
+_CHUNK = {"id": "", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": [{"index": 0, "delta": {"role": "assistant", "content": "a"}, "logprobs": None, "finish_reason": None}]}  # fmt: skip
+_LAST = {**_CHUNK, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 1, "completion_tokens": 2}}  # fmt: skip
+_CHAT = {"id": "", "choices": [{"index": 0, "message": {"role": "assistant", "content": "x", "tool_calls": [{"id": 1, "type": "function", "function": {"name": "f", "arguments": {"a": 1}}}]}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 1, "completion_tokens": 2}}  # fmt: skip
+_GENERATED = {"generated_text": "hi", "details": {"finish_reason": "eos_token", "generated_tokens": 2, "prefill": [], "tokens": [_TOKEN], "top_tokens": [[_TOKEN]]}}  # fmt: skip
+# (route, request, fake path, streamed, a good answer to mutate)
+ANSWERS: list[tuple[str, dict[str, Any], str, bool, Any]] = [
+    (CHAT, {"model": "tgi", "messages": USER, "logprobs": True, "top_logprobs": 1}, "/tgi/generate", False, _GENERATED),
+    (CHAT, {"model": "tgi", "messages": USER, "stream": True, "logprobs": True, "stream_options": {"include_usage": True}}, "/tgi/generate_stream", True, tgi_stream_events(["a", "b"])),
+    (CHAT, {"model": "pipe", "messages": USER}, "/pipe", False, [{"generated_text": "x"}]),
+    (CHAT, {"model": "vllm", "messages": USER}, "/vllm/v1/chat/completions", False, _CHAT),
+    (CHAT, {"model": "vllm", "messages": USER, "stream": True}, "/vllm/v1/chat/completions", True, [_CHUNK, _LAST]),
+    ("/v1/completions", {"model": "vllm", "prompt": "x"}, "/vllm/v1/completions", False, {"choices": [{"index": 0, "text": "x", "finish_reason": "stop"}]}),
+    ("/v1/completions", {"model": "router", "prompt": "x", "stream": True}, "/v1/chat/completions", True, [_CHUNK, _LAST]),
+    ("/v1/completions", {"model": "router", "prompt": "x"}, "/v1/chat/completions", False, _CHAT),
+    (EMB, {"model": "tei", "input": ["a", "b"]}, "/tei/embed", False, [[1.0, 0.0], [0.0, 1.0]]),
+    (EMB, {"model": "tei", "input": ["a", "b"], "encoding_format": "base64"}, "/tei/embed", False, [[1.0, 0.0], [0.0, 1.0]]),
+    (EMB, {"model": "emb-openai", "input": "a"}, "/oai/v1/embeddings", False, {"data": [{"index": 0, "embedding": "AACAPw=="}], "usage": {"prompt_tokens": 1}}),
+    (EMB, {"model": "emb-openai", "input": "a", "encoding_format": "base64"}, "/oai/v1/embeddings", False, {"data": [{"index": 0, "embedding": [1.0, 2.0]}]}),
+    (EMB, {"model": "emb-pipe", "input": "a", "dimensions": 1}, "/pipeline/feature-extraction", False, [[[1.0, 2.0], [3.0, 4.0]]]),
+    (EMB, {"model": "emb-pipe", "input": ["a", "b"]}, "/pipeline/feature-extraction", False, [[[[1.0, 2.0]]], [[[3.0, 4.0]]]]),
+]  # fmt: skip
+ODD = st.sampled_from([-1, 10**30, "", "\u00b2", [], {}, None, True, 1e308])
+
+
+def _places(value: Any, at: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    yield at
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()  # fmt: skip
+    for key, inner in items:
+        yield from _places(inner, (*at, key))
+
+
+@st.composite
+def answers(draw: st.DrawFn) -> tuple[int, Any]:
+    case = draw(st.integers(0, len(ANSWERS) - 1))
+    answer = json.loads(json.dumps(ANSWERS[case][4]))
+    for _ in range(draw(st.integers(1, 3))):
+        place = draw(st.sampled_from(list(_places(answer))))
+        new = draw(JSON | ODD)
+        if not place:
+            answer = new
+            continue
+        target = answer
+        for key in place[:-1]:
+            target = target[key]
+        target[place[-1]] = new
+    return case, answer
+
+
+def test_no_upstream_answer_gives_a_500() -> None:
+    fake = FakeHF()
+    loop = asyncio.new_event_loop()
+    stack = contextlib.AsyncExitStack()
+    try:
+        client = loop.run_until_complete(
+            stack.enter_async_context(app_client(fake, secure_config()))
+        )
+
+        @settings(max_examples=300, deadline=5000, database=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
+        @given(drawn=answers())
+        def check(drawn: tuple[int, Any]) -> None:
+            case, answer = drawn
+            route, body, path, streamed, _ = ANSWERS[case]
+            events = answer if isinstance(answer, list) else [answer]
+            reply = (
+                Reply(chunks=sse(*events, space=False))
+                if streamed
+                else Reply(body=json.dumps(answer).encode())
+            )
+            fake.script(path, reply)
+            post = client.post(route, json=body, headers=AUTH)
+            response = loop.run_until_complete(asyncio.wait_for(post, 10))
+            assert not fake.pending(path)  # the answer was asked for (and is not left queued)
+            assert response.status_code != 500, response.text[:300]
+            assert response.headers.get("x-request-id")
+            if response.status_code >= 400:
+                assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+            elif not streamed:
+                response.json()
+            else:
+                assert response.text.endswith("data: [DONE]\n\n")
 
         check()
     finally:

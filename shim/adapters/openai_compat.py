@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 
+from shim import hf
 from shim.errors import (
     InvalidRequestError,
     UpstreamError,
@@ -135,7 +136,9 @@ def rewrite(
     """An upstream answer or chunk, as the client must see it. ``chat``: the upstream answered
     a chat request (``as_completion``: to be sent on as a completion); ``object`` is set on
     every answer and chunk."""
-    if "error" in data and "choices" not in data:
+    if data.get("error"):
+        # As the openai SDK reads an event: a truthy `error` makes it an error (so its text
+        # is scrubbed like every upstream message, never forwarded as a chunk).
         raise stream_error(data)
     try:
         _fix_choices(data, stream=stream, chat=chat)
@@ -162,14 +165,14 @@ def chat_as_completion(data: dict[str, Any], *, stream: bool) -> None:
 
 
 def _count(value: Any) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= hf.MAX_COUNT:
         return value
     return None
 
 
 def usage_of(data: dict[str, Any]) -> tuple[int, int] | None:
-    """(prompt, completion) tokens when the answer reports both as counts (never negative:
-    they feed counters and rate limits)."""
+    """(prompt, completion) tokens when the answer reports both as counts (not negative, not
+    huge: they feed counters and rate limits)."""
     usage = data.get("usage")
     if not isinstance(usage, dict):
         return None
