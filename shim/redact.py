@@ -8,13 +8,14 @@ a stream's error event) is rendered by ``envelope``, and every log line about a 
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Iterable
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 import msgspec
 
-from shim.config import Config, urls_of
+from shim.config import Config, urls_of, userinfo_of
 from shim.errors import ErrorBody, ErrorDetail, ShimError, UpstreamError
 
 #: Token-like text, whatever the config: ``Bearer <x>`` and ``api_key=<x>`` (the prefix is
@@ -126,17 +127,15 @@ def secrets_of(config: Config) -> list[str]:
 
 def _url_credentials(url: str) -> list[str]:
     """The password and the whole ``user:password`` of a URL's userinfo, or a lone user name
-    (``https://TOKEN@host``), raw and percent-decoded."""
+    (``https://TOKEN@host``), raw and percent-decoded; and the Basic auth credential shim
+    sends for them (``shim.routing``)."""
     try:
-        parts = urlsplit(url)
-        user, password = parts.username, parts.password
+        userinfo = userinfo_of(url)
     except ValueError:
         return []
-    userinfo = parts.netloc.rpartition("@")[0]
-    if password:
-        raw = [password, userinfo]
-    elif user:
-        raw = [user]
-    else:
+    if not userinfo:
         return []
-    return [*raw, *map(unquote, raw)]
+    user, _, password = userinfo.partition(":")
+    raw = [password, userinfo] if password else [user]
+    basic = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode("ascii")
+    return [*raw, *map(unquote, raw), basic]

@@ -149,6 +149,9 @@ def rewrite(
         data["model"] = model
         data["id"] = id
         data["created"] = created
+        # A string in OpenAI's schema: some upstreams send null, which strict clients reject.
+        if "system_fingerprint" in data and data["system_fingerprint"] is None:
+            del data["system_fingerprint"]
         return _encoder.encode(data)
     except RecursionError:
         # Decoded, but too deep to encode again from here (tool-call arguments, extra fields).
