@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import configs, envs, procs, report, servers
+from bench import configs, envs, procs, report, servers, stores
 from bench import profile as profiling
 from bench.runner import Bench, Target, run_scenario
-from bench.scenarios import Scenario, all_scenarios
+from bench.scenarios import Scenario, ShimConfig, all_scenarios
 from bench.wrk import ensure_wrk
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -80,9 +80,16 @@ def _machine() -> dict[str, Any]:
 
 
 def _run_target(
-    bench: Bench, target: Target, scenarios: list[Scenario], results: dict[str, Any]
-) -> None:
-    print(f"== {target.label}", flush=True)
+    bench: Bench,
+    target: Target,
+    scenarios: list[Scenario],
+    results: dict[str, Any],
+    *,
+    variant: ShimConfig = "default",
+) -> dict[str, Any]:
+    """Every scenario on ``target``; its readings (memory...) go to ``results["targets"]``,
+    under ``variants`` for a second process with another config (same key: same shim)."""
+    print(f"== {target.label}" + ("" if variant == "default" else f", {variant} config"))
     pids = target.pids()
     if pids:
         target.info["idle_rss_mb"] = round(sum(procs.memory_kb(p) for p in pids) / 1024, 1)
@@ -95,12 +102,14 @@ def _run_target(
         time.sleep(1.0)
         pids = target.pids()
         target.info["rss_after_load_mb"] = round(sum(procs.memory_kb(p) for p in pids) / 1024, 1)
-    results["targets"][target.key] = {
-        "label": target.label,
-        "kind": target.kind,
-        "workers": target.workers,
-        **target.info,
-    }
+    entry = results["targets"].setdefault(
+        target.key, {"label": target.label, "kind": target.kind, "workers": target.workers}
+    )
+    if variant == "default":
+        entry.update(target.info)
+    else:
+        entry.setdefault("variants", {})[variant] = target.info
+    return target.info
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,22 +187,26 @@ def _run(
     )
     direct = Target(key="direct", label="direct (fake upstream)", kind="direct", fake_ports=ports)
     _run_target(bench, direct, scenarios, results)
-    shim_config = configs.write(
-        work,
-        "shim.toml",
-        configs.shim_toml(ports["fast"], ports["paced"], log_level=args.shim_log_level),
+    support = servers.config_support(
+        configs.optional_parts(ports["fast"], ports["paced"], work), source
     )
-    for workers in sorted({1, max(1, args.workers)}):
-        shim = servers.start_shim(work, shim_config, ports, workers=workers, source=source)
-        try:
-            _run_target(bench, shim, scenarios, results)
-            if args.profile and workers == 1:
-                results["profile"] = profiling.profile_target(
-                    bench, shim, scenarios, out=args.out, name=name
-                )
-        finally:
-            if shim.proc is not None:
-                shim.proc.stop()
+    results["config_support"] = support
+    for part, why in support.items():
+        if why is not None:
+            print(f"bench: shim's config without {configs.PARTS[part]}, which it refuses: {why}")
+    default = [s for s in scenarios if s.config == "default"]
+    on_redis = [s for s in scenarios if s.config == "redis"]
+    shim_keys = [f"shim-{count}w" for count in _worker_counts(args)]
+    redis = stores.open_redis(work, on_redis, support, results, shim_keys=shim_keys)
+    try:
+        for workers in _worker_counts(args):
+            if default:
+                _shim_run(args, bench, ports, source, results, work, workers, default, name)
+            if redis is not None:
+                _redis_run(args, bench, ports, source, results, work, workers, on_redis, redis)
+    finally:
+        if redis is not None:
+            redis.stop()
     if litellm is not None:
         config = configs.write(
             work, "litellm.yaml", configs.litellm_yaml(ports["fast"], ports["paced"])
@@ -204,7 +217,8 @@ def _run(
             results["litellm_error"] = str(exc)[-500:]
         else:
             try:
-                _run_target(bench, target, scenarios, results)
+                # The Redis scenarios are about shim's store: not run on LiteLLM.
+                _run_target(bench, target, default, results)
             finally:
                 if target.proc is not None:
                     target.proc.stop()
@@ -214,6 +228,86 @@ def _run(
         "cpu_seconds": round(procs.cpu_seconds([fake.pid]), 2),
         "peak_rss_mb": round(procs.memory_kb(fake.pid, "VmHWM") / 1024, 1),
     }
+
+
+def _worker_counts(args: argparse.Namespace) -> list[int]:
+    return sorted({1, max(1, args.workers)})
+
+
+def _shim_toml(
+    args: argparse.Namespace, ports: dict[str, int], support: dict[str, str | None], state: str
+) -> str:
+    """shim's config with the optional parts the shim under test accepts."""
+    return configs.shim_toml(
+        ports["fast"],
+        ports["paced"],
+        log_level=args.shim_log_level,
+        state=state if support.get("state") is None else "",
+        rerank=support.get("rerank") is None,
+    )
+
+
+def _shim_run(
+    args: argparse.Namespace,
+    bench: Bench,
+    ports: dict[str, int],
+    source: Path | None,
+    results: dict[str, Any],
+    work: Path,
+    workers: int,
+    scenarios: list[Scenario],
+    name: str,
+) -> None:
+    """shim with ``workers`` workers and its default config: the responses in a SQLite file
+    of its own (a fresh one per process, so every run starts from an empty store)."""
+    db = work / f"state-{workers}w.db"
+    text = _shim_toml(args, ports, results["config_support"], configs.sqlite_state(db))
+    config = configs.write(work, f"shim-{workers}w.toml", text)
+    shim = servers.start_shim(work, config, ports, workers=workers, source=source)
+    try:
+        _run_target(bench, shim, scenarios, results)
+        results["targets"][shim.key]["state_db_mb"] = stores.sqlite_mb(db)
+        if args.profile and workers == 1:
+            results["profile"] = profiling.profile_target(
+                bench, shim, scenarios, out=args.out, name=name
+            )
+    finally:
+        if shim.proc is not None:
+            shim.proc.stop()
+
+
+def _redis_run(
+    args: argparse.Namespace,
+    bench: Bench,
+    ports: dict[str, int],
+    source: Path | None,
+    results: dict[str, Any],
+    work: Path,
+    workers: int,
+    scenarios: list[Scenario],
+    redis: stores.Redis,
+) -> None:
+    """A second shim process, its store on the benchmark's redis-server (emptied first)."""
+    redis.flush()
+    text = _shim_toml(args, ports, results["config_support"], configs.redis_state(redis.url))
+    config = configs.write(work, f"shim-{workers}w-redis.toml", text)
+    try:
+        shim = servers.start_shim(
+            work, config, ports, workers=workers, source=source, variant="redis"
+        )
+    except RuntimeError as exc:
+        # The SQLite runs stand; the Redis scenarios say why they have no figures.
+        print(f"bench: shim with the Redis store did not start: {exc}")
+        for scenario in scenarios:
+            outcome = {"status": "error", "note": f"shim did not start: {str(exc)[-300:]}"}
+            results["scenarios"].setdefault(scenario.id, {})[f"shim-{workers}w"] = outcome
+        return
+    try:
+        info = _run_target(bench, shim, scenarios, results, variant="redis")
+        info["redis_keys"] = redis.keys()
+    finally:
+        if shim.proc is not None:
+            shim.proc.stop()
 
 
 def _wrk_version(wrk: str) -> str:

@@ -9,12 +9,15 @@ included), like a real model. Routes (both ports):
     POST /generate             TGI object with details (finish_reason, generated_tokens, tokens)
     POST /generate_stream      TGI SSE (``data:{...}``), final event with details
     POST /embed                TEI: list of float vectors, one per input
+    POST /rerank               TEI: ``[{"index", "score"}]`` best first, one per text (422 past
+                               ``max_client_batch_size``, as TEI answers)
     POST /v1/embeddings        TEI's OpenAI route
     POST /v1/chat/completions  OpenAI chat, plain or ``"stream": true``
     GET  /info, /health        TEI info (``max_client_batch_size``) and health
 
 The token count is ``max_new_tokens`` (TGI) or ``max_tokens`` (OpenAI) from the body, found
-with a regex rather than a JSON decode; answers are cached per count.
+with a regex rather than a JSON decode; answers are cached per count (per input or text count
+for TEI).
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ _SSE_HEAD = b"content-type: text/event-stream\r\ncache-control: no-cache\r\n"
 @dataclass(frozen=True, slots=True)
 class Settings:
     dim: int = 384
+    # /info's limit, which shim batches by: the embeddings batch of 32 (bench.scenarios.BATCH);
+    # the rerank scenario's documents fit in one call, so its direct baseline is that call.
     max_client_batch_size: int = 32
     default_tokens: int = DEFAULT_TOKENS
 
@@ -54,9 +59,12 @@ def _head(status: int, reason: str, headers: bytes, length: int | None) -> bytes
     return b"HTTP/1.1 %d %s\r\n%s%s\r\n" % (status, reason.encode(), headers, framing)
 
 
+_REASONS = {200: "OK", 404: "Not Found", 422: "Unprocessable Entity"}
+
+
 def _json_response(body: bytes, *, status: int = 200, extra: bytes = b"") -> bytes:
     headers = b"content-type: application/json\r\n" + extra
-    reason = "OK" if status == 200 else "Not Found"
+    reason = _REASONS[status]
     return _head(status, reason, headers, len(body)) + body
 
 
@@ -235,6 +243,33 @@ class Answers:
     def openai_embeddings(self, body: bytes) -> bytes:
         return self._cached(("v1_embed", _input_count(body, b"input")), self._build_openai_embed)
 
+    def rerank(self, body: bytes) -> bytes:
+        n = _input_count(body, b"texts")
+        if n > self.settings.max_client_batch_size:
+            return self._cached(("rerank_too_many", n), self._build_batch_error)
+        return self._cached(("rerank", n), self._build_rerank)
+
+    @staticmethod
+    def _build_rerank(n: int) -> bytes:
+        # TEI router/src/http/types.rs `Rank` (index, score; `text` only with return_text),
+        # sorted by score, best first. The scores are distinct and not in document order, so
+        # the server under test has to put them back in order.
+        scores = [round(0.5 + 0.5 * math.sin(2.3 * i + 1.0), 6) for i in range(n)]
+        ranks = sorted(range(n), key=lambda i: -scores[i])
+        items = ",".join(f'{{"index":{i},"score":{scores[i]}}}' for i in ranks)
+        # TEI's usage header (x-compute-tokens): what shim reads for `usage`.
+        extra = b"x-compute-tokens: %d\r\n" % (24 * n)
+        return _json_response(f"[{items}]".encode(), extra=extra)
+
+    def _build_batch_error(self, n: int) -> bytes:
+        # TEI's validation error (422 since TEI PR #818; `error_type` PascalCase).
+        limit = self.settings.max_client_batch_size
+        error = {
+            "error": f"batch size {n} > maximum allowed batch size {limit}",
+            "error_type": "Validation",
+        }
+        return _json_response(json.dumps(error).encode(), status=422)
+
     def _build_openai_embed(self, n: int) -> bytes:
         items = [
             b'{"object":"embedding","index":%d,"embedding":%s}' % (i, self._vector)
@@ -355,6 +390,8 @@ class FakeHTTP(asyncio.Protocol):
                     transport.write(answers.chat(body))
             elif path == b"/embed":
                 transport.write(answers.embed(body))
+            elif path == b"/rerank":
+                transport.write(answers.rerank(body))
             elif path in (b"/v1/embeddings", b"/embeddings"):
                 transport.write(answers.openai_embeddings(body))
             else:

@@ -15,49 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from bench import envs
+from bench.readings import SHIM
+from bench.readings import check as _check
+from bench.readings import count as _count
+from bench.readings import get as _get
+from bench.readings import num as _num
+from bench.readings import ok as _ok
+from bench.readings import targets_present as _targets_present
+from bench.report_responses import responses_checks, responses_lines
 from bench.stats import fmt_ms
-
-TARGET_ORDER = ("direct", "shim-1w", "shim-2w", "shim-4w", "litellm")
-SHIM = "shim-1w"
-
-
-def _get(data: dict[str, Any] | None, *path: str) -> Any:
-    node: Any = data
-    for key in path:
-        if not isinstance(node, dict) or key not in node:
-            return None
-        node = node[key]
-    return node
-
-
-def _ok(results: dict[str, Any], scenario: str, target: str) -> dict[str, Any] | None:
-    outcome = _get(results, "scenarios", scenario, target)
-    return outcome if outcome and outcome.get("status") == "ok" else None
-
-
-def _num(value: Any) -> float | None:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    return float(value)
-
-
-def _check(
-    name: str, value: float | None, op: str, limit: float, unit: str, why: str = ""
-) -> dict[str, Any]:
-    if value is None:
-        status = "n/a"
-    elif op == ">=":
-        status = "PASS" if value >= limit else "FAIL"
-    else:
-        status = "PASS" if value <= limit else "FAIL"
-    return {
-        "target": name,
-        "value": None if value is None else round(value, 3),
-        "limit": f"{op} {limit:g}{unit}",
-        "unit": unit,
-        "status": status,
-        "note": why,
-    }
 
 
 def _c1_overhead(results: dict[str, Any], target: str, q: str) -> tuple[float | None, str]:
@@ -71,10 +37,6 @@ def _c1_overhead(results: dict[str, Any], target: str, q: str) -> tuple[float | 
         value = outcome["load"]["latency_ms"][q] - direct["load"]["latency_ms"][q]
         return value, "wrk c=1, shim minus direct"
     return None, ""
-
-
-def _count(value: Any) -> float | None:
-    return None if value is None else float(value)
 
 
 def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -115,6 +77,7 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     added = _num(_get(_ok(results, "embed_256", SHIM), "load", "extra", "added_ms", "p50"))
     name = "256 inputs: added over slowest upstream call, p50"
     checks.append(_check(name, added, "<=", 5, " ms"))
+    checks += responses_checks(results)
     multi = [k for k in results.get("targets", {}) if k.startswith("shim-") and k != SHIM]
     if multi:
         many = _num(_get(_ok(results, "chat_c32", multi[-1]), "load", "rps"))
@@ -132,11 +95,6 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 # --- markdown -------------------------------------------------------------------------------
-
-
-def _targets_present(results: dict[str, Any]) -> list[str]:
-    present = set(results.get("targets", {}))
-    return [t for t in TARGET_ORDER if t in present] + sorted(present - set(TARGET_ORDER))
 
 
 def _cell_overhead(outcome: dict[str, Any]) -> str:
@@ -381,6 +339,7 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {check['target']} | {value} | {check['limit']} | **{check['status']}**{note} |"
         )
     lines += ["", "## Results", "", *_results_table(results), ""]
+    lines += responses_lines(results)
     lines += _interleaved_lines(results)
     lines += _fanout_lines(results)
     streams = _streams_table(results)

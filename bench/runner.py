@@ -296,7 +296,7 @@ def run_scenario(bench: Bench, target: Target, scenario: Scenario) -> dict[str, 
     gc_runs = _gc_runs(metrics_before, metrics_after)
     if gc_runs is not None:
         out["gc_runs"] = gc_runs
-    if scenario.id.startswith("stream"):
+    if scenario.stream:
         out["tokens_per_second"] = round(result.rps * scenario.tokens, 1)
     if scenario.interleaved and target.kind != "direct":
         out["interleaved"] = _interleaved(target, scenario)

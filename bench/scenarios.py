@@ -13,6 +13,9 @@ from typing import Any, Literal
 
 Kind = Literal["wrk", "streams", "fanout"]
 Port = Literal["fast", "paced"]
+#: Which shim process serves a scenario: the default config (SQLite response store), or the
+#: same config with ``[state] backend = "redis"`` on the redis-server the benchmark starts.
+ShimConfig = Literal["default", "redis"]
 
 SYSTEM = "You are a helpful assistant."
 USER = "Say hello to the benchmark."
@@ -22,6 +25,21 @@ CHATML_PROMPT = (
     "<|im_start|>assistant\n"
 )
 MESSAGES = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": USER}]
+# A Responses request with a string `input` and no `instructions` is one user message, so the
+# prompt has no system turn (shim maps it onto chat as huggingface/responses.js does).
+RESPONSES_PROMPT = f"<|im_start|>user\n{USER}<|im_end|>\n<|im_start|>assistant\n"
+RERANK_QUERY = "Which animal jumps over the dog?"
+# Within the fake's /info max_client_batch_size (32): one TEI call per request.
+RERANK_DOCUMENTS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "A cat sleeps on the windowsill all afternoon.",
+    "Foxes are small omnivorous mammals of the dog family.",
+    "The benchmark measures requests per second.",
+    "Dogs bark at foxes that cross the garden at night.",
+    "A lazy afternoon is good for reading.",
+    "Jumping spiders can leap many times their body length.",
+    "The brown dog did not move when the fox jumped.",
+]
 EMBED_TEXT = "The quick brown fox jumps over the lazy dog, benchmarked."
 FANOUT_INPUTS = 256
 BATCH = 32
@@ -31,7 +49,7 @@ def _json(data: Any) -> bytes:
     return json.dumps(data, separators=(",", ":")).encode()
 
 
-def _tgi_body(tokens: int) -> bytes:
+def _tgi_body(tokens: int, prompt: str = CHATML_PROMPT) -> bytes:
     parameters = {
         "max_new_tokens": tokens,
         "do_sample": True,
@@ -39,13 +57,42 @@ def _tgi_body(tokens: int) -> bytes:
         "return_full_text": False,
         "details": True,
     }
-    return _json({"inputs": CHATML_PROMPT, "parameters": parameters})
+    return _json({"inputs": prompt, "parameters": parameters})
 
 
 def _chat_body(model: str, tokens: int, *, stream: bool = False) -> bytes:
     body: dict[str, Any] = {"model": model, "messages": MESSAGES, "max_tokens": tokens}
     if stream:
         body["stream"] = True
+    return _json(body)
+
+
+def responses_body(tokens: int, *, stream: bool = False) -> bytes:
+    """``POST /v1/responses`` (openai-python ``ResponseCreateParams``), stored like a client's
+    default (``store`` defaults to true): every request writes the response to shim's store."""
+    body: dict[str, Any] = {
+        "model": "tgi-chat",
+        "input": USER,
+        "max_output_tokens": tokens,
+        "store": True,
+    }
+    if stream:
+        body["stream"] = True
+    return _json(body)
+
+
+def _rerank_body() -> bytes:
+    return _json({"model": "rerank", "query": RERANK_QUERY, "documents": RERANK_DOCUMENTS})
+
+
+def _tei_rerank_body() -> bytes:
+    # What shim sends TEI (shim.hf.RerankRequest): scores normalised, no texts echoed back.
+    body = {
+        "query": RERANK_QUERY,
+        "texts": RERANK_DOCUMENTS,
+        "raw_scores": False,
+        "return_text": False,
+    }
     return _json(body)
 
 
@@ -87,6 +134,10 @@ class Scenario:
     interleaved: bool = False
     # The upstream call LiteLLM makes for this request (its baseline for interleaving).
     peer_direct: Direct | None = None
+    # An SSE stream (tokens per second are reported).
+    stream: bool = False
+    # The shim process it runs on (the Redis one is a second process; not run on LiteLLM).
+    config: ShimConfig = "default"
     note: str = ""
 
 
@@ -149,6 +200,7 @@ def all_scenarios(*, stream_concurrency: int = 1000, stream_tokens: int = 50) ->
             endpoint="chat",
             direct=Direct("fast", "/generate_stream", _tgi_body(64)),
             tokens=64,
+            stream=True,
         ),
         Scenario(
             id="streams_1000",
@@ -162,6 +214,7 @@ def all_scenarios(*, stream_concurrency: int = 1000, stream_tokens: int = 50) ->
             direct=Direct("paced", "/generate_stream", _tgi_body(stream_tokens)),
             tokens=stream_tokens,
             duration=6.0,
+            stream=True,
         ),
         Scenario(
             id="embed_c32",
@@ -187,6 +240,18 @@ def all_scenarios(*, stream_concurrency: int = 1000, stream_tokens: int = 50) ->
             direct_batches=batches,
             note="direct = the 8 batch calls sent at once; latency of the slowest",
         ),
+        *_responses_scenarios(),
+        Scenario(
+            id="rerank_c32",
+            title=f"rerank, {len(RERANK_DOCUMENTS)} documents, c=32",
+            kind="wrk",
+            connections=32,
+            path="/v1/rerank",
+            body=_rerank_body(),
+            model="rerank",
+            endpoint="rerank",
+            direct=Direct("fast", "/rerank", _tei_rerank_body()),
+        ),
         Scenario(
             id="error_404",
             title="unknown model -> 404, c=32",
@@ -197,5 +262,47 @@ def all_scenarios(*, stream_concurrency: int = 1000, stream_tokens: int = 50) ->
             model="unknown",
             endpoint="chat",
             expect_status=404,
+        ),
+    ]
+
+
+def _responses_scenarios() -> list[Scenario]:
+    """``/v1/responses`` on tgi-chat, stored: judged against ``chat_c32`` of the same run."""
+    direct = Direct("fast", "/generate", _tgi_body(16, RESPONSES_PROMPT))
+    common: dict[str, Any] = {
+        "kind": "wrk",
+        "connections": 32,
+        "path": "/v1/responses",
+        "model": "tgi-chat",
+        "endpoint": "responses",
+    }
+    return [
+        Scenario(
+            id="responses_c32",
+            title="Responses, non-stream, c=32, SQLite store",
+            body=responses_body(16),
+            direct=direct,
+            tokens=16,
+            repeat=3,
+            **common,
+        ),
+        Scenario(
+            id="responses_redis_c32",
+            title="Responses, non-stream, c=32, Redis store",
+            body=responses_body(16),
+            direct=direct,
+            tokens=16,
+            repeat=3,
+            config="redis",
+            **common,
+        ),
+        Scenario(
+            id="responses_stream_c32",
+            title="Responses stream, 64 tokens, c=32, SQLite store",
+            body=responses_body(64, stream=True),
+            direct=Direct("fast", "/generate_stream", _tgi_body(64, RESPONSES_PROMPT)),
+            tokens=64,
+            stream=True,
+            **common,
         ),
     ]

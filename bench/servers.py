@@ -16,6 +16,7 @@ from pathlib import Path
 
 from bench import procs
 from bench.runner import HOST, Target
+from bench.scenarios import ShimConfig
 
 READY_TIMEOUT = 120.0
 #: Port 9 (discard) on loopback: nothing listens there.
@@ -96,6 +97,47 @@ def shim_env(source: Path | None) -> dict[str, str]:
     return env
 
 
+def _source_cwd(source: Path | None) -> Path | None:
+    # ``python -m shim`` and ``python -c`` put the working directory first on sys.path, where
+    # the repository's own shim would shadow ``source``: run them from its parent instead.
+    return source.parent if source is not None else None
+
+
+_CONFIG_PROBE = """
+import json, sys
+from shim.config import ConfigError, parse_config
+verdicts = {}
+for name, text in json.load(sys.stdin).items():
+    try:
+        parse_config(text, source='shim.toml')
+    except ConfigError as exc:
+        verdicts[name] = str(exc)
+    else:
+        verdicts[name] = None
+print(json.dumps(verdicts))
+"""
+
+
+def config_support(parts: dict[str, str], source: Path | None) -> dict[str, str | None]:
+    """Which configs (by name) the shim under test accepts: None, else why not (its
+    ``ConfigError``, or why it could not be asked)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _CONFIG_PROBE],
+        input=json.dumps(parts),
+        capture_output=True,
+        text=True,
+        check=False,
+        env=shim_env(source),
+        cwd=_source_cwd(source),
+        timeout=60,
+    )
+    if done.returncode != 0:
+        why = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return dict.fromkeys(parts, f"config check failed: {why}")
+    verdicts: dict[str, str | None] = json.loads(done.stdout)
+    return verdicts
+
+
 def start_shim(
     work: Path,
     config: Path,
@@ -103,16 +145,23 @@ def start_shim(
     *,
     workers: int,
     source: Path | None = None,
+    variant: ShimConfig = "default",
 ) -> Target:
     """``shim serve --config <config> --port P --workers N``, ready when every worker is up;
-    ``source``: a directory holding the ``shim`` package to run instead of the installed one."""
+    ``source``: a directory holding the ``shim`` package to run instead of the installed one;
+    ``variant``: which config this process has (its log file; same target key and label)."""
     port = procs.free_port()
     argv = [*_shim_command(), "serve", "--config", str(config), "--port", str(port)]
     argv += ["--workers", str(workers)]
     env = shim_env(source)
     label = f"shim ({workers} worker{'s' if workers > 1 else ''})"
-    proc = procs.start(label, argv, log=work / f"shim-{workers}w.log", env=env)
-    procs.wait_http(f"http://{HOST}:{port}/health", proc, timeout=READY_TIMEOUT)
+    log = work / f"shim-{workers}w{'' if variant == 'default' else '-' + variant}.log"
+    proc = procs.start(label, argv, log=log, env=env, cwd=_source_cwd(source))
+    try:
+        procs.wait_http(f"http://{HOST}:{port}/health", proc, timeout=READY_TIMEOUT)
+    except RuntimeError:
+        proc.stop()
+        raise
     if workers > 1:
         deadline = time.monotonic() + READY_TIMEOUT
         while len(procs.descendants(proc.pid)) < workers and time.monotonic() < deadline:
