@@ -14,6 +14,7 @@ stream in progress is cancelled and closed at once, whatever phase the request i
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,10 +30,13 @@ from shim.errors import (
     RequestTooLargeError,
     ShimError,
     UnsupportedMediaTypeError,
+    UpstreamError,
 )
 from shim.routing import Slot
 from shim.services import Services
-from shim.streaming import STREAM_HEADERS
+from shim.streaming import DONE, STREAM_HEADERS, encode_event
+
+log = logging.getLogger("shim.upstream")
 
 #: JSON bytes (200), or the chunks of an SSE stream.
 Reply = bytes | AsyncGenerator[bytes, None]
@@ -85,11 +89,26 @@ class _DisconnectWatch:
         self._watcher.cancel()
 
 
-async def _send_stream(send: Any, chunks: AsyncIterator[bytes]) -> None:
+async def _send_stream(send: Any, chunks: AsyncIterator[bytes], call: Call) -> None:
     await send(_SSE_START)
-    async for chunk in chunks:
-        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    try:
+        async for chunk in chunks:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    except ShimError as exc:
+        failure = _stream_failure(call, exc)
+        await send({"type": "http.response.body", "body": failure, "more_body": True})
     await send(_SSE_END)
+
+
+def _stream_failure(call: Call, exc: ShimError) -> bytes:
+    """A failure after the first byte (a stream's one error event, then ``[DONE]``): counted
+    and logged once, its message scrubbed as the exception handler's are."""
+    services, ctx = call.services, call.ctx
+    reason = exc.reason if isinstance(exc, UpstreamError) else "invalid_response"
+    ctx.error_reason = reason
+    services.metrics.upstream_error(ctx.model, reason)
+    log.warning("%s: stream ended by an error: %s", ctx.model, services.scrubber.describe(exc))
+    return encode_event(services.scrubber.envelope(exc)) + DONE
 
 
 def _check_headers(scope: Any, limit: int) -> None:
@@ -152,7 +171,7 @@ def api_route(path: str, handler: Callable[[Call], Awaitable[Reply]]) -> ASGIRou
                 await send(start)
                 await send({"type": "http.response.body", "body": reply})
             else:
-                await _send_stream(send, reply)
+                await _send_stream(send, reply, call)
         except asyncio.CancelledError:
             if not watch.gone:
                 raise

@@ -37,6 +37,7 @@ from shim.errors import (
 )
 from shim.metrics import Metrics
 from shim.middleware import ShimMiddleware
+from shim.redact import Scrubber
 from shim.routing import Router
 from shim.services import Services
 from shim.upstream import Upstream
@@ -81,16 +82,18 @@ def _allow(headers: dict[str, str]) -> str:
 
 
 def error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    """The one exception handler: OpenAI's envelope for everything."""
+    """The one exception handler: OpenAI's envelope for everything, its message scrubbed
+    (upstream messages are passed on, and may echo what shim sent them)."""
     error = _as_shim_error(exc)
+    scrubber: Scrubber = request.app.state.shim.scrubber
     ctx = context_of(request.scope)
     if isinstance(error, UpstreamError):
         model = ctx.model if ctx is not None else "unknown"
-        log.warning("%s: upstream error (%s): %s", model, error.reason, error.message)
+        log.warning("%s: upstream error: %s", model, scrubber.describe(error))
         if ctx is not None:
             ctx.error_reason = error.reason
     return Response(
-        _encoder.encode(error.body()),
+        scrubber.envelope(error),
         status_code=error.status_code,
         media_type=MediaType.JSON,
         headers=error.headers(),
@@ -154,6 +157,7 @@ def create_app(
         upstream=Upstream(transport, on_error=metrics_.upstream_error),
         metrics=metrics_,
         keyring=Keyring(config.server),
+        scrubber=Scrubber.for_config(config),
     )
 
     @asynccontextmanager
@@ -245,6 +249,8 @@ def reload_config(services: Services) -> bool:
             route.template = old.template
     services.router = router
     services.keyring = Keyring(config.server)
+    # The old secrets stay known: requests in flight still send the old config's tokens.
+    services.scrubber = Scrubber.for_config(config, services.config)
     services.config = config
     services.reloads += 1
     log.info("config reloaded: %d models", len(router.routes))

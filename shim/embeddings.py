@@ -64,24 +64,25 @@ async def _embed_batch(
     )
     path = route.paths.embeddings
     assert path is not None
-    async with gate:
-        answer = await upstream.post(route, path, body, ctx)
-    items: list[Item]
-    if plan.verbatim:
-        raw, tokens = fx.parse_verbatim(route.protocol, answer.content, n=len(batch))
-        items = list(raw)
-    else:
+
+    def parse(content: bytes) -> tuple[list[Item], int | None]:
+        if plan.verbatim:
+            raw, count = fx.parse_verbatim(route.protocol, content, n=len(batch))
+            return list(raw), count
         result = fx.parse_response(
             route.protocol,
-            answer.content,
+            content,
             n=len(batch),
             pooling=config.pooling,
             normalize=config.normalize,
         )
-        items, tokens = list(result.vectors), result.prompt_tokens
+        return list(result.vectors), result.prompt_tokens
+
+    async with gate:
+        answer = await upstream.post(route, path, body, ctx, parse=parse)
+    items, tokens = answer.value
     if tokens is None:
-        header = answer.headers.get("x-compute-tokens")
-        tokens = int(header) if header and header.isdigit() else _count_tokens(route, batch)
+        tokens = answer.count_header("x-compute-tokens") or _count_tokens(route, batch)
     return items, tokens
 
 

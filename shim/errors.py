@@ -16,17 +16,26 @@ each as OpenAI's envelope ``{"error": {"message", "type", "param", "code"}}``::
         ├── UpstreamUnavailableError (503, model_loading)
         ├── UpstreamOverloadedError (429)
         └── UpstreamRejectedError (400: the upstream refused the request itself)
+
+Text from an upstream (error bodies, stream error events, transport failures) only ever
+travels in an ``UpstreamError``'s message, kept as the upstream wrote it: ``shim.redact``
+scrubs it where it is rendered for a client or a log.
 """
 
 from __future__ import annotations
 
+import email.utils
+import math
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, ClassVar, Literal
+from datetime import UTC
+from typing import Any, ClassVar, Literal, TypeVar
 
 import httpx
 import msgspec
+
+T = TypeVar("T")
 
 UpstreamReason = Literal[
     "timeout", "connect", "http_4xx", "http_5xx", "loading", "invalid_response", "stream_aborted"
@@ -171,6 +180,8 @@ class UpstreamError(ShimError):
             self.retryable = retryable
         # Set when shim already retried it: clients should not multiply the retries.
         self.exhausted = False
+        # The upstream's own HTTP status, when it answered with an error (for the log).
+        self.upstream_status: int | None = None
 
     def headers(self) -> dict[str, str]:
         headers = super().headers()
@@ -211,10 +222,12 @@ class UpstreamRejectedError(UpstreamError):
 
 # --- upstream bodies -------------------------------------------------------------------------
 
-# Anything that looks like a credential is removed before an upstream message reaches a client.
-_SECRET = re.compile(r"(?i)(bearer\s+)\S+|hf_[A-Za-z0-9]{6,}|(api[_-]?key[\"'=: ]+)\S+")
+# Messages are kept as the upstream wrote them: ``shim.redact.Scrubber`` removes secrets (and
+# bounds the length) where a message is rendered for a client or a log.
 _CONTEXT_LENGTH = re.compile(r"must be <=|must have less than|too long|maximum context length")
-_MAX_MESSAGE = 1000
+#: The longest pause an upstream may ask for (``Retry-After``, ``estimated_time``); longer asks
+#: are clamped to it (README "Resilience").
+RETRY_AFTER_MAX = 3600.0
 
 
 class _UpstreamErrorView(msgspec.Struct):
@@ -235,41 +248,42 @@ class _UpstreamErrorView(msgspec.Struct):
 _error_view = msgspec.json.Decoder(_UpstreamErrorView)
 
 
-def scrub(text: str) -> str:
-    """Remove anything credential-like and bound the length of an upstream message."""
-    text = _SECRET.sub(lambda m: (m.group(1) or m.group(2) or "") + "***", text)
-    return text[:_MAX_MESSAGE]
-
-
 def _message_of(body: bytes) -> tuple[str, str | None, float | None]:
     try:
         view = _error_view.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         text = body.decode("utf-8", "replace").strip()
         return text, None, None
     if isinstance(view.error, dict):
-        message = view.error.get("message")
-        kind = view.error.get("type")
+        # Only strings are read: anything else may be nested arbitrarily deep.
+        message, kind = view.error.get("message"), view.error.get("type")
         return (
-            str(message) if message is not None else "",
-            str(kind) if kind is not None else None,
+            message if isinstance(message, str) else "",
+            kind if isinstance(kind, str) else None,
             None,
         )
     message = view.error or view.message or ""
-    return message, view.error_type or view.type, view.estimated_time
+    return message, view.error_type or view.type, _bounded(view.estimated_time)
 
 
 def parse_upstream_error(
-    status: int, body: bytes, *, retry_after: str | None = None
+    status: int, body: bytes, *, retry_after: float | None = None
 ) -> UpstreamError:
-    """Map an upstream error answer (status, body) onto the client-facing error.
+    """Map an upstream error answer (status, body, ``Retry-After`` in seconds as
+    ``retry_after_seconds`` reads it) onto the client-facing error.
 
     Pure: tested by a table in ``tests/test_errors.py``.
     """
+    error = _error_for(status, body, retry_after)
+    error.upstream_status = status
+    return error
+
+
+def _error_for(status: int, body: bytes, retry_after: float | None) -> UpstreamError:
     message, kind, estimated = _message_of(body)
-    message = scrub(message) or f"HTTP {status}"
+    message = message or f"HTTP {status}"
     lowered = (kind or "").lower()
-    after = _retry_after(retry_after, estimated)
+    after = retry_after if retry_after is not None else estimated
     if status == 503 or lowered in ("unhealthy", "healthcheck") or "currently loading" in message:
         return UpstreamUnavailableError(
             f"The upstream model is not ready: {message}",
@@ -300,22 +314,49 @@ def parse_upstream_error(
     return UpstreamError(f"The upstream failed (HTTP {status}): {message}", reason="http_5xx")
 
 
-def _retry_after(header: str | None, estimated: float | None) -> float | None:
-    if header:
-        try:
-            return max(0.0, float(header))
-        except ValueError:
-            return None
-    return estimated
+def retry_after_seconds(value: str | None, *, now: float) -> float | None:
+    """A ``Retry-After`` header (delay-seconds or an HTTP date, RFC 9110 §10.2.3) as seconds
+    from ``now`` (a Unix time): finite, at most ``RETRY_AFTER_MAX``; None when absent or
+    unreadable (``inf``, ``nan``, negative, garbage). A date in the past is 0."""
+    if not value:
+        return None
+    try:
+        return _bounded(float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # HTTP dates are GMT
+        when = when.replace(tzinfo=UTC)
+    return _bounded(max(0.0, when.timestamp() - now))
+
+
+def _bounded(seconds: float | None) -> float | None:
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return None
+    return min(seconds, RETRY_AFTER_MAX)
 
 
 def invalid_response(what: str) -> UpstreamError:
     return UpstreamError(
-        f"The upstream sent an invalid response: {scrub(what)}",
+        f"The upstream sent an invalid response: {what}",
         reason="invalid_response",
         code="upstream_invalid_response",
         retryable=False,
     )
+
+
+def decode_answer(decoder: msgspec.json.Decoder[T], data: bytes, what: str) -> T:
+    """An upstream answer (or stream event) decoded, or ``invalid_response`` when it is not
+    JSON, lacks or mistypes a field, or is nested deeper than the decoder can follow."""
+    try:
+        return decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise invalid_response(f"{what}: {exc}") from None
+    except RecursionError:
+        raise invalid_response(f"{what}: nested too deeply") from None
 
 
 # --- transport errors ------------------------------------------------------------------------
@@ -344,7 +385,7 @@ def transport_error(exc: httpx.TransportError, target: str) -> UpstreamError:
             return UpstreamTimeoutError(f"The upstream {target} timed out.")
         if "ClientConnectorError" in cause:
             return UpstreamError(
-                f"Could not connect to the upstream {target}: {scrub(str(exc.__cause__))}.",
+                f"Could not connect to the upstream {target}: {exc.__cause__}.",
                 reason="connect",
                 code="upstream_unreachable",
             )
@@ -352,15 +393,13 @@ def transport_error(exc: httpx.TransportError, target: str) -> UpstreamError:
         return UpstreamError(f"The upstream {target} closed the connection.", reason="connect")
     if isinstance(exc, httpx.ConnectError):
         return UpstreamError(
-            f"Could not connect to the upstream {target}: "
-            f"{scrub(str(exc)) or 'connection refused'}.",
+            f"Could not connect to the upstream {target}: {str(exc) or 'connection refused'}.",
             reason="connect",
             code="upstream_unreachable",
         )
     if isinstance(exc, httpx.ReadError | httpx.RemoteProtocolError | httpx.WriteError):
         return UpstreamError(
-            f"The connection to the upstream {target} broke: "
-            f"{scrub(str(exc)) or type(exc).__name__}.",
+            f"The connection to the upstream {target} broke: {str(exc) or type(exc).__name__}.",
             reason="stream_aborted",
             retryable=False,
         )

@@ -4,9 +4,9 @@ results from the adapter, OpenAI response or SSE stream out.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
+from functools import partial
 
 import msgspec
 
@@ -15,15 +15,14 @@ from shim.adapters._result import Generation, StreamDelta
 from shim.adapters._stop import StopScanner, truncate_at_stop
 from shim.api import Reply
 from shim.context import RequestContext
-from shim.errors import ShimError, UpstreamError
+from shim.errors import InvalidRequestError, ShimError, UpstreamError
 from shim.formats import Format, estimate_tokens
 from shim.metrics import Metrics, TokenClock
 from shim.openai.common import Usage
 from shim.routing import GenerationAdapter, Route
 from shim.streaming import DONE, encode_event
-from shim.upstream import Answer, OpenStream, Upstream, fan_out
+from shim.upstream import OpenStream, Upstream, fan_out
 
-log = logging.getLogger("shim.upstream")
 _encoder = msgspec.json.Encoder()
 
 
@@ -45,26 +44,22 @@ class Job:
         self.stops = [*self.params.stop, *self.route.stops]
 
 
-def _int_header(response: Answer, name: str) -> int | None:
-    value = response.headers.get(name)
-    return int(value) if value is not None and value.isdigit() else None
-
-
 async def _generate_one(
     upstream: Upstream, job: Job, prompt: str, body: bytes, ctx: RequestContext
 ) -> Generation:
     route, adapter = job.route, job.adapter
-    response = await upstream.post(route, adapter.path, body, ctx)
-    generation = adapter.parse_response(response.content, prompt=prompt)
+    parse = partial(adapter.parse_response, prompt=prompt)
+    response = await upstream.post(route, adapter.path, body, ctx, parse=parse)
+    generation = response.value
     text, stopped = truncate_at_stop(generation.text, job.stops)
     generation.text = text
     if generation.prompt_tokens is None:
-        generation.prompt_tokens = _int_header(response, "x-prompt-tokens") or estimate_tokens(
+        generation.prompt_tokens = response.count_header("x-prompt-tokens") or estimate_tokens(
             prompt
         )
     if generation.completion_tokens is None:
-        generation.completion_tokens = _int_header(
-            response, "x-generated-tokens"
+        generation.completion_tokens = response.count_header(
+            "x-generated-tokens"
         ) or estimate_tokens(text)
         if not adapter.streams:
             # A pipeline reports no finish reason: "length" when it used the whole budget.
@@ -85,7 +80,13 @@ def _payload(job: Job, prompt: str) -> bytes:
         stop=job.stops,
         default_max=job.route.default_max_tokens,
     )
-    return _encoder.encode(payload)
+    try:
+        return _encoder.encode(payload)
+    except RecursionError:
+        # A `response_format` schema decoded, but too deep to encode again from here.
+        raise InvalidRequestError(
+            "The request body is nested too deeply.", param="response_format"
+        ) from None
 
 
 async def generate(upstream: Upstream, job: Job, ctx: RequestContext) -> list[Generation]:
@@ -147,14 +148,11 @@ async def _open_stream(
     route, adapter = job.route, job.adapter
     assert adapter.stream_path is not None
     prompt = job.prompts[0]
-    stream = await upstream.open_stream(route, adapter.stream_path, _payload(job, prompt), ctx)
-    first = await stream.first_batch()
-    try:
-        delta = adapter.parse_event(first[0])
-    except BaseException:
-        await stream.aclose()
-        raise
-    return _relay(job, stream, delta, first[1:], metrics, ctx, prompt)
+    body = _payload(job, prompt)
+    start = await upstream.open_stream(
+        route, adapter.stream_path, body, ctx, parse=adapter.parse_event
+    )
+    return _relay(job, start.stream, start.first, start.rest, metrics, ctx, prompt)
 
 
 async def _relay(
@@ -220,17 +218,11 @@ async def _relay(
             out.append(encode_event(fmt.usage(usage)))
         out.append(DONE)
         yield b"".join(out)
-    except ShimError as exc:
-        yield b"".join([*out, stream_failure(exc, metrics, ctx), DONE])
+    except ShimError:
+        # What the client should still get; the error event is written by ``shim.api``.
+        if out:
+            yield b"".join(out)
+        raise
     finally:
         metrics.stream_timing(ctx.model, clock, ctx.start)
         await stream.aclose()
-
-
-def stream_failure(exc: ShimError, metrics: Metrics, ctx: RequestContext) -> bytes:
-    """A failure after the first byte: counted, logged, and sent as one SSE error event."""
-    reason = exc.reason if isinstance(exc, UpstreamError) else "invalid_response"
-    ctx.error_reason = reason
-    metrics.upstream_error(ctx.model, reason)
-    log.warning("%s: stream ended by an upstream error (%s): %s", ctx.model, reason, exc.message)
-    return encode_event(_encoder.encode(exc.body()))

@@ -74,6 +74,9 @@ def decode(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
         if not body.strip():
             raise InvalidRequestError("The request body is empty; send a JSON object.") from None
         raise InvalidRequestError(f"The request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        # msgspec follows nesting as deep as Python's recursion limit allows (~1,000 levels).
+        raise InvalidRequestError("The request body is nested too deeply.") from None
 
 
 def may_use(ctx: RequestContext | None, model: str) -> bool:

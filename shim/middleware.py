@@ -13,15 +13,12 @@ import time
 from typing import Any
 from urllib.parse import quote
 
-import msgspec
 from litestar.types import ASGIApp, Receive, Send
 
 from shim import accesslog
 from shim.context import SCOPE_KEY, RequestContext, new_id
 from shim.errors import ShimError
 from shim.services import Services
-
-_encoder = msgspec.json.Encoder()
 
 #: Metric `endpoint` label by path; other paths are not counted as API requests.
 ENDPOINTS = {
@@ -169,7 +166,7 @@ class ShimMiddleware:
                         if method == "POST" and path.startswith("/v1/"):
                             key.admit()
                 except ShimError as exc:
-                    await _send_error(send_wrapper, exc)
+                    await _send_error(send_wrapper, services.scrubber.envelope(exc), exc)
                     return
             # HEAD is served as GET wherever GET is (the server, the scope's owner, still sees
             # HEAD and sends no body); the access log says HEAD.
@@ -187,8 +184,7 @@ class ShimMiddleware:
             accesslog.write(ctx, scope, now)
 
 
-async def _send_error(send: Any, exc: ShimError) -> None:
-    body = _encoder.encode(exc.body())
+async def _send_error(send: Any, body: bytes, exc: ShimError) -> None:
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),

@@ -14,7 +14,6 @@ from shim.adapters import openai_compat
 from shim.api import Reply
 from shim.context import RequestContext, new_id
 from shim.errors import ShimError, UpstreamError
-from shim.generation import stream_failure
 from shim.metrics import Metrics, TokenClock
 from shim.routing import Route
 from shim.streaming import DONE, encode_event
@@ -24,7 +23,10 @@ Kind = Literal["chat", "completions"]
 
 
 class _Rewriter:
-    __slots__ = ("as_completion", "created", "id", "model", "objects")
+    """Turns the upstream's answer and chunks into ours (pure: parses run inside the upstream
+    attempt, so an invalid answer is a failed attempt)."""
+
+    __slots__ = ("as_completion", "chat", "created", "id", "model", "objects")
 
     def __init__(self, route: Route, kind: Kind) -> None:
         prefix = "chatcmpl-" if kind == "chat" else "cmpl-"
@@ -32,6 +34,8 @@ class _Rewriter:
         self.created = int(time.time())
         self.model = route.name
         self.as_completion = kind == "completions" and route.paths.completions is None
+        # Whether the upstream is asked (and answers) a chat request.
+        self.chat = kind == "chat" or self.as_completion
         # (answer, chunk) `object`. Always set: the openai SDK's stream helpers drop chunks
         # whose `object` is not "chat.completion.chunk" (TGI < 2.1 sends "text_completion";
         # some upstreams leave it out of the usage chunk).
@@ -42,13 +46,26 @@ class _Rewriter:
         )
 
     def __call__(self, data: dict[str, Any], *, stream: bool) -> bytes:
-        if "error" not in data:
-            if self.as_completion:
-                openai_compat.chat_as_completion(data, stream=stream)
-            data["object"] = self.objects[stream]
         return openai_compat.rewrite(
-            data, model=self.model, id=self.id, created=self.created, stream=stream
+            data,
+            model=self.model,
+            id=self.id,
+            created=self.created,
+            stream=stream,
+            chat=self.chat,
+            as_completion=self.as_completion,
+            object=self.objects[stream],
         )
+
+    def answer(self, body: bytes) -> tuple[bytes, tuple[int, int] | None]:
+        """A whole answer: what the client gets, and the token counts it reports."""
+        data = openai_compat.decode(body)
+        return self(data, stream=False), openai_compat.usage_of(data)
+
+    def chunk(self, event: bytes) -> tuple[dict[str, Any], bytes]:
+        """A stream event: as decoded (for token counting), and as the client gets it."""
+        data = openai_compat.decode(event)
+        return data, self(data, stream=True)
 
 
 async def respond(
@@ -72,22 +89,14 @@ async def respond(
     assert path is not None
     body = openai_compat.to_payload(request, upstream_model=route.hf_model or "tgi", stream=stream)
     if not stream:
-        response = await upstream.post(route, path, body, ctx)
-        data = openai_compat.decode(response.content)
-        out = rewriter(data, stream=False)
-        usage = openai_compat.usage_of(data)
+        answer = await upstream.post(route, path, body, ctx, parse=rewriter.answer)
+        out, usage = answer.value
         if usage is not None:
             ctx.prompt_tokens, ctx.completion_tokens = usage
         return out
-    opened = await upstream.open_stream(route, path, body, ctx)
-    first = await opened.first_batch()
-    try:
-        first_data = openai_compat.decode(first[0])
-        first_chunk = rewriter(first_data, stream=True)
-    except BaseException:
-        await opened.aclose()
-        raise
-    return _relay(opened, first_data, first_chunk, first[1:], rewriter, metrics, ctx)
+    start = await upstream.open_stream(route, path, body, ctx, parse=rewriter.chunk)
+    data, chunk = start.first
+    return _relay(start.stream, data, chunk, start.rest, rewriter, metrics, ctx)
 
 
 def _has_content(data: dict[str, Any]) -> bool:
@@ -133,17 +142,19 @@ async def _relay(
                 if batch is None:
                     break
                 pending = batch
-            data = openai_compat.decode(pending[0])
+            data, chunk = rewriter.chunk(pending[0])
             pending = pending[1:]
-            chunk = rewriter(data, stream=True)
         if not finished:
             raise UpstreamError(
                 "The upstream stream ended before the generation finished.",
                 reason="stream_aborted",
             )
         yield DONE
-    except ShimError as exc:
-        yield b"".join([*out, stream_failure(exc, metrics, ctx), DONE])
+    except ShimError:
+        # What the client should still get; the error event is written by ``shim.api``.
+        if out:
+            yield b"".join(out)
+        raise
     finally:
         metrics.stream_timing(ctx.model, clock, ctx.start)
         await opened.aclose()

@@ -1,4 +1,5 @@
-"""What handlers share, built once per app: the router, the upstream client, metrics, keys."""
+"""What handlers share, built once per app: the router, the upstream client, metrics, keys,
+the scrubber of upstream text."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass, field
 from shim.auth import Keyring
 from shim.config import Config
 from shim.metrics import Metrics
+from shim.redact import Scrubber
 from shim.routing import Router
 from shim.upstream import Upstream
 
@@ -19,6 +21,8 @@ class Services:
     upstream: Upstream
     metrics: Metrics
     keyring: Keyring
+    # Built from the config's secrets; replaced whole on reload, as the router is.
+    scrubber: Scrubber
     draining: bool = False
     ready: bool = False
     reloads: int = field(default=0)

@@ -112,7 +112,8 @@ async def _hub_get(services: Services, route: Route, filename: str) -> bytes | N
     try:
         response = await services.upstream.get(url, headers=headers, limit=HUB_TIMEOUT)
     except ShimError as exc:
-        log.warning("%s: cannot reach the Hub for %s: %s", route.name, filename, exc.message)
+        reason = services.scrubber(exc.message)
+        log.warning("%s: cannot reach the Hub for %s: %s", route.name, filename, reason)
         return None
     if response.status_code != 200:
         if response.status_code != 404:
@@ -152,7 +153,7 @@ async def fetch_template(services: Services, route: Route) -> None:
             cached.tokenizer_config.encode(), jinja=cached.jinja, origin=f"hub:{route.hf_model}"
         )
     except templates.TemplateError as exc:
-        log.warning("%s: %s", route.name, exc)
+        log.warning("%s: %s", route.name, services.scrubber(str(exc)))
         return
     if route.template is None:
         log.warning("%s: %s has no chat template", route.name, route.hf_model)

@@ -12,7 +12,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 import httpx
 
@@ -24,6 +24,7 @@ from shim.errors import (
     invalid_response,
     map_transport_errors,
     parse_upstream_error,
+    retry_after_seconds,
     transport_error,
 )
 from shim.streaming import iter_sse_batches
@@ -96,25 +97,36 @@ class Upstream:
         await self.client.aclose()
 
     async def post(
-        self, route: Route, path: str, body: bytes, ctx: RequestContext | None = None
-    ) -> Answer:
-        """POST and read the whole answer (within the route's ``timeout``)."""
-        response, _, content = await self._send(route, path, body, ctx, stream=False)
-        return Answer(response.headers, content)
+        self,
+        route: Route,
+        path: str,
+        body: bytes,
+        ctx: RequestContext | None = None,
+        *,
+        parse: Callable[[bytes], T],
+    ) -> Answer[T]:
+        """POST, read the whole answer (within the route's ``timeout``) and ``parse`` it (a pure
+        function). An answer that does not parse is a failed attempt: counted, not retried, and
+        not a success of the endpoint."""
+        result = await self._send(route, path, body, ctx, stream=False, parse=parse)
+        assert isinstance(result, Answer)
+        return result
 
     async def open_stream(
-        self, route: Route, path: str, body: bytes, ctx: RequestContext | None = None
-    ) -> OpenStream:
-        """POST and return once a 2xx status and headers arrived; the caller must ``aclose``."""
-        response, endpoint, _ = await self._send(route, path, body, ctx, stream=True)
-        return OpenStream(
-            response,
-            endpoint,
-            endpoint.display + path,
-            ctx,
-            first_token_timeout=route.first_token_timeout,
-            idle_timeout=route.idle_timeout,
-        )
+        self,
+        route: Route,
+        path: str,
+        body: bytes,
+        ctx: RequestContext | None = None,
+        *,
+        parse: Callable[[bytes], T],
+    ) -> StreamStart[T]:
+        """POST, wait for a 2xx status and the first events, and ``parse`` the first (as
+        ``post`` does: an error event or garbage fails the attempt, before the client got a
+        byte). The caller must ``aclose`` the stream."""
+        result = await self._send(route, path, body, ctx, stream=True, parse=parse)
+        assert isinstance(result, StreamStart)
+        return result
 
     async def get(self, url: str, *, headers: Mapping[str, str], limit: float) -> httpx.Response:
         """A plain GET within ``limit`` seconds (startup: TEI /info, the Hub; health probes)."""
@@ -122,8 +134,15 @@ class Upstream:
             return await self.client.get(url, headers=headers, timeout=limit)
 
     async def _send(
-        self, route: Route, path: str, body: bytes, ctx: RequestContext | None, *, stream: bool
-    ) -> tuple[httpx.Response, Endpoint, bytes]:
+        self,
+        route: Route,
+        path: str,
+        body: bytes,
+        ctx: RequestContext | None,
+        *,
+        stream: bool,
+        parse: Callable[[bytes], Any],
+    ) -> Answer[Any] | StreamStart[Any]:
         retries_left = route.retries
         loading_deadline = time.monotonic() + route.wait_for_model
         loading_retry = False
@@ -138,11 +157,20 @@ class Upstream:
                     loading_retry = True
                 endpoint = route.pick_endpoint(avoid=failed)
                 started = time.perf_counter()
+                # When the upstream answered: parsing is shim's time, not the upstream's.
+                answered = 0.0
                 try:
                     response, content = await self._attempt(
                         route, endpoint, path, body, stream=stream, loading_retry=loading_retry
                     )
-                    return response, endpoint, content
+                    answered = time.perf_counter()
+                    result: Answer[Any] | StreamStart[Any]
+                    if stream:
+                        result = await self._start(route, endpoint, path, response, ctx, parse)
+                    else:
+                        result = Answer(response.headers, parse(content))
+                    endpoint.record_success()
+                    return result
                 except UpstreamUnavailableError as exc:
                     self._count(route, exc)
                     remaining = loading_deadline - time.monotonic()
@@ -182,10 +210,37 @@ class Upstream:
                     await asyncio.sleep(backoff)
                 finally:
                     if ctx is not None:
-                        ctx.upstream_seconds += time.perf_counter() - started
+                        ctx.upstream_seconds += (answered or time.perf_counter()) - started
         finally:
             if leading:
                 route.end_waking()
+
+    @staticmethod
+    async def _start(
+        route: Route,
+        endpoint: Endpoint,
+        path: str,
+        response: httpx.Response,
+        ctx: RequestContext | None,
+        parse: Callable[[bytes], T],
+    ) -> StreamStart[T]:
+        """The first events of an opened stream, the first parsed; on any failure the stream
+        is closed and the error raised."""
+        stream = OpenStream(
+            response,
+            endpoint,
+            endpoint.display + path,
+            ctx,
+            first_token_timeout=route.first_token_timeout,
+            idle_timeout=route.idle_timeout,
+        )
+        batch = await stream.first_batch()
+        try:
+            first = parse(batch[0])
+        except BaseException:
+            await stream.aclose()
+            raise
+        return StreamStart(stream, first, batch[1:])
 
     def _count(self, route: Route, exc: UpstreamError) -> None:
         if self.on_error is not None:
@@ -234,7 +289,9 @@ class Upstream:
                         raise parse_upstream_error(
                             response.status_code,
                             error_body,
-                            retry_after=response.headers.get("retry-after"),
+                            retry_after=retry_after_seconds(
+                                response.headers.get("retry-after"), now=time.time()
+                            ),
                         )
                     if not stream:
                         content = await _read_all(response)
@@ -248,7 +305,6 @@ class Upstream:
                 endpoint.in_flight -= 1
                 if response is not None:
                     await response.aclose()
-        endpoint.record_success()
         assert response is not None
         return response, content
 
@@ -268,11 +324,28 @@ async def fan_out(ctx: RequestContext, calls: Sequence[Coroutine[Any, Any, T]]) 
     return [task.result() for task in tasks]
 
 
-class Answer(NamedTuple):
-    """A whole upstream answer."""
+class Answer(NamedTuple, Generic[T]):
+    """A whole upstream answer: its headers, and its body as parsed."""
 
     headers: httpx.Headers
-    content: bytes
+    value: T
+
+    def count_header(self, name: str) -> int | None:
+        """A token-count header (TGI's ``x-prompt-tokens``, TEI's ``x-compute-tokens``): plain
+        ASCII digits of a plausible length, else None (``"²".isdigit()`` is true, and int()
+        refuses 4,300+ digits)."""
+        value = self.headers.get(name)
+        if value is not None and value.isascii() and value.isdigit() and len(value) <= 15:
+            return int(value)
+        return None
+
+
+class StreamStart(NamedTuple, Generic[T]):
+    """An opened stream: its first event as parsed, and the events that came with it."""
+
+    stream: OpenStream
+    first: T
+    rest: list[bytes]
 
 
 def _compressed(response: httpx.Response) -> bool:

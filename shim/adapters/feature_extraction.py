@@ -18,7 +18,7 @@ import msgspec
 from shim import hf
 from shim.adapters._result import Embeddings
 from shim.config import Pooling, Protocol
-from shim.errors import InvalidRequestError, invalid_response
+from shim.errors import InvalidRequestError, decode_answer, invalid_response
 
 Inputs = list[str] | list[list[int]]
 
@@ -91,9 +91,18 @@ def _depth(value: Any) -> int:
             raise invalid_response("an empty list in the embeddings")
         value = value[0]
         depth += 1
-    if not isinstance(value, int | float):
+    if not isinstance(value, int | float) or isinstance(value, bool):
         raise invalid_response(f"embeddings contain {type(value).__name__}, not numbers")
     return depth
+
+
+# Each nesting depth's full type: the first element decided the depth, these check the rest.
+_SHAPES: dict[int, Any] = {
+    1: list[float],
+    2: list[list[float]],
+    3: list[list[list[float]]],
+    4: list[list[list[list[float]]]],
+}
 
 
 def pool(tokens: list[list[float]], pooling: Pooling) -> list[float]:
@@ -105,7 +114,10 @@ def pool(tokens: list[list[float]], pooling: Pooling) -> list[float]:
             'the upstream returned token-level vectors; set `pooling = "mean"` or "cls"'
         )
     count = len(tokens)
-    return [sum(column) / count for column in zip(*tokens, strict=True)]
+    try:
+        return [sum(column) / count for column in zip(*tokens, strict=True)]
+    except ValueError:
+        raise invalid_response("token vectors of different lengths") from None
 
 
 def l2_normalize(vector: list[float]) -> list[float]:
@@ -116,6 +128,13 @@ def l2_normalize(vector: list[float]) -> list[float]:
 def to_vectors(value: Any, n: int, pooling: Pooling) -> tuple[list[list[float]], bool]:
     """One vector per input from any known shape; also whether shim pooled them."""
     depth = _depth(value)
+    shape = _SHAPES.get(depth)
+    if shape is None:
+        raise invalid_response(f"unexpected embeddings shape (depth {depth}) for {n} inputs")
+    try:
+        value = msgspec.convert(value, shape)
+    except msgspec.ValidationError as exc:
+        raise invalid_response(f"embeddings: {exc}") from None
     if depth == 1:
         if n != 1:
             raise invalid_response(f"one vector for {n} inputs")
@@ -132,13 +151,24 @@ def to_vectors(value: Any, n: int, pooling: Pooling) -> tuple[list[list[float]],
     raise invalid_response(f"unexpected embeddings shape (depth {depth}) for {n} inputs")
 
 
+def _checked(vectors: list[list[float]], n: int) -> list[list[float]]:
+    """``n`` vectors of one non-zero dimension (JSON numbers are finite: msgspec rejects
+    ``1e400``)."""
+    if len(vectors) != n:
+        raise invalid_response(f"{len(vectors)} embeddings for {n} inputs")
+    dims = {len(v) for v in vectors}
+    if len(dims) != 1 or 0 in dims:
+        raise invalid_response("embeddings of different or zero dimensions")
+    return vectors
+
+
 class _OpenAIItem(msgspec.Struct):
     index: int
     embedding: list[float]
 
 
 class _OpenAIUsage(msgspec.Struct):
-    prompt_tokens: int = 0
+    prompt_tokens: hf.Count = 0
 
 
 class _OpenAIResponse(msgspec.Struct):
@@ -153,33 +183,20 @@ def parse_response(
     protocol: Protocol, body: bytes, *, n: int, pooling: Pooling, normalize: bool
 ) -> Embeddings:
     if protocol == "openai":
-        try:
-            decoded = _openai.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise invalid_response(f"embeddings: {exc}") from None
+        decoded = decode_answer(_openai, body, "embeddings")
         items = sorted(decoded.data, key=lambda item: item.index)
-        if len(items) != n:
-            raise invalid_response(f"{len(items)} embeddings for {n} inputs")
         usage = decoded.usage.prompt_tokens if decoded.usage else None
-        return Embeddings([item.embedding for item in items], usage or None)
+        return Embeddings(_checked([item.embedding for item in items], n), usage or None)
     if protocol == "tei":
         # TEI's /embed always answers [n][dim]: a typed decode, nothing to pool.
-        try:
-            vectors = _vectors.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise invalid_response(f"TEI /embed: {exc}") from None
-        if len(vectors) != n:
-            raise invalid_response(f"{len(vectors)} embeddings for {n} inputs")
-        return Embeddings(vectors)
-    try:
-        value = _any.decode(body)
-    except msgspec.DecodeError as exc:
-        raise invalid_response(f"embeddings: {exc}") from None
+        return Embeddings(_checked(decode_answer(_vectors, body, "TEI /embed"), n))
+    value = decode_answer(_any, body, "embeddings")
     if isinstance(value, dict):
         if "embeddings" not in value:
             raise invalid_response("an object without `embeddings`")
         value = value["embeddings"]
     vectors, _pooled = to_vectors(value, n, pooling)
+    _checked(vectors, n)
     if normalize and protocol == "pipeline":
         # Pipelines may or may not normalise (it depends on the model): `normalize = true`
         # promises unit vectors. TEI was asked to normalise itself.
@@ -209,15 +226,12 @@ def parse_verbatim(
     is ~100k numbers, and decoding then re-encoding them was most of its cost. For ``tei`` and
     ``openai`` upstreams when the answer needs no change (no ``dimensions``)."""
     tokens: int | None = None
-    try:
-        if protocol == "tei":
-            items = _verbatim_tei.decode(body)
-        else:
-            decoded = _verbatim_openai.decode(body)
-            items = [item.embedding for item in sorted(decoded.data, key=lambda i: i.index)]
-            tokens = decoded.usage.prompt_tokens if decoded.usage else None
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise invalid_response(f"embeddings: {exc}") from None
+    if protocol == "tei":
+        items = decode_answer(_verbatim_tei, body, "embeddings")
+    else:
+        decoded = decode_answer(_verbatim_openai, body, "embeddings")
+        items = [item.embedding for item in sorted(decoded.data, key=lambda i: i.index)]
+        tokens = decoded.usage.prompt_tokens if decoded.usage else None
     if len(items) != n:
         raise invalid_response(f"{len(items)} embeddings for {n} inputs")
     for item in items:
@@ -226,11 +240,20 @@ def parse_verbatim(
     return items, tokens or None
 
 
+# What a JSON array of numbers holds besides its brackets.
+_NUMBER_TEXT = b"0123456789.eE+-, \t\r\n"
+
+
 def _plausible(data: bytes) -> bool:
-    """A flat number array or one string, checked without parsing the numbers."""
+    """A non-empty flat number array or one string, checked without parsing the numbers (the
+    bytes are valid JSON already: the decoder read them as one value)."""
     if data.startswith(b'"'):
         return data.count(b'"') == 2
-    return data.startswith(b"[") and not data.startswith(b"[[") and b'"' not in data
+    return (
+        data.startswith(b"[")
+        and data.translate(None, _NUMBER_TEXT) == b"[]"
+        and bool(data[1:-1].strip())
+    )
 
 
 def conform(item: msgspec.Raw, encoding_format: str) -> msgspec.Raw | str | list[float]:
@@ -239,10 +262,14 @@ def conform(item: msgspec.Raw, encoding_format: str) -> msgspec.Raw | str | list
     is_base64 = memoryview(item)[:1].tobytes() == b'"'
     if (encoding_format == "base64") == is_base64:
         return item
-    if is_base64:
-        packed = base64.b64decode(msgspec.json.decode(item, type=str))
-        return list(struct.unpack(f"<{len(packed) // 4}f", packed))
-    return to_base64(msgspec.json.decode(item, type=list[float]))
+    try:
+        if is_base64:
+            packed = base64.b64decode(msgspec.json.decode(item, type=str), validate=True)
+            return list(struct.unpack(f"<{len(packed) // 4}f", packed))
+        return to_base64(msgspec.json.decode(item, type=list[float]))
+    except (ValueError, struct.error, msgspec.ValidationError):
+        # binascii.Error is a ValueError; struct.error: not a whole number of float32s.
+        raise invalid_response("an embedding that cannot be converted") from None
 
 
 def shorten(vectors: list[list[float]], dimensions: int) -> list[list[float]]:
@@ -257,7 +284,11 @@ def shorten(vectors: list[list[float]], dimensions: int) -> list[list[float]]:
 
 def to_base64(vector: list[float]) -> str:
     """Little-endian float32 bytes, base64 (what the openai SDK decodes)."""
-    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+    try:
+        packed = struct.pack(f"<{len(vector)}f", *vector)
+    except OverflowError:
+        raise invalid_response("an embedding value out of float32 range") from None
+    return base64.b64encode(packed).decode("ascii")
 
 
 def estimate_tokens(batch: Inputs) -> int:

@@ -13,7 +13,13 @@ import msgspec
 from shim import hf
 from shim.adapters._params import GenerationParams, sampling
 from shim.adapters._result import Generation, StreamDelta, TokenInfo
-from shim.errors import InvalidRequestError, UpstreamError, UpstreamRejectedError, invalid_response
+from shim.errors import (
+    InvalidRequestError,
+    UpstreamError,
+    UpstreamRejectedError,
+    decode_answer,
+    invalid_response,
+)
 
 # TGI's finish reasons → OpenAI's. Unknown values read as "stop" (never fail on a new value).
 FINISH_REASONS = {"length": "length", "eos_token": "stop", "stop_sequence": "stop", "stop": "stop"}
@@ -78,10 +84,7 @@ class TGI:
         )
 
     def parse_response(self, body: bytes, *, prompt: str) -> Generation:
-        try:
-            decoded = _response.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise invalid_response(f"TGI /generate: {exc}") from None
+        decoded = decode_answer(_response, body, "TGI /generate")
         if isinstance(decoded, list):
             if not decoded:
                 raise invalid_response("TGI returned an empty list")
@@ -103,15 +106,14 @@ class TGI:
         )
 
     def parse_event(self, data: bytes) -> StreamDelta:
-        try:
-            event = _event.decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise invalid_response(f"TGI stream event: {exc}") from None
+        event = decode_answer(_event, data, "TGI stream event")
         if event.error is not None:
             raise _stream_error(event.error, event.error_type)
-        delta = StreamDelta()
         token = event.token
-        if token is not None and not token.special:
+        if token is None:
+            raise invalid_response("TGI stream event without `token`")
+        delta = StreamDelta()
+        if not token.special:
             delta.text = token.text
             delta.token = _token_info(token, event.top_tokens)
         if event.details is not None:
@@ -171,10 +173,7 @@ class Pipeline:
         )
 
     def parse_response(self, body: bytes, *, prompt: str) -> Generation:
-        try:
-            decoded = _pipeline_response.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise invalid_response(f"pipeline output: {exc}") from None
+        decoded = decode_answer(_pipeline_response, body, "pipeline output")
         item: object = decoded
         while isinstance(item, list):
             if not item:
