@@ -77,12 +77,13 @@ def _allow(headers: dict[str, str]) -> str:
 
 
 def error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    """The one exception handler: OpenAI's envelope for everything raised before a reply's
-    owner took over (the framework's own errors included; ``shim.serve.dispatch`` writes the
-    errors of the replies it owns with the same envelope)."""
+    """The one exception handler: OpenAI's envelope (its message scrubbed) for everything raised
+    before a reply's owner took over, the framework's own errors included
+    (``shim.serve.dispatch`` writes the errors of the replies it owns with the same envelope)."""
     error = _as_shim_error(exc)
+    services: Services = request.app.state.shim
     return Response(
-        error.envelope(),
+        services.active.scrubber.envelope(error),
         status_code=error.status_code,
         media_type=MediaType.JSON,
         headers=error.headers(),
@@ -127,7 +128,7 @@ def create_app(
         log.info("config loaded from %s: %d models", config.source, len(router.routes))
         for route in router.routes.values():
             log.info("route %s", route.describe())
-        await services.discovery.learn(router)
+        await services.discovery.learn(services.active)
         restore = lifecycle.install_signal_handlers(services)
         # Everything built so far lives as long as the process: keep it out of the cyclic
         # collector's scans (measured: +13% throughput, p99 99 -> 25 ms under load).

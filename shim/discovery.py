@@ -20,7 +20,9 @@ import msgspec
 
 from shim import hf, templates
 from shim.errors import ShimError
+from shim.redact import Scrubber
 from shim.routing import HubRepo, Route, Router
+from shim.state import Active
 from shim.upstream.client import Client
 
 log = logging.getLogger("shim.discovery")
@@ -40,6 +42,8 @@ class TokenCounter(typing.Protocol):
 class Discovery:
     def __init__(self, client: Client) -> None:
         self.client = client
+        # What may be logged of an upstream's text (the active config's).
+        self.scrubber = Scrubber()
         self.templates: dict[HubRepo, templates.ChatTemplate] = {}
         self.batch_sizes: dict[str, int] = {}
         self.tokenizers: dict[HubRepo | Path, TokenCounter] = {}
@@ -63,15 +67,17 @@ class Discovery:
 
     # --- learning ------------------------------------------------------------------------------
 
-    async def learn(self, router: Router) -> None:
+    async def learn(self, active: Active) -> None:
         """At startup: what must be ready before serving (chat templates, TEI batch limits);
         what merely improves answers (tokenizers) goes on in the background."""
-        await asyncio.gather(*self._needed(router))
-        self._spawn(self._wanted(router))
+        self.scrubber = active.scrubber
+        await asyncio.gather(*self._needed(active.router))
+        self._spawn(self._wanted(active.router))
 
-    def relearn(self, router: Router) -> None:
+    def relearn(self, active: Active) -> None:
         """After a reload: whatever is not known yet, in the background."""
-        self._spawn([*self._needed(router), *self._wanted(router)])
+        self.scrubber = active.scrubber
+        self._spawn([*self._needed(active.router), *self._wanted(active.router)])
 
     def close(self) -> None:
         for task in self._background:
@@ -116,7 +122,8 @@ class Discovery:
         try:
             response = await self.client.get(url, headers=headers, limit=HUB_TIMEOUT)
         except ShimError as exc:
-            log.warning("%s: cannot reach the Hub for %s: %s", route.name, filename, exc.message)
+            reason = self.scrubber(exc.message)
+            log.warning("%s: cannot reach the Hub for %s: %s", route.name, filename, reason)
             return None
         if response.status_code != 200:
             if response.status_code != 404:
@@ -152,7 +159,7 @@ class Discovery:
                 cached.tokenizer_config.encode(), jinja=cached.jinja, origin=f"hub:{repo.hf_model}"
             )
         except templates.TemplateError as exc:
-            log.warning("%s: %s", route.name, exc)
+            log.warning("%s: %s", route.name, self.scrubber(str(exc)))
             return
         if template is None:
             log.warning("%s: %s has no chat template", route.name, repo.hf_model)

@@ -18,11 +18,14 @@ OpenAI's envelope ``{"error": {"message", "type", "param", "code"}}`` by ``envel
         └── UpstreamRejectedError (400: the upstream refused the request itself)
 
 How upstream answers and transport failures map onto it: ``shim.upstream.failures``.
+
+Text from an upstream (error bodies, stream error events, transport failures) only ever
+travels in an ``UpstreamError``'s message, kept as the upstream wrote it: ``shim.redact``
+scrubs it where it is rendered for a client or a log.
 """
 
 from __future__ import annotations
 
-import re
 from typing import ClassVar, Literal, TypeVar
 
 import msgspec
@@ -43,9 +46,6 @@ class ErrorDetail(msgspec.Struct):
 
 class ErrorBody(msgspec.Struct):
     error: ErrorDetail
-
-
-_encoder = msgspec.json.Encoder()
 
 
 class ShimError(Exception):
@@ -70,11 +70,9 @@ class ShimError(Exception):
         self.retry_after = retry_after
 
     def body(self) -> ErrorBody:
+        """The error as OpenAI's object, its message unscrubbed (``shim.redact`` renders what
+        a client or a log gets)."""
         return ErrorBody(ErrorDetail(self.message, self.type, self.param, self.code))
-
-    def envelope(self) -> bytes:
-        """The JSON body a client gets (a response, or one SSE event after the first byte)."""
-        return _encoder.encode(self.body())
 
     def headers(self) -> dict[str, str]:
         """Response headers that go with this error (``Retry-After`` is what SDK retry logic
@@ -180,6 +178,8 @@ class UpstreamError(ShimError):
             self.retryable = retryable
         # Set when shim already retried it: clients should not multiply the retries.
         self.exhausted = False
+        # The upstream's own HTTP status, when it answered with an error (for the log).
+        self.upstream_status: int | None = None
 
     def headers(self) -> dict[str, str]:
         headers = super().headers()
@@ -218,23 +218,13 @@ class UpstreamRejectedError(UpstreamError):
     retryable = False
 
 
-# --- upstream text ---------------------------------------------------------------------------
-
-# Anything that looks like a credential is removed before an upstream message reaches a client.
-_SECRET = re.compile(r"(?i)(bearer\s+)\S+|hf_[A-Za-z0-9]{6,}|(api[_-]?key[\"'=: ]+)\S+")
-_MAX_MESSAGE = 1000
-
-
-def scrub(text: str) -> str:
-    """Remove anything credential-like and bound the length of an upstream message."""
-    text = _SECRET.sub(lambda m: (m.group(1) or m.group(2) or "") + "***", text)
-    return text[:_MAX_MESSAGE]
+# --- unreadable answers ----------------------------------------------------------------------
 
 
 def invalid_response(what: str) -> UpstreamError:
     """An upstream answer shim cannot read (adapters raise it; never retried)."""
     return UpstreamError(
-        f"The upstream sent an invalid response: {scrub(what)}",
+        f"The upstream sent an invalid response: {what}",
         reason="invalid_response",
         code="upstream_invalid_response",
         retryable=False,
@@ -242,9 +232,11 @@ def invalid_response(what: str) -> UpstreamError:
 
 
 def decode_answer(decoder: msgspec.json.Decoder[T], data: bytes, what: str) -> T:
-    """An upstream answer, decoded; one shim cannot read is an ``invalid_response`` naming
-    ``what`` (per-token paths keep their own ``try``: a call per event is measurable)."""
+    """An upstream answer (or stream event) decoded, or ``invalid_response`` when it is not
+    JSON, lacks or mistypes a field, or is nested deeper than the decoder can follow."""
     try:
         return decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise invalid_response(f"{what}: {exc}") from None
+    except RecursionError:
+        raise invalid_response(f"{what}: nested too deeply") from None

@@ -8,9 +8,14 @@ fields shim reads, enums read as plain strings. See PROTOCOLS.md §1, §3, §4, 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
+
+#: The largest token count believed (more would overflow the float counters it feeds).
+MAX_COUNT = 2**53
+#: A token count: never negative, never huge (it feeds counters and rate limits).
+Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNT)]
 
 
 class GenerateParameters(msgspec.Struct, omit_defaults=True):
@@ -56,9 +61,9 @@ class Token(msgspec.Struct):
 class Details(msgspec.Struct):
     # "length" | "eos_token" | "stop_sequence" (read as a string: new values must not break us)
     finish_reason: str | None = None
-    generated_tokens: int | None = None
+    generated_tokens: Count | None = None
     # Prompt tokens (TGI >= 2.x streams; absent on older servers).
-    input_length: int | None = None
+    input_length: Count | None = None
     tokens: list[Token] | None = None
     top_tokens: list[list[Token]] | None = None
     prefill: list[Token] | None = None
@@ -67,12 +72,15 @@ class Details(msgspec.Struct):
 class GenerateResponse(msgspec.Struct):
     """TGI ``/generate`` object, one element of ``POST /`` lists, and pipeline outputs."""
 
-    generated_text: str = ""
+    # Required: an answer without it is invalid, not an empty answer.
+    generated_text: str
     details: Details | None = None
 
 
 class StreamResponse(msgspec.Struct):
-    """One TGI ``/generate_stream`` event (or an error event on the same 200 stream)."""
+    """One TGI ``/generate_stream`` event (or an error event on the same 200 stream).
+
+    ``token`` is required unless ``error`` is set (checked by the adapter)."""
 
     token: Token | None = None
     top_tokens: list[Token] | None = None
@@ -127,3 +135,32 @@ class TokenizerConfig(msgspec.Struct):
     chat_template: str | list[dict[str, str]] | None = None
     bos_token: str | dict[str, Any] | None = None
     eos_token: str | dict[str, Any] | None = None
+
+
+# --- an OpenAI-style upstream's embeddings (TEI's /v1/embeddings, vLLM), as shim reads them ---
+
+
+class PromptUsage(msgspec.Struct):
+    prompt_tokens: Count = 0
+
+
+class FloatEmbedding(msgspec.Struct):
+    index: int
+    embedding: list[float]
+
+
+class FloatEmbeddingList(msgspec.Struct):
+    data: list[FloatEmbedding]
+    usage: PromptUsage | None = None
+
+
+class RawEmbedding(msgspec.Struct):
+    """The embedding as the upstream's own JSON (floats or base64), passed through unparsed."""
+
+    index: int
+    embedding: msgspec.Raw
+
+
+class RawEmbeddingList(msgspec.Struct):
+    data: list[RawEmbedding]
+    usage: PromptUsage | None = None

@@ -25,12 +25,12 @@ def reload_config(services: Services) -> bool:
     """
     try:
         config = load_config(services.active.config.source)
-        active = services.state.activate(config)
+        active = services.state.activate(config, previous=services.active.config)
     except ConfigError as exc:
         log.error("reload rejected, keeping the current config: %s", exc)
         return False
     services.active = active
-    services.discovery.relearn(active.router)
+    services.discovery.relearn(active)
     log.info("config reloaded: %d models", len(active.router.routes))
     return True
 

@@ -170,7 +170,7 @@ class ShimMiddleware:
                         if windows is not None and method == "POST" and path[:4] == "/v1/":
                             windows.admit(services.clock.monotonic())
                 except ShimError as exc:
-                    await send_error(send_wrapper, exc)
+                    await send_error(send_wrapper, active.scrubber, exc)
                     return
             # HEAD is served as GET wherever GET is (the server, the scope's owner, still sees
             # HEAD and sends no body); the access log says HEAD.

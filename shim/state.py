@@ -19,6 +19,7 @@ from shim.auth import Keyring, RateWindows
 from shim.clock import Clock
 from shim.config import Config
 from shim.errors import RateLimitError
+from shim.redact import Scrubber
 from shim.routing import Router
 from shim.upstream.balancer import Pool, UpstreamState, WakeUp
 
@@ -65,6 +66,8 @@ class Active:
     slots: Mapping[str, SlotPool]
     # By key name, for keys with ``rpm`` or ``tpm``.
     windows: Mapping[str, RateWindows]
+    # What may reach a client or a log of the text upstreams send (knows the config's secrets).
+    scrubber: Scrubber
 
 
 class LiveState:
@@ -75,9 +78,10 @@ class LiveState:
         self._slots: dict[tuple[str, int, int], SlotPool] = {}
         self._windows: dict[tuple[str, int | None, int | None], RateWindows] = {}
 
-    def activate(self, config: Config) -> Active:
+    def activate(self, config: Config, *, previous: Config | None = None) -> Active:
         """The routes and keys of ``config`` with their live state; raises ``ConfigError``
-        (before anything changed) for a config that cannot be served."""
+        (before anything changed) for a config that cannot be served. The scrubber also knows
+        the secrets of the ``previous`` config: requests in flight still send its tokens."""
         router, keyring = Router(config), Keyring(config.server)
         upstreams: dict[tuple[str, str], UpstreamState] = {}
         wakes: dict[str, WakeUp] = {}
@@ -105,4 +109,5 @@ class LiveState:
                 kept = self._windows.get(limits)
                 windows[limits] = by_key[info.name] = kept or RateWindows(info)
         self._upstreams, self._wakes, self._slots, self._windows = upstreams, wakes, slots, windows
-        return Active(config, router, keyring, pools, by_model, by_key)
+        scrubber = Scrubber.for_config(config, *([previous] if previous is not None else []))
+        return Active(config, router, keyring, pools, by_model, by_key, scrubber)

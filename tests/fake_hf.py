@@ -38,8 +38,9 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     # Stop answering (a hung upstream) for this long before replying.
     hang: float = 0.0
-    # Drop the connection after the chunks (no clean end).
+    # Drop the connection after the chunks (no clean end), with this transport error message.
     drop: bool = False
+    drop_error: str = "connection dropped"
 
 
 @dataclass
@@ -133,6 +134,10 @@ class FakeHF:
     def script(self, path: str, *replies: Reply | Callable[[Seen], Reply]) -> None:
         self._scripts[path].extend(replies)
 
+    def pending(self, path: str) -> int:
+        """Scripted replies for ``path`` not served yet."""
+        return len(self._scripts.get(path, ()))
+
     def requests(self, path: str | None = None) -> list[Seen]:
         return [s for s in self.seen if path is None or s.path == path]
 
@@ -153,7 +158,11 @@ class FakeHF:
             if path.endswith("/info"):
                 return Reply(json={"model_id": "fake", "max_client_batch_size": 4})
             return Reply(404, body=b"Not Found")
-        body = seen.json() if seen.body else {}
+        try:
+            body = seen.json() if seen.body else {}
+        except (ValueError, RecursionError):
+            # As TGI's axum answers a body it cannot read: plain text, 422.
+            return Reply(422, body=b"Failed to parse the request body as JSON")
         text = "".join(self.tokens)
         if path.endswith("/generate_stream"):
             return Reply(chunks=sse(*tgi_stream_events(self.tokens), space=False))
@@ -285,7 +294,7 @@ class FakeHF:
                 yield chunk
             finished = True
             if reply.drop:
-                raise httpx.ReadError("connection dropped")
+                raise httpx.ReadError(reply.drop_error)
         finally:
             self.open_streams -= 1
             if not finished:
@@ -297,9 +306,10 @@ class FakeHF:
         reply = self.reply(seen)
         if reply.hang:
             await asyncio.sleep(reply.hang)
-        headers = dict(reply.headers)
+        # As bytes: a real server may send any latin-1 header value (httpx encodes str as ASCII).
+        headers = {k: v.encode("latin-1") for k, v in reply.headers.items()}
         if reply.chunks is not None:
-            headers.setdefault("content-type", "text/event-stream")
+            headers.setdefault("content-type", b"text/event-stream")
             return httpx.Response(reply.status, headers=headers, content=self._stream(reply))
         if reply.json is not None:
             return httpx.Response(reply.status, headers=headers, json=reply.json)

@@ -10,6 +10,7 @@ import msgspec
 import pytest
 
 from shim import errors
+from shim.redact import Scrubber
 from shim.upstream.failures import map_transport_errors, parse_upstream_error
 
 UPSTREAM = [
@@ -53,16 +54,17 @@ def test_loading_keeps_estimated_time_as_retry_after() -> None:
         503, b'{"error":"Model x is currently loading","estimated_time":20.0}'
     )
     assert error.retry_after == 20.0
-    assert parse_upstream_error(429, b"{}", retry_after="7").retry_after == 7.0
+    assert parse_upstream_error(429, b"{}", retry_after=7.0).retry_after == 7.0
 
 
 def test_upstream_messages_are_scrubbed_of_credentials() -> None:
     error = parse_upstream_error(
         400, b'{"error":"bad header Authorization: Bearer hf_abcdefghijklmnop and api_key=sk-123"}'
     )
-    assert "hf_abcdefghijklmnop" not in error.message
-    assert "sk-123" not in error.message
-    assert "Bearer ***" in error.message
+    message = json.loads(Scrubber().envelope(error))["error"]["message"]
+    assert "hf_abcdefghijklmnop" not in message
+    assert "sk-123" not in message
+    assert "Bearer ***" in message
 
 
 def test_not_retryable_classes() -> None:

@@ -407,7 +407,7 @@ UPSTREAM_FAILURES = [
     pytest.param(Reply(429, json={"error": "Model is overloaded", "error_type": "overloaded"}), 429, "upstream_overloaded", id="429"),
     pytest.param(Reply(500, body=b"oops"), 502, "upstream_error", id="500"),
     pytest.param(Reply(200, body=b"<html>"), 502, "upstream_invalid_response", id="garbage-200"),
-    pytest.param(Reply(200, json={"unexpected": True}), 200, None, id="empty-object"),
+    pytest.param(Reply(200, json={"unexpected": True}), 502, "upstream_invalid_response", id="no-generated-text"),
 ]  # fmt: skip
 
 

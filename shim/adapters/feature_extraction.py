@@ -15,15 +15,14 @@ from shim.adapters import _vectors
 from shim.adapters._result import Embeddings, estimate_tokens
 from shim.config import Pooling, Protocol
 from shim.errors import InvalidRequestError, decode_answer, invalid_response
-from shim.openai import embeddings
 
 Inputs = list[str] | list[list[int]]
 
 _any = msgspec.json.Decoder()
 _vectors_of = msgspec.json.Decoder(list[list[float]])
 _verbatim_tei = msgspec.json.Decoder(list[msgspec.Raw])
-_openai = msgspec.json.Decoder(embeddings.FloatEmbeddingList)
-_verbatim_openai = msgspec.json.Decoder(embeddings.RawEmbeddingList)
+_openai = msgspec.json.Decoder(hf.FloatEmbeddingList)
+_verbatim_openai = msgspec.json.Decoder(hf.RawEmbeddingList)
 _encoder = msgspec.json.Encoder()
 
 
@@ -64,11 +63,6 @@ def estimate_batch_tokens(batch: Inputs) -> int:
     return sum(len(item) if isinstance(item, list) else estimate_tokens(item) + 2 for item in batch)
 
 
-def _check_count(count: int, n: int) -> None:
-    if count != n:
-        raise invalid_response(f"{count} embeddings for {n} inputs")
-
-
 class TEI:
     """TEI ``POST /embed``: ``[n][dim]`` answers, normalised by TEI itself when asked."""
 
@@ -86,13 +80,11 @@ class TEI:
 
     def parse_response(self, body: bytes, *, n: int) -> Embeddings:
         # TEI's /embed always answers [n][dim]: a typed decode, nothing to pool.
-        vectors = decode_answer(_vectors_of, body, "TEI /embed")
-        _check_count(len(vectors), n)
-        return Embeddings(vectors)
+        return Embeddings(_vectors.checked(decode_answer(_vectors_of, body, "TEI /embed"), n))
 
     def parse_verbatim(self, body: bytes, *, n: int) -> tuple[list[msgspec.Raw], int | None]:
         items = decode_answer(_verbatim_tei, body, "embeddings")
-        return _checked(items, n), None
+        return _verbatim(items, n), None
 
 
 class Pipeline:
@@ -122,6 +114,7 @@ class Pipeline:
                 raise invalid_response("an object without `embeddings`")
             value = value["embeddings"]
         vectors, _pooled = _vectors.to_vectors(value, n, self.pooling)
+        _vectors.checked(vectors, n)
         if self.normalize:
             # Pipelines may or may not normalise (it depends on the model): `normalize = true`
             # promises unit vectors.
@@ -147,22 +140,22 @@ class OpenAIStyle:
     def parse_response(self, body: bytes, *, n: int) -> Embeddings:
         decoded = decode_answer(_openai, body, "embeddings")
         items = sorted(decoded.data, key=lambda item: item.index)
-        _check_count(len(items), n)
         usage = decoded.usage.prompt_tokens if decoded.usage else None
-        return Embeddings([item.embedding for item in items], usage or None)
+        return Embeddings(_vectors.checked([item.embedding for item in items], n), usage or None)
 
     def parse_verbatim(self, body: bytes, *, n: int) -> tuple[list[msgspec.Raw], int | None]:
         decoded = decode_answer(_verbatim_openai, body, "embeddings")
         items = [item.embedding for item in sorted(decoded.data, key=lambda i: i.index)]
         tokens = decoded.usage.prompt_tokens if decoded.usage else None
-        return _checked(items, n), tokens or None
+        return _verbatim(items, n), tokens or None
 
 
-def _checked(items: list[msgspec.Raw], n: int) -> list[msgspec.Raw]:
+def _verbatim(items: list[msgspec.Raw], n: int) -> list[msgspec.Raw]:
     """Verbatim embeddings (each input's embedding as the upstream's own JSON, not parsed into
     floats: a 256-input answer is ~100k numbers, and decoding then re-encoding them was most of
     its cost), checked for count and shape."""
-    _check_count(len(items), n)
+    if len(items) != n:
+        raise invalid_response(f"{len(items)} embeddings for {n} inputs")
     for item in items:
         if not _vectors.plausible(bytes(item)):
             raise invalid_response("an embedding is neither a number array nor base64")

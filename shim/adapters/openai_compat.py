@@ -13,7 +13,14 @@ from typing import Any, Literal
 
 import msgspec
 
-from shim.errors import UpstreamError, UpstreamRejectedError, invalid_response, scrub
+from shim import hf
+from shim.errors import (
+    InvalidRequestError,
+    UpstreamError,
+    UpstreamRejectedError,
+    decode_answer,
+    invalid_response,
+)
 
 #: Which OpenAI operation a request is: chat or (legacy) completions.
 Kind = Literal["chat", "completions"]
@@ -35,7 +42,11 @@ def to_payload(request: dict[str, Any], *, upstream_model: str, stream: bool) ->
         out.pop("stream", None)
     else:
         out["stream"] = True
-    return _encoder.encode(out)
+    try:
+        return _encoder.encode(out)
+    except RecursionError:
+        # Decoded, but too deep to encode again from here: the decoder's limit, roughly.
+        raise InvalidRequestError("The request body is nested too deeply.") from None
 
 
 def chat_from_completion(request: dict[str, Any]) -> dict[str, Any]:
@@ -55,11 +66,13 @@ def chat_from_completion(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def _fix_tool_calls(calls: Any) -> None:
-    if not isinstance(calls, list):
+    if calls is None:
         return
+    if not isinstance(calls, list):
+        raise invalid_response("`tool_calls` is not a list")
     for i, call in enumerate(calls):
         if not isinstance(call, dict):
-            continue
+            raise invalid_response("a tool call is not an object")
         call.setdefault("index", i)
         if "id" in call and not isinstance(call["id"], str):
             call["id"] = f"call_{call['id']}"
@@ -71,42 +84,80 @@ def _fix_tool_calls(calls: Any) -> None:
             function.pop("description", None)
 
 
-def _fix_choices(data: dict[str, Any], *, stream: bool) -> None:
+def _check_message(choice: dict[str, Any], key: str) -> None:
+    """A chat choice's ``message`` (or a chunk's ``delta``): an object whose ``content`` is a
+    string or null (OpenAI ``ChatCompletionResponseMessage``)."""
+    message = choice.get(key)
+    if not isinstance(message, dict):
+        raise invalid_response(f"a choice without a `{key}` object")
+    if not isinstance(message.get("content"), str | None):
+        raise invalid_response(f"`{key}.content` is not a string")
+    _fix_tool_calls(message.get("tool_calls"))
+    if message.get("tool_calls") and choice.get("finish_reason") == "stop":
+        choice["finish_reason"] = "tool_calls"
+
+
+def _fix_choices(data: dict[str, Any], *, stream: bool, chat: bool) -> None:
+    """Check what OpenAI requires of each choice (``index``; ``message`` or ``delta`` for chat,
+    ``text`` for completions; a string ``finish_reason``) and repair TGI's quirks."""
     choices = data.get("choices")
     if not isinstance(choices, list):
         raise invalid_response("no `choices` in the upstream answer")
-    for choice in choices:
+    for i, choice in enumerate(choices):
         if not isinstance(choice, dict):
             raise invalid_response("a choice is not an object")
+        index = choice.setdefault("index", i)
+        if not isinstance(index, int) or isinstance(index, bool):
+            raise invalid_response("a choice's `index` is not an integer")
         reason = choice.get("finish_reason")
+        if not isinstance(reason, str | None):
+            raise invalid_response("a choice's `finish_reason` is not a string")
         if reason in _FINISH:
             choice["finish_reason"] = _FINISH[reason]
-        message = choice.get("delta" if stream else "message")
-        if isinstance(message, dict):
-            _fix_tool_calls(message.get("tool_calls"))
-            if message.get("tool_calls") and choice.get("finish_reason") == "stop":
-                choice["finish_reason"] = "tool_calls"
+        if chat:
+            _check_message(choice, "delta" if stream else "message")
+        elif not isinstance(choice.get("text"), str):
+            raise invalid_response("a completion choice without `text`")
 
 
 def decode(body: bytes) -> dict[str, Any]:
-    try:
-        return _decoder.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise invalid_response(f"not a JSON object: {exc}") from None
+    return decode_answer(_decoder, body, "not a JSON object")
 
 
-def rewrite(data: dict[str, Any], *, model: str, id: str, created: int, stream: bool) -> bytes:
-    """An upstream answer or chunk, as the client must see it."""
-    if "error" in data and "choices" not in data:
+def rewrite(
+    data: dict[str, Any],
+    *,
+    model: str,
+    id: str,
+    created: int,
+    stream: bool,
+    chat: bool,
+    as_completion: bool = False,
+    object: str | None = None,
+) -> bytes:
+    """An upstream answer or chunk, as the client must see it. ``chat``: the upstream answered
+    a chat request (``as_completion``: to be sent on as a completion); ``object`` is set on
+    every answer and chunk."""
+    if data.get("error"):
+        # As the openai SDK reads an event: a truthy `error` makes it an error (so its text
+        # is scrubbed like every upstream message, never forwarded as a chunk).
         raise stream_error(data)
-    data["model"] = model
-    data["id"] = id
-    data["created"] = created
-    # A string in OpenAI's schema: some upstreams send null, which strict clients reject.
-    if "system_fingerprint" in data and data["system_fingerprint"] is None:
-        del data["system_fingerprint"]
-    _fix_choices(data, stream=stream)
-    return _encoder.encode(data)
+    try:
+        _fix_choices(data, stream=stream, chat=chat)
+        if as_completion:
+            chat_as_completion(data, stream=stream)
+        if object is not None:
+            data["object"] = object
+        data["model"] = model
+        data["id"] = id
+        data["created"] = created
+        # A string in OpenAI's schema: some upstreams send null, which strict clients reject.
+        if "system_fingerprint" in data and data["system_fingerprint"] is None:
+            del data["system_fingerprint"]
+        return _encoder.encode(data)
+    except RecursionError:
+        # Decoded, but too deep to encode again from here (tool-call arguments, extra fields).
+        raise invalid_response("nested too deeply") from None
 
 
 def chat_as_completion(data: dict[str, Any], *, stream: bool) -> None:
@@ -118,26 +169,37 @@ def chat_as_completion(data: dict[str, Any], *, stream: bool) -> None:
         choice.setdefault("logprobs", None)
 
 
-def usage_of(data: dict[str, Any]) -> tuple[int, int] | None:
-    usage = data.get("usage")
-    if not isinstance(usage, dict):
-        return None
-    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-    if isinstance(prompt, int) and isinstance(completion, int):
-        return prompt, completion
+def _count(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= hf.MAX_COUNT:
+        return value
     return None
 
 
+def usage_of(data: dict[str, Any]) -> tuple[int, int] | None:
+    """(prompt, completion) tokens when the answer reports both as counts (not negative, not
+    huge: they feed counters and rate limits)."""
+    usage = data.get("usage")
+    if not isinstance(usage, dict):
+        return None
+    prompt, completion = _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
+    if prompt is None or completion is None:
+        return None
+    return prompt, completion
+
+
 def stream_error(data: dict[str, Any]) -> UpstreamError:
+    """An error event (``{"error": {"message", "http_status_code"}}`` or ``{"error": str}``)."""
     error = data.get("error")
+    message: Any = error
+    status = None
     if isinstance(error, dict):
-        message = str(error.get("message") or error)
+        message = error.get("message")
         status = error.get("http_status_code") or error.get("code")
-    else:
-        message, status = str(error), None
+    # Only a string is read: anything else may be nested arbitrarily deep.
+    text = message if isinstance(message, str) and message else "no message"
     if isinstance(status, int) and 400 <= status < 500 and status != 429:
-        return UpstreamRejectedError(scrub(message))
-    return UpstreamError(f"The upstream failed: {scrub(message)}")
+        return UpstreamRejectedError(text)
+    return UpstreamError(f"The upstream failed: {text}")
 
 
 def has_content(data: dict[str, Any]) -> bool:
@@ -159,13 +221,15 @@ class Rewriter:
     id and creation time (made by the caller), OpenAI's ``object``, and a chat answer turned
     back into a completion when the upstream serves chat only."""
 
-    __slots__ = ("as_completion", "created", "id", "model", "objects")
+    __slots__ = ("as_completion", "chat", "created", "id", "model", "objects")
 
     def __init__(self, *, model: str, id: str, created: int, kind: Kind, as_completion: bool):
         self.model = model
         self.id = id
         self.created = created
         self.as_completion = as_completion
+        # Whether the upstream is asked (and answers) a chat request.
+        self.chat = kind == "chat" or as_completion
         # (answer, chunk) `object`. Always set: the openai SDK's stream helpers drop chunks
         # whose `object` is not "chat.completion.chunk" (TGI < 2.1 sends "text_completion";
         # some upstreams leave it out of the usage chunk).
@@ -176,8 +240,13 @@ class Rewriter:
         )
 
     def __call__(self, data: dict[str, Any], *, stream: bool) -> bytes:
-        if "error" not in data:
-            if self.as_completion:
-                chat_as_completion(data, stream=stream)
-            data["object"] = self.objects[stream]
-        return rewrite(data, model=self.model, id=self.id, created=self.created, stream=stream)
+        return rewrite(
+            data,
+            model=self.model,
+            id=self.id,
+            created=self.created,
+            stream=stream,
+            chat=self.chat,
+            as_completion=self.as_completion,
+            object=self.objects[stream],
+        )

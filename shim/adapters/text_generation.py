@@ -107,15 +107,14 @@ class TGI:
         )
 
     def parse_event(self, data: bytes) -> StreamDelta:
-        try:
-            event = _event.decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise invalid_response(f"TGI stream event: {exc}") from None
+        event = decode_answer(_event, data, "TGI stream event")
         if event.error is not None:
             raise _stream_error(event.error, event.error_type)
-        delta = StreamDelta()
         token = event.token
-        if token is not None and not token.special:
+        if token is None:
+            raise invalid_response("TGI stream event without `token`")
+        delta = StreamDelta()
+        if not token.special:
             delta.text = token.text
             delta.token = _token_info(token, event.top_tokens)
         if event.details is not None:

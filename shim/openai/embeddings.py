@@ -39,32 +39,3 @@ class CreateEmbeddingResponse(msgspec.Struct, kw_only=True):
     data: list[Embedding]
     model: str
     usage: EmbeddingUsage
-
-
-# --- an OpenAI-style upstream's answer, as shim reads it (TEI's OpenAI route, vLLM) ----------
-
-
-class PromptUsage(msgspec.Struct):
-    prompt_tokens: int = 0
-
-
-class FloatEmbedding(msgspec.Struct):
-    index: int
-    embedding: list[float]
-
-
-class FloatEmbeddingList(msgspec.Struct):
-    data: list[FloatEmbedding]
-    usage: PromptUsage | None = None
-
-
-class RawEmbedding(msgspec.Struct):
-    """The embedding as the upstream's own JSON (floats or base64), passed through unparsed."""
-
-    index: int
-    embedding: msgspec.Raw
-
-
-class RawEmbeddingList(msgspec.Struct):
-    data: list[RawEmbedding]
-    usage: PromptUsage | None = None

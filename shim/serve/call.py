@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import typing
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -28,7 +28,7 @@ from shim.serve.relay import Relay, Translator
 from shim.services import Services
 from shim.state import Active
 from shim.upstream.balancer import Pool
-from shim.upstream.client import Answer, fan_out
+from shim.upstream.client import Answer, StreamStart, fan_out
 from shim.upstream.stream import OpenStream
 
 T = TypeVar("T")
@@ -71,26 +71,43 @@ class Attempt:
         self.pool: Pool = call.active.pools[route.name]
         self.exits = exits
 
-    async def post(self, path: str, body: bytes) -> Answer:
+    async def post(self, path: str, body: bytes, parse: Callable[[bytes], T]) -> Answer[T]:
+        """The whole answer, parsed inside the upstream attempt (a bad one fails it)."""
         call = self.call
-        answer = await call.services.client.send(self.route, self.pool, path, body, call.ctx)
+        answer = await call.services.client.send(
+            self.route, self.pool, path, body, call.ctx, parse=parse
+        )
         assert isinstance(answer, Answer)
         return answer
 
-    async def open_stream(self, path: str, body: bytes) -> OpenStream:
-        """An upstream stream, held by this attempt (closed with it, or with the reply)."""
-        client, ctx = self.call.services.client, self.call.ctx
-        stream = await client.send(self.route, self.pool, path, body, ctx, stream=True)
-        assert isinstance(stream, OpenStream)
-        self.exits.push_async_callback(stream.aclose)
-        return stream
+    async def stream(self, path: str, body: bytes, translator: Translator) -> Relay:
+        """The client stream of an upstream stream, held by this attempt (closed with it, or
+        with the reply). The first event is translated inside the upstream attempt, before the
+        client got a byte: an error event or garbage fails the attempt."""
+        call, opening = self.call, translator.first()
+        start = await call.services.client.send(
+            self.route, self.pool, path, body, call.ctx, parse=translator.feed, stream=True
+        )
+        assert isinstance(start, StreamStart)
+        self.exits.push_async_callback(start.stream.aclose)
+        return self._relay(translator, start.stream, [opening, start.first], start.rest)
 
-    async def relay(self, translator: Translator, source: OpenStream | None = None) -> Relay:
-        """The client stream of ``source`` (None: of an answer already known), primed."""
+    def replay(self, translator: Translator) -> Relay:
+        """The client stream of an answer already known (a pipeline cannot stream)."""
+        return self._relay(translator, None, [translator.first()], [])
+
+    def _relay(
+        self,
+        translator: Translator,
+        source: OpenStream | None,
+        head: list[bytes],
+        rest: list[bytes],
+    ) -> Relay:
         call = self.call
-        relay = Relay(translator, source, ctx=call.ctx, metrics=call.services.metrics)
-        await relay.prime()
-        return relay
+        return Relay(
+            translator, source, head, rest,
+            ctx=call.ctx, metrics=call.services.metrics, scrubber=call.active.scrubber,
+        )  # fmt: skip
 
     async def fan_out(self, calls: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
         """Concurrent upstream calls (``n`` choices, embedding batches): all or nothing."""
@@ -147,3 +164,6 @@ def decode_request(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
         if not body.strip():
             raise InvalidRequestError("The request body is empty; send a JSON object.") from None
         raise InvalidRequestError(f"The request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        # msgspec follows nesting as deep as Python's recursion limit allows (~1,000 levels).
+        raise InvalidRequestError("The request body is nested too deeply.") from None

@@ -80,7 +80,7 @@ async def _reply(call: Call, service: Service[R], held: AsyncExitStack, send: Se
         reply = await _answer(call, service, request, route, held)
     except ShimError as exc:
         _note(call, exc)
-        await send_error(send, exc)
+        await send_error(send, call.active.scrubber, exc)
         return
     if isinstance(reply, bytes):
         await send_json(send, reply)
@@ -144,5 +144,5 @@ async def _attempt(
 def _note(call: Call, error: ShimError) -> None:
     if isinstance(error, UpstreamError):
         ctx = call.ctx
-        log.warning("%s: upstream error (%s): %s", ctx.model, error.reason, error.message)
+        log.warning("%s: upstream error: %s", ctx.model, call.active.scrubber.describe(error))
         ctx.error_reason = error.reason

@@ -4,6 +4,7 @@ normalise shapes through the route's adapter, encode floats or base64."""
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import NamedTuple
 
 import msgspec
@@ -81,18 +82,19 @@ class _Batches:
         path = route.paths.embeddings
         assert path is not None
         async with self.gate:
-            answer = await self.attempt.post(path, body)
-        items: list[Item]
-        if self.plan.verbatim:
-            raw, tokens = adapter.parse_verbatim(answer.content, n=len(batch))
-            items = list(raw)
-        else:
-            result = adapter.parse_response(answer.content, n=len(batch))
-            items, tokens = list(result.vectors), result.prompt_tokens
+            answer = await self.attempt.post(path, body, partial(self._parse, n=len(batch)))
+        items, tokens = answer.value
         if tokens is None:
-            header = answer.headers.get("x-compute-tokens")
-            tokens = int(header) if header and header.isdigit() else self._count(route, batch)
+            tokens = answer.count_header("x-compute-tokens") or self._count(route, batch)
         return items, tokens
+
+    def _parse(self, body: bytes, *, n: int) -> tuple[list[Item], int | None]:
+        """One batch's answer (inside the upstream attempt: a bad answer fails it)."""
+        if self.plan.verbatim:
+            raw, tokens = self.adapter.parse_verbatim(body, n=n)
+            return list(raw), tokens
+        result = self.adapter.parse_response(body, n=n)
+        return list(result.vectors), result.prompt_tokens
 
     def _count(self, route: Route, batch: fx.Inputs) -> int:
         """With the model's tokenizer when loaded (special tokens included, as the model sees

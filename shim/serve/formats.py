@@ -14,7 +14,7 @@ import msgspec
 
 from shim.adapters._result import Generation, TokenInfo
 from shim.context import new_id
-from shim.errors import ShimError
+from shim.errors import ErrorBody
 from shim.openai import chat, completions
 from shim.openai.common import Usage
 
@@ -35,9 +35,9 @@ def encode_event(payload: bytes) -> bytes:
     return b"data: " + payload + b"\n\n"
 
 
-def error_events(error: ShimError) -> bytes:
+def error_events(error: ErrorBody) -> bytes:
     """A failure after the first byte: one ``data: {"error": ...}`` event, then ``[DONE]``."""
-    return encode_event(error.envelope()) + DONE
+    return encode_event(_encoder.encode(error)) + DONE
 
 
 def _bytes(text: str) -> list[int]:

@@ -7,6 +7,7 @@ when a stream was asked for, with ``Replay``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Generic, TypeVar
 
 import msgspec
@@ -16,7 +17,7 @@ from shim.adapters._params import GenerationParams
 from shim.adapters._result import Generation, StreamDelta, estimate_tokens
 from shim.adapters._stop import StopScanner, truncate_at_stop
 from shim.config import Task
-from shim.errors import InvalidRequestError, ShimError
+from shim.errors import ErrorBody, InvalidRequestError
 from shim.openai import chat, completions
 from shim.openai.common import Usage
 from shim.routing import Route
@@ -24,7 +25,6 @@ from shim.serve import limits, passthrough
 from shim.serve.call import Attempt, Reply
 from shim.serve.formats import DONE, Format, encode_event, error_events
 from shim.templates import ChatTemplate
-from shim.upstream.client import Answer
 
 GENERATION_TASKS: tuple[Task, ...] = ("text-generation", "text2text-generation")
 G = TypeVar("G", chat.ChatCompletionRequest, completions.CompletionRequest)
@@ -102,14 +102,13 @@ async def respond(attempt: Attempt, job: Job) -> Reply:
     ctx.stream = job.stream
     stream_path = job.adapter.stream_path
     if job.stream and stream_path is not None:
-        source = await attempt.open_stream(stream_path, _payload(job, job.prompts[0]))
-        return await attempt.relay(RenderedStream(job), source)
+        return await attempt.stream(stream_path, _payload(job, job.prompts[0]), RenderedStream(job))
     generations = await generate(attempt, job)
     usage = _usage(job, generations)
     ctx.prompt_tokens, ctx.completion_tokens = usage.prompt_tokens, usage.completion_tokens
     if job.stream:
         # The pipeline cannot stream: its one answer is sent as a stream.
-        return await attempt.relay(Replay(job, generations[0], usage))
+        return attempt.replay(Replay(job, generations[0], usage))
     return job.fmt.response(generations, usage, logprobs=job.params.logprobs)
 
 
@@ -117,7 +116,13 @@ def _payload(job: Job, prompt: str) -> bytes:
     payload = job.adapter.to_payload(
         job.params, prompt=prompt, stop=job.stops, default_max=job.route.default_max_tokens
     )
-    return _encoder.encode(payload)
+    try:
+        return _encoder.encode(payload)
+    except RecursionError:
+        # A `response_format` schema decoded, but too deep to encode again from here.
+        raise InvalidRequestError(
+            "The request body is nested too deeply.", param="response_format"
+        ) from None
 
 
 async def generate(attempt: Attempt, job: Job) -> list[Generation]:
@@ -130,23 +135,18 @@ async def generate(attempt: Attempt, job: Job) -> list[Generation]:
     return await attempt.fan_out([_generate_one(attempt, job, p, b) for p, b in calls])
 
 
-def _int_header(answer: Answer, name: str) -> int | None:
-    value = answer.headers.get(name)
-    return int(value) if value is not None and value.isdigit() else None
-
-
 async def _generate_one(attempt: Attempt, job: Job, prompt: str, body: bytes) -> Generation:
     route, adapter = job.route, job.adapter
-    answer = await attempt.post(adapter.path, body)
-    generation = adapter.parse_response(answer.content, prompt=prompt)
+    answer = await attempt.post(adapter.path, body, partial(adapter.parse_response, prompt=prompt))
+    generation = answer.value
     text, stopped = truncate_at_stop(generation.text, job.stops)
     generation.text = text
     if generation.prompt_tokens is None:
-        generation.prompt_tokens = _int_header(answer, "x-prompt-tokens") or estimate_tokens(prompt)
+        counted = answer.count_header("x-prompt-tokens")
+        generation.prompt_tokens = counted or estimate_tokens(prompt)
     if generation.completion_tokens is None:
-        generation.completion_tokens = _int_header(answer, "x-generated-tokens") or estimate_tokens(
-            text
-        )
+        counted = answer.count_header("x-generated-tokens")
+        generation.completion_tokens = counted or estimate_tokens(text)
         if not adapter.reports_finish:
             # No finish reason from the upstream: "length" when it used the whole budget.
             limit = job.params.max_tokens or route.default_max_tokens
@@ -236,7 +236,7 @@ class RenderedStream:
         out.append(DONE)
         return b"".join(out)
 
-    def failure(self, error: ShimError) -> bytes:
+    def failure(self, error: ErrorBody) -> bytes:
         return error_events(error)
 
 
@@ -271,5 +271,5 @@ class Replay:
         out.append(DONE)
         return b"".join(out)
 
-    def failure(self, error: ShimError) -> bytes:  # pragma: no cover - nothing can fail
+    def failure(self, error: ErrorBody) -> bytes:  # pragma: no cover - nothing can fail
         return error_events(error)

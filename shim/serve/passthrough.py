@@ -9,13 +9,14 @@ one-message chat and the answer turned back into a completion.
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 import msgspec
 
 from shim.adapters import ChunkRewriter, openai_compat
 from shim.context import new_id
-from shim.errors import ShimError
+from shim.errors import ErrorBody
 from shim.serve.call import Attempt, Reply, decode_request
 from shim.serve.formats import DONE, encode_event, error_events
 
@@ -43,15 +44,18 @@ async def respond(attempt: Attempt, *, kind: openai_compat.Kind) -> Reply:
     assert path is not None
     body = openai_compat.to_payload(request, upstream_model=route.hf_model or "tgi", stream=stream)
     if not stream:
-        answer = await attempt.post(path, body)
-        data = openai_compat.decode(answer.content)
-        out = rewriter(data, stream=False)
-        usage = openai_compat.usage_of(data)
+        answer = await attempt.post(path, body, partial(_whole, rewriter))
+        out, usage = answer.value
         if usage is not None:
             ctx.prompt_tokens, ctx.completion_tokens = usage
         return out
-    source = await attempt.open_stream(path, body)
-    return await attempt.relay(PassthroughStream(rewriter), source)
+    return await attempt.stream(path, body, PassthroughStream(rewriter))
+
+
+def _whole(rewrite: ChunkRewriter, body: bytes) -> tuple[bytes, tuple[int, int] | None]:
+    """A whole answer: what the client gets, and the token counts it reports."""
+    data = openai_compat.decode(body)
+    return rewrite(data, stream=False), openai_compat.usage_of(data)
 
 
 class PassthroughStream:
@@ -86,5 +90,5 @@ class PassthroughStream:
     def finish(self) -> bytes:
         return DONE
 
-    def failure(self, error: ShimError) -> bytes:
+    def failure(self, error: ErrorBody) -> bytes:
         return error_events(error)

@@ -14,8 +14,9 @@ from collections.abc import AsyncIterator
 from typing import Protocol
 
 from shim.context import RequestContext
-from shim.errors import ShimError, UpstreamError
+from shim.errors import ErrorBody, ShimError, UpstreamError
 from shim.metrics import Metrics, TokenClock
+from shim.redact import Scrubber
 from shim.serve.formats import SSE_HEADERS
 from shim.types import Send
 from shim.upstream.stream import OpenStream
@@ -51,46 +52,44 @@ class Translator(Protocol):
         """The end of a complete answer: held-back text, closing events, ``[DONE]``."""
         ...
 
-    def failure(self, error: ShimError) -> bytes:
-        """A failure after the first byte: one error event, then the end of the stream."""
+    def failure(self, error: ErrorBody) -> bytes:
+        """A failure after the first byte (its OpenAI error object, scrubbed): one error
+        event, then the end of the stream."""
         ...
 
 
 class Relay:
-    """A client stream: ``prime`` before answering, then ``run`` writes it to the end."""
+    """A client stream, primed (its first upstream event read and translated before the
+    client got a byte): ``run`` writes it to the end."""
 
-    __slots__ = ("_head", "_pending", "ctx", "metrics", "source", "translator")
+    __slots__ = ("ctx", "head", "metrics", "pending", "scrubber", "source", "translator")
 
     def __init__(
         self,
         translator: Translator,
         source: OpenStream | None,
+        head: list[bytes],
+        pending: list[bytes],
         *,
         ctx: RequestContext,
         metrics: Metrics,
+        scrubber: Scrubber,
     ) -> None:
         self.translator = translator
         # The upstream stream; None when the whole answer is already known (a replay).
         self.source = source
+        # What goes out first (translated), and the events that came with the first one.
+        self.head = head
+        self.pending = pending
         self.ctx = ctx
         self.metrics = metrics
-        self._head: list[bytes] = []
-        self._pending: list[bytes] = []
-
-    async def prime(self) -> None:
-        """Read and translate the upstream's first event *before* answering, so that upstream
-        errors (TGI's error events on a 200 stream included) become real HTTP errors."""
-        self._head = [self.translator.first()]
-        if self.source is not None:
-            batch = await self.source.first_batch()
-            self._head.append(self.translator.feed(batch[0]))
-            self._pending = batch[1:]
+        self.scrubber = scrubber
 
     async def run(self, send: Send) -> None:
         """Write the stream: the response start, every event, the end."""
         t, ctx, source = self.translator, self.ctx, self.source
         clock = TokenClock()
-        out, pending = self._head, self._pending
+        out, pending = self.head, self.pending
         batches: AsyncIterator[list[bytes]] | None = None if source is None else source.batches()
         counted = 0
         await send(_START)
@@ -122,7 +121,7 @@ class Relay:
                     clock.tick(t.tokens - counted)
             except ShimError as exc:
                 self._failed(exc)
-                out.append(t.failure(exc))
+                out.append(t.failure(self.scrubber.body(exc)))
             finally:
                 if source is not None:
                     await source.aclose()  # the upstream stops as soon as nothing more is read
@@ -138,9 +137,7 @@ class Relay:
         reason = exc.reason if isinstance(exc, UpstreamError) else "invalid_response"
         ctx.error_reason = reason
         self.metrics.upstream_error(ctx.model, reason)
-        log.warning(
-            "%s: stream ended by an upstream error (%s): %s", ctx.model, reason, exc.message
-        )
+        log.warning("%s: stream ended by an error: %s", ctx.model, self.scrubber.describe(exc))
 
 
 async def _write(send: Send, out: list[bytes]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from shim.errors import ShimError
+from shim.redact import Scrubber
 from shim.types import Send
 
 _JSON = (b"content-type", b"application/json")
@@ -23,7 +24,8 @@ async def send_json(
     await send({"type": "http.response.body", "body": body})
 
 
-async def send_error(send: Send, error: ShimError) -> None:
-    """OpenAI's error envelope, with the headers that go with it (``Retry-After``...)."""
+async def send_error(send: Send, scrubber: Scrubber, error: ShimError) -> None:
+    """OpenAI's error envelope (its message scrubbed), with the headers that go with it
+    (``Retry-After``...)."""
     headers = ((name.encode(), value.encode()) for name, value in error.headers().items())
-    await send_json(send, error.envelope(), status=error.status_code, headers=headers)
+    await send_json(send, scrubber.envelope(error), status=error.status_code, headers=headers)

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from contextlib import AsyncExitStack
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import httpx
 
@@ -23,7 +23,11 @@ from shim.errors import ShimError, UpstreamError, UpstreamTimeoutError
 from shim.routing import Route
 from shim.upstream import retry
 from shim.upstream.balancer import Pool, UpstreamState
-from shim.upstream.failures import map_transport_errors, parse_upstream_error
+from shim.upstream.failures import (
+    map_transport_errors,
+    parse_upstream_error,
+    retry_after_seconds,
+)
 from shim.upstream.stream import OpenStream, compressed, raw_chunks
 from shim.urls import Upstream
 
@@ -55,11 +59,28 @@ def default_transport() -> httpx.AsyncBaseTransport:
     return transport
 
 
-class Answer(NamedTuple):
-    """A whole upstream answer."""
+class Answer(NamedTuple, Generic[T]):
+    """A whole upstream answer: its headers, and its body as parsed."""
 
     headers: httpx.Headers
-    content: bytes
+    value: T
+
+    def count_header(self, name: str) -> int | None:
+        """A token-count header (TGI's ``x-prompt-tokens``, TEI's ``x-compute-tokens``): plain
+        ASCII digits of a plausible length, else None (``"²".isdigit()`` is true, and int()
+        refuses 4,300+ digits)."""
+        value = self.headers.get(name)
+        if value is not None and value.isascii() and value.isdigit() and len(value) <= 15:
+            return int(value)
+        return None
+
+
+class StreamStart(NamedTuple, Generic[T]):
+    """An opened stream: its first event as parsed, and the events that came with it."""
+
+    stream: OpenStream
+    first: T
+    rest: list[bytes]
 
 
 class Client:
@@ -100,12 +121,14 @@ class Client:
         body: bytes,
         ctx: RequestContext | None = None,
         *,
+        parse: Callable[[bytes], T],
         stream: bool = False,
-    ) -> Answer | OpenStream:
-        """POST for ``route``: the whole answer (within the route's ``timeout``), or with
-        ``stream`` the response once a 2xx status and headers arrived (the caller must
-        ``aclose`` it)."""
-        return await self._send(route, pool, path, body, ctx, stream=stream)
+    ) -> Answer[T] | StreamStart[T]:
+        """POST for ``route``, and ``parse`` (a pure function) the whole answer, or with
+        ``stream`` the first event once a 2xx status and the first events arrived (the caller
+        must ``aclose`` the stream). An answer that does not parse is a failed attempt:
+        counted, retried only if the error says so, and no success of the upstream."""
+        return await self._send(route, pool, path, body, ctx, parse=parse, stream=stream)
 
     async def get(self, url: str, *, headers: Mapping[str, str], limit: float) -> httpx.Response:
         """A plain GET within ``limit`` seconds (TEI /info, the Hub, health probes)."""
@@ -120,18 +143,19 @@ class Client:
         body: bytes,
         ctx: RequestContext | None,
         *,
+        parse: Callable[[bytes], T],
         stream: bool,
-    ) -> Answer | OpenStream:
+    ) -> Answer[T] | StreamStart[T]:
         tries = retry.Tries(route, pool, self.clock)
         try:
             while True:
                 await tries.ready()
                 index = pool.pick(tries.failed, self.clock.monotonic())
-                started = time.perf_counter()
+                started, tries.answered = time.perf_counter(), 0.0
                 try:
                     return await self._attempt(
                         route, route.upstreams[index], pool.states[index], path, body,
-                        ctx=ctx, stream=stream, loading=tries.loading,
+                        ctx=ctx, parse=parse, stream=stream, tries=tries,
                     )  # fmt: skip
                 except UpstreamError as exc:
                     self._count(route, exc)
@@ -140,7 +164,8 @@ class Client:
                         await self.clock.sleep(delay)
                 finally:
                     if ctx is not None:
-                        ctx.upstream_seconds += time.perf_counter() - started
+                        # Once the upstream answered, parsing is shim's time, not the upstream's.
+                        ctx.upstream_seconds += (tries.answered or time.perf_counter()) - started
         finally:
             tries.close()
 
@@ -157,12 +182,13 @@ class Client:
         body: bytes,
         *,
         ctx: RequestContext | None,
+        parse: Callable[[bytes], T],
         stream: bool,
-        loading: bool,
-    ) -> Answer | OpenStream:
+        tries: retry.Tries,
+    ) -> Answer[T] | StreamStart[T]:
         """One try: the whole answer, or the open stream, which then holds what this attempt
         acquired (the upstream's in-flight count and the response) until its ``aclose``."""
-        headers = route.loading_raw_headers if loading else route.raw_headers
+        headers = route.loading_raw_headers if tries.loading else route.raw_headers
         limit = route.first_token_timeout if stream else route.timeout
         target = upstream.display + path
         async with AsyncExitStack() as held:
@@ -190,20 +216,23 @@ class Client:
                         response = await self.transport.handle_async_request(request)
                         held.push_async_callback(response.aclose)
                         if response.status_code >= 400:
+                            retry_after = response.headers.get("retry-after")
                             raise parse_upstream_error(
                                 response.status_code,
                                 await response.aread(),
-                                retry_after=response.headers.get("retry-after"),
+                                retry_after=retry_after_seconds(retry_after, now=time.time()),
                             )
                         content = b"" if stream else await _read_all(response)
             except TimeoutError:
                 raise UpstreamTimeoutError(
                     f"The upstream {upstream.display} did not answer within {limit:g}s."
                 ) from None
-            state.succeeded()
+            tries.answered = time.perf_counter()
             if not stream:
-                return Answer(response.headers, content)
-            return OpenStream(
+                answer = Answer(response.headers, parse(content))
+                state.succeeded()
+                return answer
+            source = OpenStream(
                 response,
                 held.pop_all(),
                 target=target,
@@ -211,6 +240,20 @@ class Client:
                 first_token_timeout=route.first_token_timeout,
                 idle_timeout=route.idle_timeout,
             )
+        start = await _first_events(source, parse)
+        state.succeeded()
+        return start
+
+
+async def _first_events(source: OpenStream, parse: Callable[[bytes], T]) -> StreamStart[T]:
+    """The stream's first events, the first parsed (waiting for them counts as upstream time:
+    the stream counts it); on any failure the stream is closed and the error raised."""
+    try:
+        batch = await source.first_batch()
+        return StreamStart(source, parse(batch[0]), batch[1:])
+    except BaseException:
+        await source.aclose()
+        raise
 
 
 def _leave(state: UpstreamState) -> None:

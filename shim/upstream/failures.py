@@ -1,13 +1,18 @@
-"""How upstream failures become client-facing errors: an upstream's error answer (status and
-body, ``parse_upstream_error``) and a transport failure (``map_transport_errors``, as httpx
-maps httpcore's exceptions). Pure, table-tested in ``tests/test_errors.py``.
+"""How upstream failures become client-facing errors: an upstream's error answer (status,
+body, ``Retry-After``: ``parse_upstream_error``, ``retry_after_seconds``) and a transport
+failure (``map_transport_errors``, as httpx maps httpcore's exceptions). Pure, table-tested in
+``tests/test_errors.py``. Messages are kept as the upstream wrote them: ``shim.redact``
+scrubs them where they are rendered.
 """
 
 from __future__ import annotations
 
+import email.utils
+import math
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC
 
 import httpx
 import msgspec
@@ -19,39 +24,51 @@ from shim.errors import (
     UpstreamRejectedError,
     UpstreamTimeoutError,
     UpstreamUnavailableError,
-    scrub,
 )
 
 _CONTEXT_LENGTH = re.compile(r"must be <=|must have less than|too long|maximum context length")
+#: The longest pause an upstream may ask for (``Retry-After``, ``estimated_time``); longer asks
+#: are clamped to it (README "Resilience").
+RETRY_AFTER_MAX = 3600.0
 _error_response = msgspec.json.Decoder(hf.ErrorResponse)
 
 
 def _message_of(body: bytes) -> tuple[str, str | None, float | None]:
     try:
         view = _error_response.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         text = body.decode("utf-8", "replace").strip()
         return text, None, None
     if isinstance(view.error, dict):
-        message = view.error.get("message")
-        kind = view.error.get("type")
+        # Only strings are read: anything else may be nested arbitrarily deep.
+        message, kind = view.error.get("message"), view.error.get("type")
         return (
-            str(message) if message is not None else "",
-            str(kind) if kind is not None else None,
+            message if isinstance(message, str) else "",
+            kind if isinstance(kind, str) else None,
             None,
         )
     message = view.error or view.message or ""
-    return message, view.error_type or view.type, view.estimated_time
+    return message, view.error_type or view.type, _bounded(view.estimated_time)
 
 
 def parse_upstream_error(
-    status: int, body: bytes, *, retry_after: str | None = None
+    status: int, body: bytes, *, retry_after: float | None = None
 ) -> UpstreamError:
-    """Map an upstream error answer (status, body) onto the client-facing error."""
+    """Map an upstream error answer (status, body, ``Retry-After`` in seconds as
+    ``retry_after_seconds`` reads it) onto the client-facing error.
+
+    Pure: tested by a table in ``tests/test_errors.py``.
+    """
+    error = _error_for(status, body, retry_after)
+    error.upstream_status = status
+    return error
+
+
+def _error_for(status: int, body: bytes, retry_after: float | None) -> UpstreamError:
     message, kind, estimated = _message_of(body)
-    message = scrub(message) or f"HTTP {status}"
+    message = message or f"HTTP {status}"
     lowered = (kind or "").lower()
-    after = _retry_after(retry_after, estimated)
+    after = retry_after if retry_after is not None else estimated
     if status == 503 or lowered in ("unhealthy", "healthcheck") or "currently loading" in message:
         return UpstreamUnavailableError(
             f"The upstream model is not ready: {message}",
@@ -82,13 +99,29 @@ def _refused(message: str, code: str) -> UpstreamError:
     return UpstreamError(message, reason="http_4xx", code=code, retryable=False)
 
 
-def _retry_after(header: str | None, estimated: float | None) -> float | None:
-    if header:
-        try:
-            return max(0.0, float(header))
-        except ValueError:
-            return None
-    return estimated
+def retry_after_seconds(value: str | None, *, now: float) -> float | None:
+    """A ``Retry-After`` header (delay-seconds or an HTTP date, RFC 9110 §10.2.3) as seconds
+    from ``now`` (a Unix time): finite, at most ``RETRY_AFTER_MAX``; None when absent or
+    unreadable (``inf``, ``nan``, negative, garbage). A date in the past is 0."""
+    if not value:
+        return None
+    try:
+        return _bounded(float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # HTTP dates are GMT
+        when = when.replace(tzinfo=UTC)
+    return _bounded(max(0.0, when.timestamp() - now))
+
+
+def _bounded(seconds: float | None) -> float | None:
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return None
+    return min(seconds, RETRY_AFTER_MAX)
 
 
 # --- transport errors ------------------------------------------------------------------------
@@ -117,7 +150,7 @@ def transport_error(exc: httpx.TransportError, target: str) -> UpstreamError:
             return UpstreamTimeoutError(f"The upstream {target} timed out.")
         if "ClientConnectorError" in cause:
             return UpstreamError(
-                f"Could not connect to the upstream {target}: {scrub(str(exc.__cause__))}.",
+                f"Could not connect to the upstream {target}: {exc.__cause__}.",
                 reason="connect",
                 code="upstream_unreachable",
             )
@@ -125,15 +158,13 @@ def transport_error(exc: httpx.TransportError, target: str) -> UpstreamError:
         return UpstreamError(f"The upstream {target} closed the connection.", reason="connect")
     if isinstance(exc, httpx.ConnectError):
         return UpstreamError(
-            f"Could not connect to the upstream {target}: "
-            f"{scrub(str(exc)) or 'connection refused'}.",
+            f"Could not connect to the upstream {target}: {str(exc) or 'connection refused'}.",
             reason="connect",
             code="upstream_unreachable",
         )
     if isinstance(exc, httpx.ReadError | httpx.RemoteProtocolError | httpx.WriteError):
         return UpstreamError(
-            f"The connection to the upstream {target} broke: "
-            f"{scrub(str(exc)) or type(exc).__name__}.",
+            f"The connection to the upstream {target} broke: {str(exc) or type(exc).__name__}.",
             reason="stream_aborted",
             retryable=False,
         )

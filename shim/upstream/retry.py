@@ -76,8 +76,8 @@ class Tries:
     wake-up this request leads."""
 
     __slots__ = (
-        "attempt", "clock", "failed", "leading", "loading", "loading_deadline", "pool",
-        "retries_left", "route",
+        "answered", "attempt", "clock", "failed", "leading", "loading", "loading_deadline",
+        "pool", "retries_left", "route",
     )  # fmt: skip
 
     def __init__(self, route: Route, pool: Pool, clock: Clock) -> None:
@@ -89,6 +89,8 @@ class Tries:
         self.loading = False
         # Whether this request leads the wake-up of a loading model (others wait for it).
         self.leading = False
+        # When the upstream answered the current attempt (0: not yet).
+        self.answered = 0.0
 
     async def ready(self) -> None:
         """Wait out another request's wake-up of the model, if there is one."""
