@@ -138,7 +138,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._limits = limits
         self._session: aiohttp.ClientSession | None = None
         # aiohttp's ClientTimeout per (connect, read, pool) setting: building one per request
-        # was 6.5% of a request's CPU (bench/profile.md, item 3). A route has two settings.
+        # was 6.5% of a request's CPU (bench/profile.md, item 3). Cached here rather than built
+        # per route at config load: requests keep httpx's standard `timeout` extension (so the
+        # AsyncClient's GETs work unchanged) and routes stay free of aiohttp's types, for a
+        # tuple and a dict lookup per request. A route has two settings: the cache stays tiny.
         self._timeouts: dict[tuple[Any, Any, Any], aiohttp.ClientTimeout] = {}
         self._urls: dict[Any, URL] = {}
 
