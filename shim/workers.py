@@ -42,6 +42,8 @@ def served_app() -> Litestar:
 
 
 def uvicorn_config(server: ServerConfig, *, host: str, port: int, workers: int) -> uvicorn.Config:
+    from shim.connection import uvicorn_options
+
     return uvicorn.Config(
         "shim.workers:served_app",
         factory=True,
@@ -49,11 +51,8 @@ def uvicorn_config(server: ServerConfig, *, host: str, port: int, workers: int) 
         port=port,
         workers=workers,
         loop="uvloop",
-        http="httptools",
-        access_log=False,
         log_level=server.log_level,
-        timeout_graceful_shutdown=int(server.drain_timeout),
-        server_header=False,
+        **uvicorn_options(server),
     )
 
 
