@@ -35,6 +35,8 @@ from typing import Any, ClassVar, Literal, TypeVar
 import httpx
 import msgspec
 
+from shim.transport import ClosedBeforeResponseError
+
 T = TypeVar("T")
 
 UpstreamReason = Literal[
@@ -376,26 +378,25 @@ def map_transport_errors(target: str) -> Iterator[None]:
 
 def transport_error(exc: httpx.TransportError, target: str) -> UpstreamError:
     """The client-facing error for a transport failure (``map_transport_errors`` without the
-    context manager, for loops that run per chunk)."""
+    context manager, for loops that run per chunk). httpx's exception types only: the
+    transport (``shim.transport``) already told them apart."""
+    if isinstance(exc, httpx.ConnectTimeout):
+        # Nothing reached the upstream: safe to retry.
+        return UpstreamTimeoutError(
+            f"Timed out connecting to the upstream {target}.", reason="connect", retryable=True
+        )
     if isinstance(exc, httpx.TimeoutException):
-        # httpx-aiohttp reports every aiohttp connection error as a ConnectTimeout; the cause
-        # tells what really happened.
-        cause = _cause_names(exc)
-        if "ServerTimeoutError" in cause or "TimeoutError" in cause or not cause:
-            return UpstreamTimeoutError(f"The upstream {target} timed out.")
-        if "ClientConnectorError" in cause:
-            return UpstreamError(
-                f"Could not connect to the upstream {target}: {exc.__cause__}.",
-                reason="connect",
-                code="upstream_unreachable",
-            )
-        # Usually a pooled keep-alive connection the server had closed: safe to retry.
-        return UpstreamError(f"The upstream {target} closed the connection.", reason="connect")
+        return UpstreamTimeoutError(f"The upstream {target} timed out.")
     if isinstance(exc, httpx.ConnectError):
         return UpstreamError(
             f"Could not connect to the upstream {target}: {str(exc) or 'connection refused'}.",
             reason="connect",
             code="upstream_unreachable",
+        )
+    if isinstance(exc, ClosedBeforeResponseError):
+        # Usually a pooled keep-alive connection the server had closed: safe to retry.
+        return UpstreamError(
+            f"The upstream {target} closed the connection before answering.", reason="connect"
         )
     if isinstance(exc, httpx.ReadError | httpx.RemoteProtocolError | httpx.WriteError):
         return UpstreamError(
@@ -408,9 +409,3 @@ def transport_error(exc: httpx.TransportError, target: str) -> UpstreamError:
         reason="connect",
         code="upstream_unreachable",
     )
-
-
-def _cause_names(exc: BaseException) -> set[str]:
-    """Class names in the MRO of the exception's cause (empty when there is none)."""
-    cause = exc.__cause__
-    return {cls.__name__ for cls in type(cause).__mro__} if cause is not None else set()

@@ -47,25 +47,12 @@ LOADING_SLEEP_CAP = 20.0
 
 
 def default_transport() -> httpx.AsyncBaseTransport:
-    """The transport, chosen here and only here: aiohttp under httpx's API (3-4x httpcore's
+    """The transport, chosen here and only here: shim's own over aiohttp (3-4x httpcore's
     throughput on this kind of machine; README "Performance"). Tests pass an
     ``httpx.MockTransport`` to ``create_app`` instead."""
-    import aiohttp
+    from shim.transport import AiohttpTransport
 
-    from shim.transport import FastAiohttpTransport
-
-    def session() -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(
-            limit=POOL_LIMITS.max_connections or 0,
-            limit_per_host=0,
-            keepalive_timeout=POOL_LIMITS.keepalive_expiry or 60,
-            ttl_dns_cache=300,
-        )
-        # No cookie jar: one upstream's cookies must never reach another client's request.
-        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
-
-    transport: httpx.AsyncBaseTransport = FastAiohttpTransport(client=session, limits=POOL_LIMITS)
-    return transport
+    return AiohttpTransport(limits=POOL_LIMITS)
 
 
 class Upstream:
