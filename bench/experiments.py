@@ -9,7 +9,7 @@ Without editing shim, it measures what three changes would bring:
   through this module (``python -m bench.experiments shim VARIANTS serve ...``), which patches
   ``shim.app.create_app`` / ``shim.accesslog.write`` before running shim's own CLI.
 - **upstream client** (in-process, against the fake): CPU per request of shim's upstream path
-  (``httpx.Request`` through the httpx-aiohttp transport) versus aiohttp's own API.
+  (``httpx.Request`` through shim's transport) versus aiohttp's own API.
 - **embeddings pass-through** (in-process): decoding TEI's float vectors and encoding them again
   versus passing each vector's JSON through untouched (``msgspec.Raw``).
 
@@ -249,7 +249,7 @@ async def _clients(port: int, *, count: int, rounds: int) -> dict[str, Any]:
 
     connector = aiohttp.TCPConnector(limit=POOL_LIMITS.max_connections or 0, limit_per_host=0)
     results: dict[str, list[dict[str, float]]] = {
-        "httpx + httpx-aiohttp transport": [],
+        "httpx + shim transport": [],
         "aiohttp": [],
     }
     async with aiohttp.ClientSession(
@@ -261,7 +261,7 @@ async def _clients(port: int, *, count: int, rounds: int) -> dict[str, Any]:
                 await response.read()
 
         for _ in range(rounds):
-            results["httpx + httpx-aiohttp transport"].append(
+            results["httpx + shim transport"].append(
                 await _cpu_per_request(via_transport, count=count, concurrency=32)
             )
             results["aiohttp"].append(

@@ -43,9 +43,7 @@ def _check(path: str) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from shim.connection import uvicorn_options
+    from shim import workers
     from shim.routing import Router
 
     try:
@@ -55,28 +53,22 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     server = config.server
-    workers = args.workers or server.workers
+    count = args.workers or server.workers
     os.environ["SHIM_CONFIG"] = os.path.abspath(args.config)
     metrics_dir = None
-    if workers > 1:
+    if count > 1:
         # Every worker writes its metrics here; /metrics in any worker aggregates them all.
         metrics_dir = tempfile.mkdtemp(prefix="shim-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     try:
-        uvicorn.run(
-            "shim.app:create_app",
-            factory=True,
-            host=args.host or server.host,
-            port=args.port or server.port,
-            workers=workers,
-            loop="uvloop",
-            log_level=server.log_level,
-            **uvicorn_options(server),
+        return workers.serve(
+            workers.uvicorn_config(
+                server, host=args.host or server.host, port=args.port or server.port, workers=count
+            )
         )
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

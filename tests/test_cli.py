@@ -1,12 +1,16 @@
 """`shim serve` as a user runs it: the example config serves /v1/models as-is; several workers
-share their metrics; SIGTERM drains and exits cleanly."""
+each serve (a socket each), share their metrics, reload and stop together; SIGTERM drains and
+exits cleanly."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -102,38 +106,103 @@ async def _spawn_shim(config: Path, *args: str) -> tuple[asyncio.subprocess.Proc
     return process, base
 
 
-async def test_workers_share_metrics_and_sigterm_drains(tmp_path: Path) -> None:
+def _chat_requests_by_pid(metrics_dir: Path) -> dict[int, float]:
+    """Successful chat requests per worker, from prometheus-client's per-process files."""
+    from prometheus_client.mmap_dict import MmapedDict
+
+    counts: dict[int, float] = {}
+    for path in metrics_dir.glob("counter_*.db"):
+        pid = int(path.stem.split("_")[1])
+        counts[pid] = sum(
+            value
+            for key, value, _, _ in MmapedDict.read_all_values_from_file(str(path))
+            if json.loads(key)[1] == "shim_requests_total"
+            and json.loads(key)[2].get("endpoint") == "chat"
+        )
+    return counts
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+MODEL = 'task = "text-generation"\nurl = "{upstream}"\nchat_template = "chatml"\n'
+
+
+async def test_workers_each_serve_share_metrics_reload_and_stop_together(tmp_path: Path) -> None:
     async with _fake() as upstream:
         config = tmp_path / "shim.toml"
-        config.write_text(
-            f'[models.m]\ntask = "text-generation"\nurl = "{upstream}"\nchat_template = "chatml"\n'
-        )
+        config.write_text("[models.m]\n" + MODEL.format(upstream=upstream))
         temp = Path(os.environ.get("TMPDIR", "/tmp"))
         before = set(temp.glob("shim-metrics-*"))
         process, base = await _spawn_shim(config, "--workers", "2")
         try:
+            body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+            # New connections, spread by the kernel over the workers' sockets.
+            for _ in range(40):
+                async with httpx.AsyncClient(base_url=base, timeout=5) as fresh:
+                    assert (await fresh.post("/v1/chat/completions", json=body)).status_code == 200
             async with httpx.AsyncClient(base_url=base, timeout=5) as client:
-                body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
-                # New connections spread over both workers.
-                for _ in range(20):
-                    async with httpx.AsyncClient(base_url=base, timeout=5) as fresh:
-                        assert (
-                            await fresh.post("/v1/chat/completions", json=body)
-                        ).status_code == 200
                 text = (await client.get("/metrics")).text
             line = next(
                 ln for ln in text.splitlines()
                 if ln.startswith('shim_requests_total{endpoint="chat",model="m",status="200"}')
             )  # fmt: skip
-            assert float(line.rsplit(" ", 1)[1]) == 20
-            metric_dirs = set(temp.glob("shim-metrics-*")) - before
-            assert metric_dirs, "the multiprocess directory exists while serving"
+            assert float(line.rsplit(" ", 1)[1]) == 40
+            (metrics_dir,) = set(temp.glob("shim-metrics-*")) - before
+            by_pid = _chat_requests_by_pid(metrics_dir)
+            workers = [pid for pid, count in by_pid.items() if count]
+            assert len(workers) == 2 and process.pid not in workers, by_pid
+            assert sum(by_pid.values()) == 40
+
+            # SIGHUP to the parent reloads every worker.
+            config.write_text(
+                "[models.m]\n" + MODEL.format(upstream=upstream)
+                + "[models.m2]\n" + MODEL.format(upstream=upstream)
+            )  # fmt: skip
+            process.send_signal(signal.SIGHUP)
+            assert await _all_workers_list(base, "m2"), "a worker did not reload"
         finally:
             process.send_signal(signal.SIGTERM)
             output = (await asyncio.wait_for(process.communicate(), 30))[0].decode()
         assert process.returncode == 0, output
         assert "Traceback" not in output
-        assert not [p for p in metric_dirs if p.exists()], "the multiprocess directory is removed"
+        assert "SO_REUSEPORT" in output
+        assert not [pid for pid in workers if _alive(pid)], "SIGTERM stops every worker"
+        assert not metrics_dir.exists(), "the multiprocess directory is removed"
+
+
+async def _all_workers_list(base: str, model: str) -> bool:
+    """Whether 10 requests in a row, each on a new connection, list ``model`` (within 20 s)."""
+    in_a_row = 0
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and in_a_row < 10:
+        async with httpx.AsyncClient(base_url=base, timeout=5) as fresh:
+            models = {m["id"] for m in (await fresh.get("/v1/models")).json()["data"]}
+        in_a_row = in_a_row + 1 if model in models else 0
+        if not in_a_row:
+            await asyncio.sleep(0.1)
+    return in_a_row >= 10
+
+
+def test_workers_on_a_port_in_use_fail_at_once(tmp_path: Path) -> None:
+    config = tmp_path / "shim.toml"
+    config.write_text("[models.m]\n" + MODEL.format(upstream="http://127.0.0.1:9"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "shim", "serve", "--config", str(config),
+             "--port", str(port), "--workers", "2"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert result.returncode != 0
+    assert "cannot listen" in result.stderr
 
 
 @pytest.mark.parametrize("argv", [["serve"], ["check"]])
@@ -188,3 +257,23 @@ async def test_sigterm_lets_inflight_streams_finish(tmp_path: Path) -> None:
     assert process.returncode in (0, -signal.SIGTERM), output
     assert "Traceback" not in output
     assert "draining" in output
+
+
+@pytest.mark.parametrize("freeze_gc", [False, True], ids=["tests", "shim-serve"])
+async def test_startup_heap_is_frozen_only_where_shim_serve_runs(freeze_gc: bool) -> None:
+    # `shim serve` builds its app with freeze_gc=True (shim.workers.served_app); a test process
+    # builds many apps and must be able to collect them.
+    from litestar.testing import AsyncTestClient
+    from prometheus_client import CollectorRegistry
+
+    from shim.app import create_app
+    from tests.conftest import make_config
+
+    before = gc.get_freeze_count()
+    app = create_app(make_config(), registry=CollectorRegistry(), freeze_gc=freeze_gc)
+    try:
+        async with AsyncTestClient(app=app):
+            frozen = gc.get_freeze_count() > before
+    finally:
+        gc.unfreeze()
+    assert frozen is freeze_gc

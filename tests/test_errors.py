@@ -11,7 +11,9 @@ import pytest
 
 from shim import errors
 from shim.redact import Scrubber
+from shim.upstream import failures
 from shim.upstream.failures import map_transport_errors, parse_upstream_error
+from shim.upstream.transport import ClosedBeforeResponseError
 
 UPSTREAM = [
     # (status, body, expected status, code, reason)
@@ -93,6 +95,29 @@ def test_every_transport_error_is_mapped(exc_type: type[httpx.TransportError]) -
     if exc_type is httpx.ConnectError:
         assert error.reason == "connect"
         assert "Could not connect to the upstream http://u/x" in error.message
+
+
+@pytest.mark.parametrize(
+    ("exc_type", "status", "reason", "retryable"),
+    [
+        (httpx.ConnectError, 502, "connect", True),
+        (httpx.ConnectTimeout, 504, "connect", True),
+        (httpx.ReadTimeout, 504, "timeout", False),
+        (httpx.WriteTimeout, 504, "timeout", False),
+        (httpx.PoolTimeout, 504, "timeout", False),
+        (ClosedBeforeResponseError, 502, "connect", True),
+        (httpx.RemoteProtocolError, 502, "stream_aborted", False),
+        (httpx.ReadError, 502, "stream_aborted", False),
+        (httpx.WriteError, 502, "stream_aborted", False),
+    ],
+    ids=lambda v: v.__name__ if isinstance(v, type) else str(v),
+)
+def test_transport_error_kinds(
+    exc_type: type[httpx.TransportError], status: int, reason: str, retryable: bool
+) -> None:
+    error = failures.transport_error(exc_type("boom"), "http://u/x")
+    assert (error.status_code, error.reason, error.retryable) == (status, reason, retryable)
+    assert "http://u/x" in error.message
 
 
 def test_error_tree_statuses() -> None:

@@ -18,7 +18,15 @@ from prometheus_client import CollectorRegistry
 from shim.app import create_app
 from shim.lifecycle import reload_config
 from shim.loader import load_config
-from tests.conftest import FAKE, app_client, make_config, serve_asgi, shim_server
+from tests.conftest import (
+    FAKE,
+    app_client,
+    make_config,
+    raw_server,
+    read_request,
+    serve_asgi,
+    shim_server,
+)
 from tests.fake_clock import FakeClock, until
 from tests.fake_hf import FakeHF, Reply, sse, tgi_stream_events
 
@@ -304,6 +312,49 @@ async def test_connection_refused_real_socket() -> None:
         r = await client.post(f"{shim}/v1/chat/completions", json={"model": "e", "messages": USER})
     assert r.status_code == 502
     assert r.json()["error"]["code"] == "upstream_unreachable"
+
+
+_TGI_ANSWER = (
+    b'{"generated_text":"hi","details":{"finish_reason":"eos_token","generated_tokens":1}}'
+)
+
+
+@pytest.mark.parametrize(
+    ("retries", "status"), [(1, 200), (0, 502)], ids=["retried", "without-retries"]
+)
+async def test_keepalive_connection_the_upstream_closed_is_retried(
+    retries: int, status: int
+) -> None:
+    # The upstream answers the first request on a connection and hangs up on the next one
+    # before answering a byte (a keep-alive connection it had closed): nothing was answered, so
+    # shim retries on a fresh connection.
+    connections: list[int] = []
+
+    async def tgi(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        await read_request(reader)
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+            + f"content-length: {len(_TGI_ANSWER)}\r\n\r\n".encode()
+            + _TGI_ANSWER
+        )
+        await writer.drain()
+        await read_request(reader)  # the next request on this connection: hang up
+
+    async with raw_server(tgi) as upstream:
+        config = make_config(hf(upstream) + model("e", f'"{upstream}"', f"retries = {retries}"))
+        app = create_app(config, registry=CollectorRegistry())
+        async with serve_asgi(app) as shim, httpx.AsyncClient(base_url=shim, timeout=5) as client:
+            body = {"model": "e", "messages": USER}
+            first = await client.post("/v1/chat/completions", json=body)
+            second = await client.post("/v1/chat/completions", json=body)
+    assert first.status_code == 200
+    assert second.status_code == status, second.text
+    if status == 200:
+        assert second.json()["choices"][0]["message"]["content"] == "hi"
+        assert len(connections) == 2
+    else:
+        assert "closed the connection before answering" in second.json()["error"]["message"]
 
 
 # --- clients and abuse ----------------------------------------------------------------------------

@@ -1185,6 +1185,7 @@ LEAKS = [
     pytest.param("tgi", True, "/tgi/generate_stream", Reply(chunks=sse({"error": ECHO, "error_type": "generation"}, space=False)), 502, id="tgi-event-before-first-byte"),
     pytest.param("tgi", True, "/tgi/generate_stream", Reply(chunks=sse({"error": ECHO, "error_type": "validation"}, space=False)), 400, id="tgi-event-rejected"),
     pytest.param("tgi", True, "/tgi/generate_stream", Reply(chunks=_first_then({"error": ECHO, "error_type": "generation"})), 200, id="tgi-event-after-first-byte"),
+    pytest.param("tgi", True, "/tgi/generate_stream", Reply(chunks=sse({"error": ECHO, "error_type": "overloaded"}, space=False)), 429, id="tgi-event-overloaded"),
     pytest.param("vllm", True, "/vllm/v1/chat/completions", Reply(chunks=sse({"error": {"message": ECHO, "http_status_code": 500}})), 502, id="openai-event-before-first-byte"),
     pytest.param("vllm", True, "/vllm/v1/chat/completions", Reply(chunks=sse({"choices": [{"index": 0, "delta": {"content": "a"}}]}, {"error": {"message": ECHO}})), 200, id="openai-event-after-first-byte"),
     pytest.param("vllm", False, "/vllm/v1/chat/completions", Reply(json={"error": {"message": ECHO}}), 502, id="openai-error-in-a-200"),
@@ -1844,3 +1845,13 @@ def test_no_upstream_answer_gives_a_500() -> None:
     finally:
         loop.run_until_complete(stack.aclose())
         loop.close()
+
+
+@pytest.mark.parametrize("digits", [19, 4301, 10_000], ids=lambda n: f"{n}-digits")
+async def test_a_huge_declared_content_length_is_a_413(fake: FakeHF, digits: int) -> None:
+    # int() refuses strings of 4,300+ digits (ValueError): it must never be reached.
+    async with app_client(fake) as client:
+        r = await client.post(CHAT, content=b"{}", headers={"content-length": "9" * digits})
+    assert r.status_code == 413, r.text
+    assert r.json()["error"]["code"] == "request_too_large"
+    assert fake.requests() == []

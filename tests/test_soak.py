@@ -1,7 +1,9 @@
 """Soak: 2,000 mixed requests against a faulty upstream, with random client disconnects.
 
 Every request must end in a success or a well-formed OpenAI error (never a hang), and afterwards
-nothing may be left behind: in-flight gauges at 0, no upstream stream open, memory flat.
+nothing may be left behind: in-flight gauges at 0, no upstream stream open, memory flat. shim runs
+as ``python -m shim serve`` in its own process, so its memory is measured apart from the test's
+client and fake (which records every request).
 """
 
 from __future__ import annotations
@@ -9,20 +11,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import random
 import resource
+import signal
+import sys
 import time
 from collections import Counter
-from typing import Any
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client import CollectorRegistry
 
-from shim.app import create_app
-from tests.conftest import make_config, serve_asgi
+from tests.conftest import free_port, serve_asgi
 from tests.fake_hf import FakeHF, Reply, Seen, sse, tgi_stream_events
+
+pytestmark = pytest.mark.slow
 
 TOTAL = 2000
 WARMUP = 400
@@ -62,8 +66,11 @@ class FaultyHF(FakeHF):
         return Reply(500, json={"error": "injected drop"})
 
 
-def _config(upstream: str) -> Any:
-    models = f"""
+def _config(upstream: str) -> str:
+    # (log_level warning: 2,000 access lines are not the point.)
+    return f"""
+[server]
+log_level = "warning"
 [huggingface]
 token = "hf_soak_token_123456"
 base_url = "{upstream}"
@@ -90,7 +97,6 @@ max_batch_size = 4
 retries = 1
 timeout = 0.5
 """
-    return make_config(models)
 
 
 def _well_formed_error(status: int, text: str) -> bool:
@@ -155,7 +161,9 @@ async def _one(client: httpx.AsyncClient, rng: random.Random, outcomes: Counter[
 
 async def _drive(base: str, count: int, rng: random.Random, outcomes: Counter[str]) -> None:
     queue = iter(range(count))
-    limits = httpx.Limits(max_connections=CONCURRENCY * 2)
+    # Idle connections are dropped before uvicorn's 5 s keep-alive ends: reusing one just as
+    # the server closes it is a client-side race (a ReadError) that says nothing about shim.
+    limits = httpx.Limits(max_connections=CONCURRENCY * 2, keepalive_expiry=2.0)
     async with httpx.AsyncClient(base_url=base, timeout=10.0, limits=limits) as client:
 
         async def worker() -> None:
@@ -165,63 +173,94 @@ async def _drive(base: str, count: int, rng: random.Random, outcomes: Counter[st
         await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/status") as status:
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
         for line in status:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    raise AssertionError(f"no VmRSS for {pid}")
 
 
-async def test_soak_mixed_traffic_with_faults_and_disconnects(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    caplog.set_level(logging.WARNING, logger="shim")  # 2,000 access lines are not the point
+@contextlib.asynccontextmanager
+async def shim_serve(
+    config: Path, output: Path
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+    """``python -m shim serve`` on a free loopback port, once ``/ready`` answers 200."""
+    port = free_port()
+    with output.open("wb") as out:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "shim", "serve", "--config", str(config),
+            "--host", "127.0.0.1", "--port", str(port), stdout=out, stderr=out,
+        )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=5) as client:
+            for _ in range(300):
+                with contextlib.suppress(httpx.TransportError):
+                    if (await client.get("/ready")).status_code == 200:
+                        break
+                assert process.returncode is None, output.read_text()
+                await asyncio.sleep(0.1)
+        yield process, base
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), 30)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+
+async def _in_flight(client: httpx.AsyncClient) -> float:
+    text = (await client.get("/metrics")).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("shim_in_flight_requests{")
+    )
+
+
+async def test_soak_mixed_traffic_with_faults_and_disconnects(tmp_path: Path) -> None:
     fake = FaultyHF(seed=7)
     rng = random.Random(11)
     outcomes: Counter[str] = Counter()
-    registry = CollectorRegistry()
+    config = tmp_path / "shim.toml"
     # (The fake drops connections on purpose: uvicorn would log each one.)
     async with serve_asgi(fake.asgi, log_level="critical") as upstream:
-        app = create_app(_config(upstream), registry=registry)
-        services = app.state.shim
-        async with serve_asgi(app) as base:
+        config.write_text(_config(upstream))
+        async with (
+            shim_serve(config, tmp_path / "shim.log") as (process, base),
+            httpx.AsyncClient(base_url=base, timeout=5) as probe,
+        ):
             started = time.monotonic()
             await asyncio.wait_for(_drive(base, WARMUP, rng, outcomes), DEADLINE)
-            rss_before = _rss_mb()
+            rss_before = _rss_mb(process.pid)
             await asyncio.wait_for(_drive(base, TOTAL - WARMUP, rng, outcomes), DEADLINE)
             elapsed = time.monotonic() - started
             # Let cancelled upstream calls finish closing.
             for _ in range(100):
-                if fake.open_streams == 0 and _in_flight(registry) == 0:
+                in_flight = await _in_flight(probe)
+                if fake.open_streams == 0 and in_flight == 0:
                     break
                 await asyncio.sleep(0.05)
-            rss_after = _rss_mb()
-            in_flight_upstreams = [
-                s.in_flight for pool in services.active.pools.values() for s in pool.states
-            ]
+            rss_after = _rss_mb(process.pid)
     report = (
         f"{TOTAL} requests in {elapsed:.1f}s; outcomes {dict(outcomes)}; "
         f"faults injected {dict(fake.faults)} ({sum(fake.faults.values())}); "
-        f"RSS {rss_before:.1f} -> {rss_after:.1f} MB"
+        f"shim's RSS {rss_before:.1f} -> {rss_after:.1f} MB"
     )
     print(report)
     assert sum(outcomes.values()) == TOTAL, report
     assert not [k for k in outcomes if k.startswith(("MALFORMED", "CLIENT"))], report
     assert outcomes["200"] > TOTAL * 0.7, report
     assert sum(fake.faults.values()) > TOTAL * 0.05, report
-    assert _in_flight(registry) == 0, report
-    assert in_flight_upstreams == [0] * len(in_flight_upstreams), report
+    assert in_flight == 0, report
     assert fake.open_streams == 0, report
-    assert rss_after - rss_before < 40, report
-
-
-def _in_flight(registry: CollectorRegistry) -> float:
-    total = 0.0
-    for family in registry.collect():
-        if family.name == "shim_in_flight_requests":
-            total += sum(sample.value for sample in family.samples)
-    return total
+    # (Measured: +0.6 to +1.0 MB over the 1,600 requests after the warm-up.)
+    assert rss_after - rss_before < 10, report
+    assert process.returncode in (0, -signal.SIGTERM), (tmp_path / "shim.log").read_text()
+    assert "Traceback" not in (tmp_path / "shim.log").read_text()
 
 
 with contextlib.suppress(Exception):

@@ -17,6 +17,7 @@ from shim.config import Protocol, Task
 from shim.errors import (
     InvalidRequestError,
     UpstreamError,
+    UpstreamOverloadedError,
     UpstreamRejectedError,
     decode_answer,
     invalid_response,
@@ -131,6 +132,8 @@ def _stream_error(message: str, error_type: str | None) -> UpstreamError:
     kind = (error_type or "").lower()
     if kind in ("validation", "template_error", "tool_error", "missing_template_variable"):
         return UpstreamRejectedError(message)
+    if kind == "overloaded":  # TGI's queue is full: a 429 to the client, as before the stream
+        return UpstreamOverloadedError(f"The upstream is overloaded: {message}")
     return UpstreamError(f"The upstream failed during generation: {message}")
 
 

@@ -43,7 +43,13 @@ def _check_headers(scope: Scope, limit: int) -> None:
                     f"Content-Type `{value.decode('latin-1')}` is not supported; "
                     "send application/json."
                 )
-        elif name == b"content-length" and value.isdigit() and int(value) > limit:
+        elif (
+            name == b"content-length"
+            and value.isdigit()
+            and (
+                len(value) > 18 or int(value) > limit  # (int() refuses 4,300+ digits)
+            )
+        ):
             raise RequestTooLargeError(f"The request body is larger than {limit} bytes.")
 
 

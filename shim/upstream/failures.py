@@ -25,6 +25,7 @@ from shim.errors import (
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
+from shim.upstream.transport import ClosedBeforeResponseError
 
 _CONTEXT_LENGTH = re.compile(r"must be <=|must have less than|too long|maximum context length")
 #: The longest pause an upstream may ask for (``Retry-After``, ``estimated_time``); longer asks
@@ -141,26 +142,25 @@ def map_transport_errors(target: str) -> Iterator[None]:
 
 def transport_error(exc: httpx.TransportError, target: str) -> UpstreamError:
     """The client-facing error for a transport failure (``map_transport_errors`` without the
-    context manager, for loops that run per chunk)."""
+    context manager, for loops that run per chunk). httpx's exception types only: the
+    transport (``shim.upstream.transport``) already told them apart."""
+    if isinstance(exc, httpx.ConnectTimeout):
+        # Nothing reached the upstream: safe to retry.
+        return UpstreamTimeoutError(
+            f"Timed out connecting to the upstream {target}.", reason="connect", retryable=True
+        )
     if isinstance(exc, httpx.TimeoutException):
-        # httpx-aiohttp reports every aiohttp connection error as a ConnectTimeout; the cause
-        # tells what really happened.
-        cause = _cause_names(exc)
-        if "ServerTimeoutError" in cause or "TimeoutError" in cause or not cause:
-            return UpstreamTimeoutError(f"The upstream {target} timed out.")
-        if "ClientConnectorError" in cause:
-            return UpstreamError(
-                f"Could not connect to the upstream {target}: {exc.__cause__}.",
-                reason="connect",
-                code="upstream_unreachable",
-            )
-        # Usually a pooled keep-alive connection the server had closed: safe to retry.
-        return UpstreamError(f"The upstream {target} closed the connection.", reason="connect")
+        return UpstreamTimeoutError(f"The upstream {target} timed out.")
     if isinstance(exc, httpx.ConnectError):
         return UpstreamError(
             f"Could not connect to the upstream {target}: {str(exc) or 'connection refused'}.",
             reason="connect",
             code="upstream_unreachable",
+        )
+    if isinstance(exc, ClosedBeforeResponseError):
+        # Usually a pooled keep-alive connection the server had closed: safe to retry.
+        return UpstreamError(
+            f"The upstream {target} closed the connection before answering.", reason="connect"
         )
     if isinstance(exc, httpx.ReadError | httpx.RemoteProtocolError | httpx.WriteError):
         return UpstreamError(
@@ -173,9 +173,3 @@ def transport_error(exc: httpx.TransportError, target: str) -> UpstreamError:
         reason="connect",
         code="upstream_unreachable",
     )
-
-
-def _cause_names(exc: BaseException) -> set[str]:
-    """Class names in the MRO of the exception's cause (empty when there is none)."""
-    cause = exc.__cause__
-    return {cls.__name__ for cls in type(cause).__mro__} if cause is not None else set()
