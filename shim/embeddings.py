@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 import msgspec
 
+from shim import token_ids
 from shim.adapters import feature_extraction as fx
 from shim.api import Call, Reply
 from shim.context import RequestContext
@@ -130,13 +131,44 @@ def _finish(items: list[Item], req: embeddings.EmbeddingRequest, plan: Plan) -> 
     return list(vectors)
 
 
+def _ids_as_text(inputs: list[list[int]]) -> list[str]:
+    vocabulary = token_ids.cl100k()
+    return [vocabulary.decode(ids, param=f"input[{i}]") for i, ids in enumerate(inputs)]
+
+
+class _Inputs:
+    """The request's inputs as each route takes them: texts as sent; token ids as sent
+    (``token_ids = "model"``), refused, or decoded from cl100k_base, once per request."""
+
+    __slots__ = ("_decoded", "sent")
+
+    def __init__(self, sent: fx.Inputs) -> None:
+        self.sent = sent
+        self._decoded: list[str] | None = None
+
+    def for_route(self, route: Route) -> fx.Inputs:
+        sent = self.sent
+        if isinstance(sent[0], str) or route.token_ids == "model":
+            return sent
+        if route.token_ids == "reject":
+            raise InvalidRequestError(
+                f"The model `{route.name}` takes text, not token ids. LangChain's "
+                "OpenAIEmbeddings sends tiktoken ids unless `check_embedding_ctx_length=False`.",
+                param="input",
+            )
+        if self._decoded is None:
+            self._decoded = _ids_as_text([ids for ids in sent if isinstance(ids, list)])
+        return self._decoded
+
+
 async def create_embeddings(call: Call) -> Reply:
     services, ctx = call.services, call.ctx
     req = decode(_request, call.body)
     route = services.router.for_task(req.model, "feature-extraction", endpoint="/v1/embeddings")
     begin(services, ctx, route)
-    inputs, _single = fx.inputs_of(req.input)
-    if len(inputs) > route.config.max_inputs:
+    sent, _single = fx.inputs_of(req.input)
+    inputs = _Inputs(sent)
+    if len(sent) > route.config.max_inputs:
         raise InvalidRequestError(
             f"At most {route.config.max_inputs} inputs per request.", param="input"
         )
@@ -149,7 +181,9 @@ async def create_embeddings(call: Call) -> Reply:
 
     async def serve(current: Route) -> Reply:
         plan = plan_for(current, req)
-        items, tokens = await embed(services.upstream, current, inputs, plan, ctx)
+        items, tokens = await embed(
+            services.upstream, current, inputs.for_route(current), plan, ctx
+        )
         ctx.prompt_tokens = tokens
         body = embeddings.CreateEmbeddingResponse(
             data=[
