@@ -27,8 +27,14 @@ ENDPOINTS = {
     "/v1/chat/completions": "chat",
     "/v1/completions": "completions",
     "/v1/embeddings": "embeddings",
+    "/v1/rerank": "rerank",
+    # Cohere v2's and Jina's paths for the same route: one label.
+    "/v2/rerank": "rerank",
+    "/rerank": "rerank",
     "/v1/models": "models",
 }
+#: API routes outside /v1/, behind the client keys like those under it.
+_UNVERSIONED_API = frozenset({"/v2/rerank", "/rerank"})
 
 
 def _request_id(scope: Any) -> str:
@@ -105,12 +111,13 @@ class ShimMiddleware:
             await send(message)
 
         try:
-            if path.startswith("/v1/") or (self.metrics_auth and path == "/metrics"):
+            api = path.startswith("/v1/") or path in _UNVERSIONED_API
+            if api or (self.metrics_auth and path == "/metrics"):
                 try:
                     key = services.keyring.authenticate(_header(scope, b"authorization"))
                     if key is not None:
                         ctx.key, ctx.key_name = key, key.name
-                        if path.startswith("/v1/") and scope["method"] == "POST":
+                        if api and scope["method"] == "POST":
                             key.admit()
                 except ShimError as exc:
                     await _send_error(send_wrapper, exc)
