@@ -37,8 +37,8 @@ async def _score_batch(
     config = route.config
     body = tr.to_payload(
         route.protocol,
-        query,
-        batch,
+        query=query,
+        texts=batch,
         truncate=config.truncate,
         raw_scores=config.raw_scores,
         upstream_model=route.hf_model or route.name,

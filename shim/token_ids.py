@@ -47,7 +47,8 @@ class Vocabulary:
         tokens = self._tokens
         if min(ids) >= 0:
             try:
-                return b"".join([tokens[i] for i in ids]).decode("utf-8", "replace")  # type: ignore[misc]
+                pieces = map(tokens.__getitem__, ids)
+                return b"".join(pieces).decode("utf-8", "replace")  # type: ignore[arg-type]
             except (IndexError, TypeError):
                 pass
         bad = next(i for i in ids if not 0 <= i < len(tokens) or tokens[i] is None)

@@ -49,7 +49,7 @@ def test_every_rerank_field_is_accounted_for() -> None:
     ids=["tei", "tei-truncate-raw", "pipeline-pairs", "openai"],
 )  # fmt: skip
 def test_payloads(protocol: Any, options: dict[str, Any], expected: dict[str, Any]) -> None:
-    body = tr.to_payload(protocol, "q", ["a", "b"], upstream_model="served", **options)
+    body = tr.to_payload(protocol, query="q", texts=["a", "b"], upstream_model="served", **options)
     assert json.loads(body) == expected
 
 

@@ -47,9 +47,9 @@ def texts_of(req: rerank.RerankRequest) -> list[str]:
 
 def to_payload(
     protocol: Protocol,
+    *,
     query: str,
     texts: list[str],
-    *,
     truncate: bool | None,
     raw_scores: bool,
     upstream_model: str,
