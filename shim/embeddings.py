@@ -164,8 +164,7 @@ class _Inputs:
 async def create_embeddings(call: Call) -> Reply:
     services, ctx = call.services, call.ctx
     req = decode(_request, call.body)
-    route = services.router.for_task(req.model, "feature-extraction", endpoint="/v1/embeddings")
-    begin(services, ctx, route)
+    route = begin(services, ctx, req.model, "feature-extraction", endpoint="/v1/embeddings")
     sent, _single = fx.inputs_of(req.input)
     inputs = _Inputs(sent)
     if len(sent) > route.config.max_inputs:

@@ -79,8 +79,7 @@ async def score(
 async def _rerank(call: Call, *, return_documents: bool) -> Reply:
     services, ctx = call.services, call.ctx
     req = decode(_request, call.body)
-    route = services.router.for_task(req.model, "text-ranking", endpoint="/v1/rerank")
-    begin(services, ctx, route)
+    route = begin(services, ctx, req.model, "text-ranking", endpoint="/v1/rerank")
     texts = tr.texts_of(req)
     if len(texts) > route.config.max_inputs:
         raise InvalidRequestError(
