@@ -330,6 +330,24 @@ async def test_client_keys_guard_every_path(fake: FakeHF, path: str) -> None:
     assert len(fake.requests("/tei/rerank")) == 1
 
 
+async def test_every_path_counts_against_a_keys_rate_limit(fake: FakeHF) -> None:
+    server = """
+[[server.keys]]
+key = "sk-team"
+name = "team"
+models = ["tei"]
+rpm = 3
+"""
+    team = {"authorization": "Bearer sk-team"}
+    body = {"model": "tei", "query": "q", "documents": ["a"]}
+    async with app_client(fake, make_config(MODELS, server=server)) as client:
+        for path in ("/v1/rerank", "/rerank", "/v2/rerank"):
+            assert (await client.post(path, json=body, headers=team)).status_code == 200
+        for path in ("/v1/rerank", "/rerank", "/v2/rerank"):
+            r = await client.post(path, json=body, headers=team)
+            assert r.status_code == 429, path
+
+
 async def test_fallback_to_another_reranker(fake: FakeHF) -> None:
     models = MODELS.replace("[models.tei-raw]", '[models.tei-raw]\nfallbacks = ["vllm"]', 1)
     fake.script("/tei-raw/rerank", Reply(500, json={"error": "down", "error_type": "Backend"}))
