@@ -76,7 +76,7 @@ def _read() -> bytes:
 
 @functools.cache
 def cl100k() -> Vocabulary:
-    """The vocabulary, built once per process (~0.2 s, ~6 MB)."""
+    """The vocabulary, built once per process (~0.1 s of CPU, ~5 MB; decoding 8k ids ~0.4 ms)."""
     tokens: list[bytes | None] = [None] * (max(_SPECIAL) + 1)
     decode = binascii.a2b_base64
     for line in _read().splitlines():
