@@ -15,15 +15,19 @@ from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
-Task = Literal["text-generation", "text2text-generation", "feature-extraction"]
+Task = Literal["text-generation", "text2text-generation", "feature-extraction", "text-ranking"]
 Protocol = Literal["tgi", "pipeline", "openai", "tei"]
 Pooling = Literal["mean", "cls", "none"]
+# What token-id embedding inputs are: cl100k_base ids (decoded to text: what LangChain and the
+# openai SDK tokenize with), the model's own vocabulary (passed through), or refused.
+TokenIds = Literal["cl100k", "model", "reject"]
 
 #: Which protocols each task may use; the first is the default for a ``url``.
 PROTOCOLS_BY_TASK: dict[str, tuple[Protocol, ...]] = {
     "text-generation": ("tgi", "pipeline", "openai"),
     "text2text-generation": ("pipeline", "tgi", "openai"),
     "feature-extraction": ("tei", "pipeline", "openai"),
+    "text-ranking": ("tei", "pipeline", "openai"),
 }
 
 DEFAULT_BASE_URL = "https://router.huggingface.co"
@@ -114,6 +118,10 @@ class ModelConfig(_Base):
     # Count prompt tokens with the model's tokenizer (needs the `tokenizers` package) when the
     # upstream reports none: a `tokenizer.json` path, or "hub" to fetch it at startup.
     tokenizer: str | None = None
+    token_ids: TokenIds = "cl100k"
+    # --- rerank (also max_batch_size, max_inputs, truncate) ---
+    # TEI's raw_scores: the model's logits instead of sigmoid-normalised scores.
+    raw_scores: bool = False
     # --- timeouts (seconds) ---
     connect_timeout: float = 10.0
     timeout: float = 300.0
@@ -190,6 +198,7 @@ _CHOICES = {
     "task": tuple(PROTOCOLS_BY_TASK),
     "protocol": ("tgi", "pipeline", "openai", "tei"),
     "pooling": ("mean", "cls", "none"),
+    "token_ids": ("cl100k", "model", "reject"),
     "log_format": ("text", "json"),
     "log_level": ("debug", "info", "warning", "error"),
 }
@@ -257,6 +266,11 @@ def _validate(config: Config) -> None:
         if model.task == "feature-extraction" and not model.url and model.protocol == "tei":
             raise ConfigError(
                 f"{src}: {key}.protocol: `tei` needs a `url`; serverless embeddings use `pipeline`"
+            )
+        if model.task == "text-ranking" and not model.url and model.protocol in ("tei", "openai"):
+            raise ConfigError(
+                f"{src}: {key}.protocol: `{model.protocol}` needs a `url`; serverless rerank "
+                "uses `pipeline`"
             )
         for positive in ("timeout", "connect_timeout", "first_token_timeout", "idle_timeout"):
             if getattr(model, positive) <= 0:

@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 import msgspec
 
+from shim import token_ids
 from shim.adapters import feature_extraction as fx
 from shim.api import Call, Reply
 from shim.context import RequestContext
@@ -148,18 +149,51 @@ def _fault(
     return None
 
 
+def _ids_as_text(inputs: list[list[int]]) -> list[str]:
+    vocabulary = token_ids.cl100k()
+    return [vocabulary.decode(ids, param=f"input[{i}]") for i, ids in enumerate(inputs)]
+
+
+class _Inputs:
+    """The request's inputs as each route takes them: texts as sent; token ids as sent
+    (``token_ids = "model"``), refused, or decoded from cl100k_base, once per request."""
+
+    __slots__ = ("_decoded", "sent")
+
+    def __init__(self, sent: fx.Inputs) -> None:
+        self.sent = sent
+        self._decoded: list[str] | None = None
+
+    def for_route(self, route: Route) -> fx.Inputs:
+        sent = self.sent
+        if isinstance(sent[0], str) or route.token_ids == "model":
+            return sent
+        if route.token_ids == "reject":
+            raise InvalidRequestError(
+                f"The model `{route.name}` takes text, not token ids. LangChain's "
+                "OpenAIEmbeddings sends tiktoken ids unless `check_embedding_ctx_length=False`.",
+                param="input",
+            )
+        if self._decoded is None:
+            self._decoded = _ids_as_text([ids for ids in sent if isinstance(ids, list)])
+        return self._decoded
+
+
 async def create_embeddings(call: Call) -> Reply:
     services, ctx = call.services, call.ctx
     req = decode(_request, call.body)
     route = begin(services, ctx, req.model, "feature-extraction", endpoint="/v1/embeddings")
-    inputs, _single = fx.inputs_of(req.input)
-    fault = _fault(route, len(inputs), req)
+    sent, _single = fx.inputs_of(req.input)
+    inputs = _Inputs(sent)
+    fault = _fault(route, len(sent), req)
     if fault is not None:
         raise fault
 
     async def serve(current: Route) -> Reply:
         plan = plan_for(current, req)
-        items, tokens = await embed(services.upstream, current, inputs, plan, ctx)
+        items, tokens = await embed(
+            services.upstream, current, inputs.for_route(current), plan, ctx
+        )
         ctx.prompt_tokens = tokens
         body = embeddings.CreateEmbeddingResponse(
             data=[
@@ -172,5 +206,5 @@ async def create_embeddings(call: Call) -> Reply:
         return _encoder.encode(body)
 
     return await serve_with_fallbacks(
-        call, route, serve, admits=lambda other: _fault(other, len(inputs), req) is None
+        call, route, serve, admits=lambda other: _fault(other, len(sent), req) is None
     )

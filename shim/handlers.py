@@ -1,5 +1,6 @@
 """HTTP handlers: decode → route → adapter → upstream → encode. Thin by design; the work is in
-``generation`` (rendered protocols), ``passthrough`` (OpenAI upstreams) and ``embeddings``.
+``generation`` (rendered protocols), ``passthrough`` (OpenAI upstreams), ``embeddings`` and
+``rerank``.
 """
 
 from __future__ import annotations
@@ -295,11 +296,15 @@ async def retrieve_model(
 def route_handlers() -> list[Any]:
     """The API's route handlers, for the app."""
     from shim.embeddings import create_embeddings
+    from shim.rerank import create_rerank, create_rerank_v2
 
     return [
         api_route("/v1/chat/completions", chat_completions),
         api_route("/v1/completions", text_completions),
         api_route("/v1/embeddings", create_embeddings),
+        api_route("/v1/rerank", create_rerank),
+        api_route("/rerank", create_rerank),
+        api_route("/v2/rerank", create_rerank_v2),
         list_models,
         retrieve_model,
     ]

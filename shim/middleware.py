@@ -25,8 +25,14 @@ ENDPOINTS = {
     "/v1/chat/completions": "chat",
     "/v1/completions": "completions",
     "/v1/embeddings": "embeddings",
+    "/v1/rerank": "rerank",
+    # Cohere v2's and Jina's paths for the same route: one label.
+    "/v2/rerank": "rerank",
+    "/rerank": "rerank",
     "/v1/models": "models",
 }
+#: API routes outside /v1/: their requests count against a key's rate limit as /v1/'s do.
+_UNVERSIONED_API = frozenset({"/v2/rerank", "/rerank"})
 
 
 #: Paths served without a client key (``/ready`` only without a query: ``?upstreams=1`` calls
@@ -163,7 +169,9 @@ class ShimMiddleware:
                     key = services.keyring.authenticate(_header(scope, b"authorization"))
                     if key is not None:
                         ctx.key, ctx.key_name = key, key.name
-                        if method == "POST" and path.startswith("/v1/"):
+                        if method == "POST" and (
+                            path.startswith("/v1/") or path in _UNVERSIONED_API
+                        ):
                             key.admit()
                 except ShimError as exc:
                     await _send_error(send_wrapper, services.scrubber.envelope(exc), exc)

@@ -17,7 +17,7 @@ from urllib.parse import quote, unquote, urlsplit
 import httpx
 import msgspec
 
-from shim import templates
+from shim import templates, token_ids
 from shim.adapters.text_generation import TGI, Pipeline
 from shim.config import (
     Config,
@@ -34,6 +34,7 @@ from shim.errors import InvalidRequestError, ModelNotFoundError, RateLimitError
 from shim.openai import common
 
 GenerationAdapter = TGI | Pipeline
+_GENERATION = ("text-generation", "text2text-generation")
 
 
 class TokenCounter(typing.Protocol):
@@ -103,6 +104,7 @@ class Paths:
     chat: str | None = None
     completions: str | None = None
     embeddings: str | None = None
+    rerank: str | None = None
 
 
 class Route:
@@ -141,7 +143,7 @@ class Route:
         self.adapter: GenerationAdapter | None = None
         if self.protocol == "tgi":
             self.adapter = TGI()
-        elif self.protocol == "pipeline" and model.task != "feature-extraction":
+        elif self.protocol == "pipeline" and model.task in _GENERATION:
             self.adapter = Pipeline(full_text_flag=model.task == "text-generation")
         self.template: templates.ChatTemplate | None = None
         if model.chat_template is not None:
@@ -169,6 +171,13 @@ class Route:
         self.max_choices = model.max_choices
         # --- embeddings ---
         self.max_batch_size = model.max_batch_size or 32
+        self.token_ids = model.token_ids
+        if model.task == "feature-extraction" and model.token_ids == "cl100k":
+            # Loaded (once per process) at config load, never by a request.
+            try:
+                token_ids.cl100k()
+            except token_ids.VocabularyError as exc:
+                raise ConfigError(f"{config.source}: models.{name}.token_ids: {exc}") from None
         # The model's tokenizer (``tokenizers``), loaded at startup when available offline:
         # counts prompt tokens when the upstream reports none.
         self.tokenizer: TokenCounter | None = None
@@ -301,13 +310,18 @@ def _bases_and_paths(
             return [base_url + "/v1"], Paths(chat="/chat/completions")
         bases = [_strip_v1(u) + "/v1" for u in urls]
         return bases, Paths(
-            chat="/chat/completions", completions="/completions", embeddings="/embeddings"
+            chat="/chat/completions",
+            completions="/completions",
+            embeddings="/embeddings",
+            rerank="/rerank",
         )
     if protocol == "tgi":
         return urls, Paths(generate="/generate", generate_stream="/generate_stream")
     if protocol == "tei":
-        return urls, Paths(embeddings="/embed")
+        return urls, Paths(embeddings="/embed", rerank="/rerank")
     # pipeline
+    if model.task == "text-ranking":
+        return urls or [f"{base_url}/hf-inference/models/{hf_model}"], Paths(rerank="")
     if model.task == "feature-extraction":
         serverless = f"{base_url}/hf-inference/models/{hf_model}/pipeline/feature-extraction"
         return urls or [serverless], Paths(embeddings="")

@@ -2,7 +2,8 @@
 
 - ``text_generation``: TGI native routes and the inference-toolkit pipeline (also text2text);
 - ``openai_compat``: OpenAI-speaking upstreams (TGI Messages API, vLLM, the HF router);
-- ``feature_extraction``: TEI, pipelines and OpenAI-style embeddings.
+- ``feature_extraction``: TEI, pipelines and OpenAI-style embeddings;
+- ``text_ranking``: rerank on TEI, the toolkit's text-ranking pipeline and rerank APIs.
 
 Shared pieces: ``_params`` (OpenAI parameters → neutral), ``_prompt`` (chat → prompt),
 ``_stop`` (stop sequences), ``_result`` (neutral results).
