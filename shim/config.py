@@ -17,6 +17,10 @@ import msgspec
 Task = Literal["text-generation", "text2text-generation", "feature-extraction"]
 Protocol = Literal["tgi", "pipeline", "openai", "tei"]
 Pooling = Literal["mean", "cls", "none"]
+#: How tool calls and reasoning are read from a rendered model's text (``shim.adapters._tools``,
+#: ``_reasoning``); "auto" picks from the chat template.
+ToolParser = Literal["hermes", "llama3_json", "mistral", "json", "none"]
+ReasoningParser = Literal["think", "none"]
 
 #: Which protocols each task may use; the first is the default for a ``url``.
 PROTOCOLS_BY_TASK: dict[str, tuple[Protocol, ...]] = {
@@ -88,6 +92,9 @@ class ModelConfig(_Base):
     chat_template: str | None = None
     bos_token: str | None = None
     eos_token: str | None = None
+    # How tool calls and reasoning appear in the model's text ("auto": from the chat template).
+    tool_parser: Literal["auto", ToolParser] = "auto"
+    reasoning_parser: Literal["auto", ReasoningParser] = "auto"
     # Extra stop strings always applied (e.g. an end-of-turn marker the template does not declare).
     stop: list[str] = msgspec.field(default_factory=list)
     # Default max_tokens when the client sends none (pipelines otherwise stop at 20 tokens).
@@ -182,6 +189,8 @@ _CHOICES = {
     "task": tuple(PROTOCOLS_BY_TASK),
     "protocol": ("tgi", "pipeline", "openai", "tei"),
     "pooling": ("mean", "cls", "none"),
+    "tool_parser": ("auto", "hermes", "llama3_json", "mistral", "json", "none"),
+    "reasoning_parser": ("auto", "think", "none"),
     "log_format": ("text", "json"),
     "log_level": ("debug", "info", "warning", "error"),
 }

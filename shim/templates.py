@@ -33,10 +33,39 @@ class Builtin(msgspec.Struct, frozen=True):
     stop: tuple[str, ...]
 
 
+# ChatML. With tools, as Hermes 2 Pro/3 and Qwen2.5 lay them out (their model cards): the
+# signatures inside <tools></tools> in the system turn, calls as <tool_call> blocks in the
+# assistant turn, results as a user turn of <tool_response> blocks. Without tools, plain ChatML.
 _CHATML = (
+    "{% if tools %}{{ '<|im_start|>system\n' }}"
+    "{% if messages and messages[0]['role'] == 'system' %}"
+    "{{ messages[0]['content'] + '\n\n' }}{% endif %}"
+    "{{ '# Tools\n\nYou may call one or more functions to help with the request. Their "
+    "signatures are listed within <tools></tools> XML tags:\n<tools>' }}"
+    "{% for tool in tools %}{{ '\n' + tool | tojson }}{% endfor %}"
+    "{{ '\n</tools>\n\nTo call a function, answer with a JSON object holding its name and "
+    'arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{"name": '
+    '<function-name>, "arguments": <args-json-object>}\n</tool_call><|im_end|>\n\' }}'
+    "{% endif %}"
     "{% for message in messages %}"
+    "{% if tools and loop.first and message['role'] == 'system' %}"
+    "{% elif message['role'] == 'tool' %}"
+    "{% if loop.first or messages[loop.index0 - 1]['role'] != 'tool' %}"
+    "{{ '<|im_start|>user' }}{% endif %}"
+    "{{ '\n<tool_response>\n' + message['content'] + '\n</tool_response>' }}"
+    "{% if loop.last or messages[loop.index0 + 1]['role'] != 'tool' %}"
+    "{{ '<|im_end|>\n' }}{% endif %}"
+    "{% elif message['tool_calls'] is defined and message['tool_calls'] %}"
+    "{{ '<|im_start|>' + message['role'] }}"
+    "{% if message['content'] %}{{ '\n' + message['content'] }}{% endif %}"
+    "{% for call in message['tool_calls'] %}{% set args = call['function']['arguments'] %}"
+    "{{ '\n<tool_call>\n{\"name\": \"' + call['function']['name'] + '\", \"arguments\": ' }}"
+    "{% if args is string %}{{ args }}{% else %}{{ args | tojson }}{% endif %}"
+    "{{ '}\n</tool_call>' }}{% endfor %}{{ '<|im_end|>\n' }}"
+    "{% else %}"
     "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+    "{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 _LLAMA2 = (
     "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}"
@@ -51,26 +80,77 @@ _LLAMA2 = (
     "{% elif message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}"
     "{% endif %}{% endfor %}"
 )
+# Llama 3. With tools, as Llama 3.1's template lays them out (its model card): "Environment:
+# ipython" in the system turn, the signatures and the call format in the first user turn, calls
+# as {"name", "parameters"} (several joined by "; "), results in `ipython` turns.
+_LLAMA3_TOOLS = (
+    "Answer with a JSON for a function call, choosing one of the functions below and its "
+    "proper arguments.\n\nRespond in the format "
+    '{"name": function name, "parameters": dictionary of argument name and its value}. '
+    "Do not use variables.\n\n"
+)
 _LLAMA3 = (
-    "{% set loop_messages = messages %}{% for message in loop_messages %}"
-    "{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'"
-    "+ message['content'] | trim + '<|eot_id|>' %}"
-    "{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}"
-    "{{ content }}{% endfor %}"
+    "{{ bos_token }}{% set ns = namespace(tools_shown=false) %}"
+    "{% if tools and not (messages and messages[0]['role'] == 'system') %}"
+    "{{ '<|start_header_id|>system<|end_header_id|>\n\nEnvironment: ipython<|eot_id|>' }}"
+    "{% endif %}"
+    "{% for message in messages %}"
+    "{% if tools and loop.first and message['role'] == 'system' %}"
+    "{{ '<|start_header_id|>system<|end_header_id|>\n\nEnvironment: ipython\n\n'"
+    " + message['content'] | trim + '<|eot_id|>' }}"
+    "{% elif tools and message['role'] == 'user' and not ns.tools_shown %}"
+    "{% set ns.tools_shown = true %}"
+    "{{ '<|start_header_id|>user<|end_header_id|>\n\n" + _LLAMA3_TOOLS.replace("\n", "\\n") + "' }}"
+    "{% for tool in tools %}{{ tool | tojson(indent=4) + '\n\n' }}{% endfor %}"
+    "{{ message['content'] | trim + '<|eot_id|>' }}"
+    "{% elif message['tool_calls'] is defined and message['tool_calls'] %}"
+    "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}"
+    "{% for call in message['tool_calls'] %}{% set args = call['function']['arguments'] %}"
+    "{% if not loop.first %}{{ '; ' }}{% endif %}"
+    "{{ '{\"name\": \"' + call['function']['name'] + '\", \"parameters\": ' }}"
+    "{% if args is string %}{{ args }}{% else %}{{ args | tojson }}{% endif %}{{ '}' }}"
+    "{% endfor %}{{ '<|eot_id|>' }}"
+    "{% elif message['role'] == 'tool' %}"
+    "{{ '<|start_header_id|>ipython<|end_header_id|>\n\n' + message['content'] | trim"
+    " + '<|eot_id|>' }}"
+    "{% else %}"
+    "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'"
+    " + message['content'] | trim + '<|eot_id|>' }}"
+    "{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}"
     "{% endif %}"
 )
-# Mistral v0.2+/Mixtral; a system message is folded into the first user turn.
+# Mistral v0.2+/Mixtral; a system message is folded into the first user turn. With tools, as
+# Mistral v0.3 lays them out (mistral-common's v3 tokenizer): [AVAILABLE_TOOLS] before the
+# last user turn, calls as [TOOL_CALLS] and a JSON list, results as [TOOL_RESULTS]. Roles
+# alternate among user turns and assistant answers; tool calls and results sit between them.
 _MISTRAL = (
     "{% if messages[0]['role'] == 'system' %}"
     "{% set system = messages[0]['content'] + '\n\n' %}{% set loop_messages = messages[1:] %}"
     "{% else %}{% set system = '' %}{% set loop_messages = messages %}{% endif %}"
+    "{% set ns = namespace(turn=0, last_user=-1) %}"
+    "{% for message in loop_messages %}{% if message['role'] == 'user' %}"
+    "{% set ns.last_user = loop.index0 %}{% endif %}{% endfor %}"
     "{{ bos_token }}{% for message in loop_messages %}"
-    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{% set calls = message['tool_calls'] is defined and message['tool_calls'] %}"
+    "{% if message['role'] != 'tool' and not calls %}"
+    "{% if (message['role'] == 'user') != (ns.turn % 2 == 0) %}"
     "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"
-    "{% endif %}{% if message['role'] == 'user' %}"
+    "{% endif %}{% set ns.turn = ns.turn + 1 %}{% endif %}"
+    "{% if message['role'] == 'user' %}"
+    "{% if tools and loop.index0 == ns.last_user %}"
+    "{{ '[AVAILABLE_TOOLS] ' + tools | tojson + '[/AVAILABLE_TOOLS]' }}{% endif %}"
     "{% if loop.first %}{{ '[INST] ' + system + message['content'] + ' [/INST]' }}"
     "{% else %}{{ '[INST] ' + message['content'] + ' [/INST]' }}{% endif %}"
+    "{% elif calls %}{{ '[TOOL_CALLS] [' }}{% for call in message['tool_calls'] %}"
+    "{% set args = call['function']['arguments'] %}{% if not loop.first %}{{ ', ' }}{% endif %}"
+    "{{ '{\"name\": ' + call['function']['name'] | tojson + ', \"arguments\": ' }}"
+    "{% if args is string %}{{ args }}{% else %}{{ args | tojson }}{% endif %}"
+    "{% if call['id'] %}{{ ', \"id\": ' + call['id'] | tojson }}{% endif %}{{ '}' }}"
+    "{% endfor %}{{ ']' + eos_token }}"
+    "{% elif message['role'] == 'tool' %}"
+    "{{ '[TOOL_RESULTS] ' + {'content': message['content'], 'call_id': message['tool_call_id']}"
+    " | tojson + '[/TOOL_RESULTS]' }}"
     "{% else %}{{ message['content'] + eos_token }}{% endif %}{% endfor %}"
 )
 _ZEPHYR = (
@@ -122,8 +202,17 @@ def _strftime_now(fmt: str) -> str:
     return datetime.now().strftime(fmt)
 
 
-def _tojson(value: Any, indent: int | None = None, ensure_ascii: bool = False) -> str:
-    return json.dumps(value, indent=indent, ensure_ascii=ensure_ascii)
+def _tojson(
+    value: Any,
+    ensure_ascii: bool = False,
+    indent: int | None = None,
+    separators: tuple[str, str] | None = None,
+    sort_keys: bool = False,
+) -> str:
+    # transformers' tojson: no HTML escaping, its keyword arguments (Hub templates use them).
+    return json.dumps(
+        value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
+    )
 
 
 def _environment() -> ImmutableSandboxedEnvironment:
@@ -142,7 +231,7 @@ _ENV = _environment()
 class ChatTemplate:
     """A compiled template plus the special tokens it uses."""
 
-    __slots__ = ("_template", "bos_token", "eos_token", "origin", "stop")
+    __slots__ = ("_template", "bos_token", "eos_token", "origin", "source", "stop")
 
     def __init__(
         self,
@@ -157,6 +246,7 @@ class ChatTemplate:
             self._template = _ENV.from_string(source)
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(f"invalid Jinja in chat template ({origin}): {exc}") from None
+        self.source = source  # read once at load for the tool/reasoning parser (``auto``)
         self.bos_token = bos_token
         self.eos_token = eos_token
         self.origin = origin
@@ -165,9 +255,12 @@ class ChatTemplate:
             stops.append(eos_token)
         self.stop = tuple(stops)
 
-    def render(self, messages: list[dict[str, Any]], *, tools: Any = None) -> str:
+    def render(
+        self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None = None
+    ) -> str:
         """The prompt for ``messages``, generation prompt added, leading BOS removed (the
-        backend's tokenizer adds its own)."""
+        backend's tokenizer adds its own). ``tools``: OpenAI's tool list, as transformers
+        gives it to templates (None: the template renders no tools)."""
         try:
             text = self._template.render(
                 messages=messages,
