@@ -69,6 +69,8 @@ WHOLE = [
     pytest.param("hermes", "Plain answer, no tools.", "Plain answer, no tools.", [], {}, id="hermes-plain-text"),
     pytest.param("hermes", '<tool_call>{"name": "a", "arguments": {}}</tool_call><tool_call>{"name": "b", "arguments": {}}</tool_call>', "", [call("a", "{}")], {"parallel": False}, id="hermes-parallel-off-keeps-first"),
     pytest.param("hermes", '<tool_call>{"name": "unlisted", "arguments": {}}</tool_call>', "", [call("unlisted", "{}")], {"names": ["get_weather"]}, id="hermes-marker-makes-any-name-a-call"),
+    pytest.param("hermes", '{"name": "get_weather", "arguments": {"city": "Paris"}}\n{"name": "b", "arguments": {}}', "", [call("get_weather"), call("b", "{}")], {"names": ["get_weather", "b"]}, id="hermes-tags-dropped-as-special-tokens"),
+    pytest.param("hermes", '{"title": "A report"}', '{"title": "A report"}', [], {}, id="hermes-bare-json-that-is-no-call-stays-text"),
     # --- llama3_json ---
     pytest.param("llama3_json", '{"name": "get_weather", "parameters": {"city": "Paris"}}', "", [call("get_weather")], {}, id="llama-parameters-become-arguments"),
     pytest.param("llama3_json", '<|python_tag|>{"name": "get_weather", "parameters": {"city": "Paris"}}', "", [call("get_weather")], {}, id="llama-python-tag"),

@@ -20,6 +20,7 @@ _STRING_SPECIAL = re.compile(r'["\\\x00-\x1f]')
 _ESCAPES = frozenset('"\\/bfnrtu')
 _HEX = frozenset("0123456789abcdefABCDEF")
 _LITERALS = {"t": "true", "f": "false", "n": "null"}
+_string = msgspec.json.Decoder(str)
 
 # Scanner states.
 VALUE, OBJECT_FIRST, OBJECT_KEY, COLON, ARRAY_FIRST, AFTER = range(6)
@@ -201,10 +202,9 @@ def decode_string(raw: str) -> str | None:
     """A complete JSON string literal (quotes included) as text; None for one that escapes a
     lone surrogate (valid to the scanner, not decodable)."""
     try:
-        value = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
+        return _string.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError):
         return None
-    return value if isinstance(value, str) else None
 
 
 def compact(text: str) -> str | None:

@@ -17,6 +17,8 @@ from shim.errors import InvalidRequestError
 from shim.openai import chat
 from shim.templates import ChatTemplate, TemplateError
 
+_json = msgspec.json.Decoder()
+
 
 def message_dicts(messages: list[chat.ChatMessage]) -> list[dict[str, Any]]:
     """Messages as templates expect them: text content as one string, tool calls as dicts."""
@@ -75,7 +77,7 @@ def _arguments(text: str) -> Any:
     if not text.strip():
         return {}
     try:
-        value = msgspec.json.decode(text)
+        value = _json.decode(text)
     except msgspec.DecodeError:
         return text
     return value if isinstance(value, dict) else text

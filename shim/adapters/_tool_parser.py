@@ -6,7 +6,8 @@ cards document them:
 
 - ``hermes`` (Hermes 2 Pro/3, Qwen2.5/3): ``<tool_call>{"name", "arguments"}</tool_call>``, one
   block per call; a last block left open still counts. Text before the first block is the
-  content; text after a block is kept too (the format does not end the message there).
+  content; text after a block is kept too (the format does not end the message there). An
+  answer of bare call objects counts too (the tags dropped as special tokens).
 - ``llama3_json`` (Llama 3.1-3.3): ``{"name": .., "parameters": {..}}`` as the whole answer or
   after ``<|python_tag|>``; several calls joined by ``;``. Text after the calls is dropped.
 - ``mistral``: ``[TOOL_CALLS][{"name", "arguments"}, ..]`` (v0.3), or ``[TOOL_CALLS]name[ARGS]{..}``
@@ -47,7 +48,8 @@ _MARKER: dict[str, str] = {
     "llama3_json": "<|python_tag|>",
 }
 # What an answer that is nothing but a call starts with, marker or not.
-_BARE: dict[str, str] = {"mistral": "[", "llama3_json": "{", "json": "{", "forced": "{"}
+# (Servers that skip special tokens drop the markers of models that made them special.)
+_BARE = {"hermes": "{", "mistral": "[", "llama3_json": "{", "json": "{", "forced": "{"}
 _HERMES_END = "</tool_call>"
 _ARGS = "[ARGS]"
 _NAME_RUN = re.compile(r"[A-Za-z0-9_.\-]*")
@@ -232,7 +234,7 @@ class ToolCallParser:
             self._raw.append("[")
             self._state = ARRAY_FIRST
             return pos + 1
-        then = SEPARATOR if self._fmt == "llama3_json" else DROP
+        then = {"llama3_json": SEPARATOR, "hermes": BLOCK}.get(self._fmt, DROP)
         return self._begin_call(pos, then)
 
     def _begin_call(self, pos: int, then: int) -> int:
