@@ -89,7 +89,10 @@ async def _send_stream(send: Any, chunks: AsyncIterator[bytes]) -> None:
     await send(_SSE_END)
 
 
-def _check_content_type(scope: Any) -> None:
+def _check_headers(scope: Any, limit: int) -> None:
+    """Content-Type, and a declared Content-Length over ``limit``: both answered before the
+    body is read, so a client that sent ``Expect: 100-continue`` is never asked for it (uvicorn
+    sends ``100 Continue`` on the first ``receive()``)."""
     for name, value in scope["headers"]:
         if name == b"content-type":
             media = value.split(b";", 1)[0].strip().lower()
@@ -98,7 +101,8 @@ def _check_content_type(scope: Any) -> None:
                     f"Content-Type `{value.decode('latin-1')}` is not supported; "
                     "send application/json."
                 )
-            return
+        elif name == b"content-length" and value.isdigit() and int(value) > limit:
+            raise RequestTooLargeError(f"The request body is larger than {limit} bytes.")
 
 
 async def _read_body(receive: Any, limit: int) -> bytes:
@@ -123,11 +127,12 @@ def api_route(path: str, handler: Callable[[Call], Awaitable[Reply]]) -> ASGIRou
     # Plain ASGI below: litestar's Scope/Send are unions of HTTP and WebSocket types.
     async def endpoint(scope: Any, receive: Any, send: Any) -> None:
         if scope["method"] != "POST":
-            raise MethodNotAllowedError(f"Use POST for {path}.")
-        _check_content_type(scope)
+            raise MethodNotAllowedError(f"Use POST for {path}.", allow="POST")
         services: Services = scope["app"].state.shim
         ctx: RequestContext = scope["state"][SCOPE_KEY]
-        body = await _read_body(receive, services.config.server.max_body_bytes)
+        limit = services.config.server.max_body_bytes
+        _check_headers(scope, limit)
+        body = await _read_body(receive, limit)
         if accesslog.ACCESS.bodies:
             ctx.body = body
         watch = _DisconnectWatch(receive)

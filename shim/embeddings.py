@@ -133,8 +133,7 @@ def _finish(items: list[Item], req: embeddings.EmbeddingRequest, plan: Plan) -> 
 async def create_embeddings(call: Call) -> Reply:
     services, ctx = call.services, call.ctx
     req = decode(_request, call.body)
-    route = services.router.for_task(req.model, "feature-extraction", endpoint="/v1/embeddings")
-    begin(services, ctx, route)
+    route = begin(services, ctx, req.model, "feature-extraction", endpoint="/v1/embeddings")
     inputs, _single = fx.inputs_of(req.input)
     if len(inputs) > route.config.max_inputs:
         raise InvalidRequestError(

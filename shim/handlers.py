@@ -20,7 +20,6 @@ from shim.context import RequestContext, context_of
 from shim.errors import (
     InvalidRequestError,
     ModelNotFoundError,
-    PermissionDeniedError,
     UpstreamError,
     UpstreamRejectedError,
 )
@@ -70,16 +69,27 @@ def decode(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
         raise InvalidRequestError(f"The request body is not valid JSON: {exc}") from None
 
 
-def begin(services: Services, ctx: RequestContext, route: Route) -> None:
-    """Bind the request to its model: label, in-flight gauge, per-key model permissions."""
+def may_use(ctx: RequestContext | None, model: str) -> bool:
+    """Whether the request's key may use ``model`` (configured or not)."""
+    key = ctx.key if ctx is not None else None
+    return key is None or key.models is None or model in key.models
+
+
+def begin(
+    services: Services, ctx: RequestContext, model: str, *tasks: Task, endpoint: str
+) -> Route:
+    """The route of ``model`` for ``endpoint``, bound to the request (label, in-flight gauge).
+
+    A model the request's key may not use is answered exactly as one that does not exist (404
+    ``model_not_found``), before anything else about it, such as its task, is looked at: a
+    key cannot discover the other models."""
+    if not may_use(ctx, model):
+        raise ModelNotFoundError(model)
+    route = services.router.for_task(model, *tasks, endpoint=endpoint)
     ctx.model = route.name
     services.metrics.start(ctx)
     ctx.routed = True
-    key = ctx.key
-    if key is not None and key.models is not None and route.name not in key.models:
-        raise PermissionDeniedError(
-            f"This API key may not use the model `{route.name}`.", param="model"
-        )
+    return route
 
 
 async def serve_with_fallbacks(
@@ -156,8 +166,7 @@ async def _generation(
     """Chat or completions: the ``openai`` upstreams get the request as sent, rendered
     protocols the ``Job`` that ``job_for`` builds for the route; fallbacks may cross both."""
     services, ctx = call.services, call.ctx
-    route = services.router.for_task(model, *GENERATION_TASKS, endpoint=endpoint)
-    begin(services, ctx, route)
+    route = begin(services, ctx, model, *GENERATION_TASKS, endpoint=endpoint)
     openai_upstream = _passthrough(call, kind)
 
     async def serve(current: Route) -> Reply:
@@ -237,20 +246,13 @@ async def text_completions(call: Call) -> Reply:
     )
 
 
-def _visible(services: Services, ctx: RequestContext | None) -> list[str]:
-    key = ctx.key if ctx is not None else None
-    if key is None or key.models is None:
-        return list(services.router.models)
-    return [m for m in services.router.models if m in key.models]
-
-
 @get("/v1/models")
 async def list_models(request: Request[Any, Any, Any], state: State) -> Response[bytes]:
     services, ctx = services_of(state), context_of(request.scope)
     key = ctx.key if ctx is not None else None
     if key is None or key.models is None:
         return Response(services.router.models_body, media_type=MediaType.JSON)
-    models = [services.router.models[m] for m in _visible(services, ctx)]
+    models = [model for name, model in services.router.models.items() if may_use(ctx, name)]
     from shim.openai.common import ModelList
 
     return Response(msgspec.json.encode(ModelList(data=models)), media_type=MediaType.JSON)
@@ -262,9 +264,10 @@ async def retrieve_model(
 ) -> Response[bytes]:
     services, ctx = services_of(state), context_of(request.scope)
     name = model_id.lstrip("/")
-    if name not in _visible(services, ctx):
+    model = services.router.models.get(name)
+    if model is None or not may_use(ctx, name):
         raise ModelNotFoundError(name)
-    return Response(msgspec.json.encode(services.router.models[name]), media_type=MediaType.JSON)
+    return Response(msgspec.json.encode(model), media_type=MediaType.JSON)
 
 
 def route_handlers() -> list[Any]:

@@ -5,13 +5,14 @@ adapter, template, timeouts, limits), so the request path does a single dict loo
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import time
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 import msgspec
@@ -30,6 +31,8 @@ from shim.config import (
     ToolParser,
     protocol_of,
     urls_of,
+    userinfo_of,
+    without_userinfo,
 )
 from shim.errors import InvalidRequestError, ModelNotFoundError, RateLimitError
 from shim.openai import common
@@ -127,6 +130,8 @@ class Route:
         headers = {"content-type": "application/json", "accept": "application/json"}
         if token:
             headers["authorization"] = f"Bearer {token}"
+        elif (userinfo := next(map(userinfo_of, urls_of(model)), None)) is not None:
+            headers["authorization"] = _basic_auth(userinfo)
         self.headers = headers
         # Sent on a retry after a 503 "loading": makes HF hold the request until the model is up.
         loading = dict(headers)
@@ -314,7 +319,8 @@ _NO_LIMIT = _Slot(None)
 def _bases_and_paths(
     model: ModelConfig, protocol: Protocol, base_url: str
 ) -> tuple[list[str], Paths]:
-    urls = [u.rstrip("/") for u in urls_of(model)]
+    # Credentials in a URL were made an Authorization header: never part of the URL sent.
+    urls = [without_userinfo(u).rstrip("/") for u in urls_of(model)]
     hf_model = quote(model.hf_model or "", safe="/")
     if protocol == "openai":
         if not urls:
@@ -333,6 +339,13 @@ def _bases_and_paths(
         serverless = f"{base_url}/hf-inference/models/{hf_model}/pipeline/feature-extraction"
         return urls or [serverless], Paths(embeddings="")
     return urls or [f"{base_url}/hf-inference/models/{hf_model}"], Paths(generate="")
+
+
+def _basic_auth(userinfo: str) -> str:
+    """RFC 7617 Basic credentials from a URL's percent-encoded ``user:password``."""
+    user, _, password = userinfo.partition(":")
+    pair = f"{unquote(user)}:{unquote(password)}".encode()
+    return "Basic " + base64.b64encode(pair).decode("ascii")
 
 
 def _strip_v1(url: str) -> str:
