@@ -21,6 +21,10 @@ Pooling = Literal["mean", "cls", "none"]
 # What token-id embedding inputs are: cl100k_base ids (decoded to text: what LangChain and the
 # openai SDK tokenize with), the model's own vocabulary (passed through), or refused.
 TokenIds = Literal["cl100k", "model", "reject"]
+#: How tool calls and reasoning are read from a rendered model's text (``shim.adapters._tools``,
+#: ``_reasoning``); "auto" picks from the chat template.
+ToolParser = Literal["hermes", "llama3_json", "mistral", "json", "none"]
+ReasoningParser = Literal["think", "none"]
 
 #: Which protocols each task may use; the first is the default for a ``url``.
 PROTOCOLS_BY_TASK: dict[str, tuple[Protocol, ...]] = {
@@ -95,6 +99,9 @@ class ModelConfig(_Base):
     chat_template: str | None = None
     bos_token: str | None = None
     eos_token: str | None = None
+    # How tool calls and reasoning appear in the model's text ("auto": from the chat template).
+    tool_parser: Literal["auto", ToolParser] = "auto"
+    reasoning_parser: Literal["auto", ReasoningParser] = "auto"
     # Extra stop strings always applied (e.g. an end-of-turn marker the template does not declare).
     stop: list[str] = msgspec.field(default_factory=list)
     # Default max_tokens when the client sends none (pipelines otherwise stop at 20 tokens).
@@ -199,6 +206,8 @@ _CHOICES = {
     "protocol": ("tgi", "pipeline", "openai", "tei"),
     "pooling": ("mean", "cls", "none"),
     "token_ids": ("cl100k", "model", "reject"),
+    "tool_parser": ("auto", "hermes", "llama3_json", "mistral", "json", "none"),
+    "reasoning_parser": ("auto", "think", "none"),
     "log_format": ("text", "json"),
     "log_level": ("debug", "info", "warning", "error"),
 }

@@ -18,13 +18,17 @@ import httpx
 import msgspec
 
 from shim import templates, token_ids
+from shim.adapters._reasoning import resolve_reasoning_parser
+from shim.adapters._tools import resolve_tool_parser
 from shim.adapters.text_generation import TGI, Pipeline
 from shim.config import (
     Config,
     ConfigError,
     ModelConfig,
     Protocol,
+    ReasoningParser,
     Task,
+    ToolParser,
     protocol_of,
     urls_of,
     userinfo_of,
@@ -163,6 +167,9 @@ class Route:
             and self.protocol in ("tgi", "pipeline")
             and model.hf_model is not None
         )
+        # Parsers resolved from the template it was resolved for (Hub templates arrive later).
+        self._parsers_for: templates.ChatTemplate | None = None
+        self._parsers: tuple[ToolParser, ReasoningParser] = self._resolve_parsers()
         self.default_max_tokens = model.max_tokens
         self.max_tokens_limit = model.max_tokens_limit
         self.max_messages = model.max_messages
@@ -209,9 +216,39 @@ class Route:
         extra = tuple(self.config.stop)
         return (self.template.stop if self.template else ()) + extra
 
+    @property
+    def tool_parser(self) -> ToolParser:
+        """How tool calls are read from this model's text (rendered protocols)."""
+        return self._current_parsers()[0]
+
+    @property
+    def reasoning_parser(self) -> ReasoningParser:
+        return self._current_parsers()[1]
+
+    def _current_parsers(self) -> tuple[ToolParser, ReasoningParser]:
+        if self.template is not self._parsers_for:
+            self._parsers = self._resolve_parsers()
+        return self._parsers
+
+    def _resolve_parsers(self) -> tuple[ToolParser, ReasoningParser]:
+        self._parsers_for = self.template
+        source = self.template.source if self.template is not None else None
+        return (
+            resolve_tool_parser(self.config.tool_parser, source),
+            resolve_reasoning_parser(self.config.reasoning_parser, source),
+        )
+
     def describe(self) -> str:
         urls = ", ".join(e.display for e in self.endpoints)
-        return f"{self.name} -> {self.task}, {self.protocol}, {urls}"
+        line = f"{self.name} -> {self.task}, {self.protocol}, {urls}"
+        if self.adapter is None or self.task == "feature-extraction":
+            return line  # the upstream reads tool calls itself (openai), or there are none
+        if self.needs_hub_template and self.template is None:
+            # Read from the Hub template once fetched (startup; `shim check` does not fetch).
+            tools = self.config.tool_parser.replace("auto", "auto (from the Hub template)")
+            reasoning = self.config.reasoning_parser.replace("auto", "auto (from the Hub template)")
+            return f"{line}, tools: {tools}, reasoning: {reasoning}"
+        return f"{line}, tools: {self.tool_parser}, reasoning: {self.reasoning_parser}"
 
     def pick_endpoint(self, avoid: set[Endpoint] | frozenset[Endpoint] = frozenset()) -> Endpoint:
         """Least in-flight among healthy endpoints not in ``avoid`` (round robin on ties); if

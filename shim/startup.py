@@ -158,7 +158,13 @@ async def fetch_template(services: Services, route: Route) -> None:
     if route.template is None:
         log.warning("%s: %s has no chat template", route.name, route.hf_model)
     else:
-        log.info("%s: chat template from the Hub (%s)", route.name, route.hf_model)
+        log.info(
+            "%s: chat template from the Hub (%s); tools: %s, reasoning: %s",
+            route.name,
+            route.hf_model,
+            route.tool_parser,
+            route.reasoning_parser,
+        )
 
 
 class _Info(msgspec.Struct):

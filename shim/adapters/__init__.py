@@ -6,5 +6,8 @@
 - ``text_ranking``: rerank on TEI, the toolkit's text-ranking pipeline and rerank APIs.
 
 Shared pieces: ``_params`` (OpenAI parameters → neutral), ``_prompt`` (chat → prompt),
-``_stop`` (stop sequences), ``_result`` (neutral results).
+``_stop`` (stop sequences), ``_result`` (neutral results); tool calling on rendered protocols:
+``_tools`` (a request's tools → ``ToolPlan``, TGI's grammar) and ``_answer`` (a model's text →
+reasoning, content and calls, streamed or whole; over ``_tool_parser``, ``_tool_call``,
+``_json_stream`` and ``_reasoning``).
 """
