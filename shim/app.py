@@ -50,7 +50,8 @@ def _as_shim_error(exc: Exception) -> ShimError:
         status = exc.status_code
         if status == 404:
             return NotFoundError("Unknown route. shim serves /v1/chat/completions, "
-                                 "/v1/completions, /v1/embeddings and /v1/models.")  # fmt: skip
+                                 "/v1/completions, /v1/embeddings, /v1/rerank "
+                                 "and /v1/models.")  # fmt: skip
         if status == 405:
             return MethodNotAllowedError(
                 "Method not allowed on this route.", allow=_allow(exc.headers or {})

@@ -10,15 +10,23 @@ from typing import Literal
 
 import msgspec
 
-Task = Literal["text-generation", "text2text-generation", "feature-extraction"]
+Task = Literal["text-generation", "text2text-generation", "feature-extraction", "text-ranking"]
 Protocol = Literal["tgi", "pipeline", "openai", "tei"]
 Pooling = Literal["mean", "cls", "none"]
+# What token-id embedding inputs are: cl100k_base ids (decoded to text: what LangChain and the
+# openai SDK tokenize with), the model's own vocabulary (passed through), or refused.
+TokenIds = Literal["cl100k", "model", "reject"]
+#: How tool calls and reasoning are read from a rendered model's text (``shim.adapters._tools``,
+#: ``_reasoning``); "auto" picks from the chat template.
+ToolParser = Literal["hermes", "llama3_json", "mistral", "json", "none"]
+ReasoningParser = Literal["think", "none"]
 
 #: Which protocols each task may use; the first is the default for a ``url``.
 PROTOCOLS_BY_TASK: dict[str, tuple[Protocol, ...]] = {
     "text-generation": ("tgi", "pipeline", "openai"),
     "text2text-generation": ("pipeline", "tgi", "openai"),
     "feature-extraction": ("tei", "pipeline", "openai"),
+    "text-ranking": ("tei", "pipeline", "openai"),
 }
 
 DEFAULT_BASE_URL = "https://router.huggingface.co"
@@ -86,6 +94,9 @@ class ModelConfig(_Base):
     chat_template: str | None = None
     bos_token: str | None = None
     eos_token: str | None = None
+    # How tool calls and reasoning appear in the model's text ("auto": from the chat template).
+    tool_parser: Literal["auto", ToolParser] = "auto"
+    reasoning_parser: Literal["auto", ReasoningParser] = "auto"
     # Extra stop strings always applied (e.g. an end-of-turn marker the template does not declare).
     stop: list[str] = msgspec.field(default_factory=list)
     # Default max_tokens when the client sends none (pipelines otherwise stop at 20 tokens).
@@ -109,6 +120,10 @@ class ModelConfig(_Base):
     # Count prompt tokens with the model's tokenizer (needs the `tokenizers` package) when the
     # upstream reports none: a `tokenizer.json` path, or "hub" to fetch it at startup.
     tokenizer: str | None = None
+    token_ids: TokenIds = "cl100k"
+    # --- rerank (also max_batch_size, max_inputs, truncate) ---
+    # TEI's raw_scores: the model's logits instead of sigmoid-normalised scores.
+    raw_scores: bool = False
     # --- timeouts (seconds) ---
     connect_timeout: float = 10.0
     timeout: float = 300.0

@@ -165,7 +165,11 @@ class Discovery:
             log.warning("%s: %s has no chat template", route.name, repo.hf_model)
             return
         self.templates[repo] = template
-        log.info("%s: chat template from the Hub (%s)", route.name, repo.hf_model)
+        tools, reasoning = route.parsers(template)
+        log.info(
+            "%s: chat template from the Hub (%s); tools: %s, reasoning: %s",
+            route.name, repo.hf_model, tools, reasoning,
+        )  # fmt: skip
 
     async def _tei_info(self, route: Route, url: str) -> None:
         """TEI's ``max_client_batch_size`` (the route configures no ``max_batch_size``)."""

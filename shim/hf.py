@@ -164,3 +164,39 @@ class RawEmbedding(msgspec.Struct):
 class RawEmbeddingList(msgspec.Struct):
     data: list[RawEmbedding]
     usage: PromptUsage | None = None
+
+
+class RerankRequest(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """TEI ``POST /rerank`` (router/src/http/types.rs ``RerankRequest``). TEI answers 422 when
+    ``texts`` is longer than ``/info``'s ``max_client_batch_size``, 400 when it is empty."""
+
+    query: str
+    texts: list[str]
+    # false: sigmoid-normalised scores; true: the model's logits. Required fields, so they
+    # are always sent (only `truncate` is left to TEI's `--auto-truncate` when unset).
+    raw_scores: bool
+    # shim puts the documents back itself: TEI never needs to send them.
+    return_text: bool
+    truncate: bool | None = None
+
+
+class Rank(msgspec.Struct):
+    """One element of TEI's ``/rerank`` answer (sorted best first; ``text`` not read)."""
+
+    index: int
+    score: float
+
+
+class PipelineRankRequest(msgspec.Struct):
+    """The inference toolkit's text-ranking task (its sentence-transformers
+    ``SentenceRankingPipeline``): ``inputs`` as ``[query, text]`` pairs, scored with
+    ``CrossEncoder.predict`` in input order. (The toolkit ignores ``parameters`` here.)"""
+
+    inputs: list[tuple[str, str]]
+
+
+class PipelineRankScores(msgspec.Struct):
+    """Its answer to pairs: ``{"scores": [...]}`` in input order (a bare number for one pair
+    sent unnested, which shim never does but reads)."""
+
+    scores: list[float] | float

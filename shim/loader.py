@@ -73,6 +73,9 @@ _CHOICES = {
     "task": tuple(PROTOCOLS_BY_TASK),
     "protocol": ("tgi", "pipeline", "openai", "tei"),
     "pooling": ("mean", "cls", "none"),
+    "token_ids": ("cl100k", "model", "reject"),
+    "tool_parser": ("auto", "hermes", "llama3_json", "mistral", "json", "none"),
+    "reasoning_parser": ("auto", "think", "none"),
     "log_format": ("text", "json"),
     "log_level": ("debug", "info", "warning", "error"),
 }
@@ -140,6 +143,11 @@ def _validate(config: Config) -> None:
         if model.task == "feature-extraction" and not model.url and model.protocol == "tei":
             raise ConfigError(
                 f"{src}: {key}.protocol: `tei` needs a `url`; serverless embeddings use `pipeline`"
+            )
+        if model.task == "text-ranking" and not model.url and model.protocol in ("tei", "openai"):
+            raise ConfigError(
+                f"{src}: {key}.protocol: `{model.protocol}` needs a `url`; serverless rerank "
+                "uses `pipeline`"
             )
         for positive in ("timeout", "connect_timeout", "first_token_timeout", "idle_timeout"):
             if getattr(model, positive) <= 0:

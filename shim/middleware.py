@@ -26,8 +26,14 @@ APIS = {
     "/v1/chat/completions": "chat",
     "/v1/completions": "completions",
     "/v1/embeddings": "embeddings",
+    "/v1/rerank": "rerank",
+    # Cohere v2's and Jina's paths for the same route: one label.
+    "/v2/rerank": "rerank",
+    "/rerank": "rerank",
     "/v1/models": "models",
 }
+#: API routes outside /v1/: their requests count against a key's rate limit as /v1/'s do.
+_UNVERSIONED_API = frozenset({"/v2/rerank", "/rerank"})
 
 
 #: Paths served without a client key (``/ready`` only without a query: ``?upstreams=1`` calls
@@ -167,7 +173,8 @@ class ShimMiddleware:
                     if key is not None:
                         ctx.key, ctx.key_name = key, key.name
                         windows = active.windows.get(key.name)
-                        if windows is not None and method == "POST" and path[:4] == "/v1/":
+                        api_call = path[:4] == "/v1/" or path in _UNVERSIONED_API
+                        if windows is not None and method == "POST" and api_call:
                             windows.admit(services.clock.monotonic())
                 except ShimError as exc:
                     await send_error(send_wrapper, active.scrubber, exc)

@@ -18,14 +18,26 @@ from typing import Any, NamedTuple
 import httpx
 import msgspec
 
-from shim import templates, urls
-from shim.adapters import FeatureExtraction, TextGeneration, feature_extraction, text_generation
+from shim import templates, token_ids, urls
+from shim.adapters import (
+    FeatureExtraction,
+    TextGeneration,
+    TextRanking,
+    feature_extraction,
+    text_generation,
+    text_ranking,
+)
+from shim.adapters._reasoning import resolve_reasoning_parser
+from shim.adapters._tools import resolve_tool_parser
 from shim.config import (
     Config,
     ConfigError,
     ModelConfig,
     Protocol,
+    ReasoningParser,
     Task,
+    TokenIds,
+    ToolParser,
     cache_dir,
     protocol_of,
     urls_of,
@@ -34,6 +46,8 @@ from shim.errors import InvalidRequestError, ModelNotFoundError
 from shim.openai import common
 
 RawHeaders = tuple[tuple[bytes, bytes], ...]
+GENERATION_TASKS: tuple[Task, ...] = ("text-generation", "text2text-generation")
+_FROM_HUB = "auto (from the Hub template)"
 
 
 class HubRepo(NamedTuple):
@@ -73,13 +87,15 @@ class Route:
     max_choices: int
     default_max_tokens: int | None
     max_tokens_limit: int | None
-    # --- embeddings ---
+    # --- embeddings and rerank ---
     embedder: FeatureExtraction | None
+    ranker: TextRanking | None
     # The configured batch size; without one, TEI's, learned from ``info_url``.
     max_batch_size: int | None
     info_url: str | None
     # A tokenizer.json file, or a Hub repo's: counts prompt tokens the upstream reports none of.
     tokenizer: HubRepo | Path | None
+    token_ids: TokenIds
     # --- timeouts and resilience ---
     timeout: float
     first_token_timeout: float
@@ -94,9 +110,38 @@ class Route:
     cooldown_after: int
     fallbacks: tuple[str, ...]
 
-    def describe(self) -> str:
-        urls = ", ".join(u.display for u in self.upstreams)
-        return f"{self.name} -> {self.task}, {self.protocol}, {urls}"
+    def parsers(
+        self, template: templates.ChatTemplate | None = None
+    ) -> tuple[ToolParser, ReasoningParser]:
+        """How tool calls and reasoning are read from this model's text: as configured, or
+        for "auto" from the chat template (``template``: a Hub one, once learned)."""
+        template = template or self.template
+        source = template.source if template is not None else None
+        return (
+            resolve_tool_parser(self.config.tool_parser, source),
+            resolve_reasoning_parser(self.config.reasoning_parser, source),
+        )
+
+    @property
+    def tool_parser(self) -> ToolParser:
+        return self.parsers()[0]
+
+    @property
+    def reasoning_parser(self) -> ReasoningParser:
+        return self.parsers()[1]
+
+    def describe(self, template: templates.ChatTemplate | None = None) -> str:
+        """One line for the log and ``shim check`` (``template``: a Hub one, once learned)."""
+        line = f"{self.name} -> {self.task}, {self.protocol}, "
+        line += ", ".join(u.display for u in self.upstreams)
+        if self.generator is None:
+            return line  # the upstream reads tool calls itself (openai), or there are none
+        if self.hub_template is not None and template is None:
+            tools = self.config.tool_parser.replace("auto", _FROM_HUB)
+            reasoning = self.config.reasoning_parser.replace("auto", _FROM_HUB)
+            return f"{line}, tools: {tools}, reasoning: {reasoning}"
+        tools, reasoning = self.parsers(template)
+        return f"{line}, tools: {tools}, reasoning: {reasoning}"
 
 
 def _raw(headers: Mapping[str, str]) -> RawHeaders:
@@ -127,6 +172,14 @@ def _tokenizer(model: ModelConfig, config: Config, repo: HubRepo | None) -> HubR
     return path if path.is_absolute() else Path(config.source).parent / path
 
 
+def _load_cl100k(name: str, config: Config) -> None:
+    """cl100k_base, loaded once per process at config load, never by a request."""
+    try:
+        token_ids.cl100k()
+    except token_ids.VocabularyError as exc:
+        raise ConfigError(f"{config.source}: models.{name}.token_ids: {exc}") from None
+
+
 def build_route(name: str, model: ModelConfig, config: Config) -> Route:
     hf = config.huggingface
     protocol = protocol_of(model)
@@ -146,14 +199,20 @@ def build_route(name: str, model: ModelConfig, config: Config) -> Route:
     repo = (
         HubRepo(hf.hub_url.rstrip("/"), model.hf_model, cache_dir(hf)) if model.hf_model else None
     )
-    generator = None if model.task == "feature-extraction" else text_generation.for_protocol(
-        model.task, protocol
-    )  # fmt: skip
-    embedder = None
-    if model.task == "feature-extraction":
+    generator = embedder = ranker = None
+    if model.task in GENERATION_TASKS:
+        generator = text_generation.for_protocol(model.task, protocol)
+    elif model.task == "feature-extraction":
         embedder = feature_extraction.for_protocol(
             protocol, truncate=model.truncate, normalize=model.normalize,
             pooling=model.pooling, upstream_model=model.hf_model or "tei",
+        )  # fmt: skip
+        if model.token_ids == "cl100k":
+            _load_cl100k(name, config)
+    else:
+        ranker = text_ranking.for_protocol(
+            protocol, truncate=model.truncate, raw_scores=model.raw_scores,
+            upstream_model=model.hf_model or name,
         )  # fmt: skip
     connect = model.connect_timeout
     return Route(
@@ -183,9 +242,11 @@ def build_route(name: str, model: ModelConfig, config: Config) -> Route:
         default_max_tokens=model.max_tokens,
         max_tokens_limit=model.max_tokens_limit,
         embedder=embedder,
+        ranker=ranker,
         max_batch_size=model.max_batch_size,
         info_url=bases[0] + "/info" if protocol == "tei" and model.max_batch_size is None else None,
         tokenizer=_tokenizer(model, config, repo),
+        token_ids=model.token_ids,
         timeout=model.timeout,
         first_token_timeout=model.first_token_timeout,
         idle_timeout=model.idle_timeout,

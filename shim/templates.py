@@ -19,101 +19,13 @@ import msgspec
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from shim import hf
+from shim._builtin_templates import BUILTINS
 
 log = logging.getLogger("shim.templates")
 
 
 class TemplateError(Exception):
     """A template that cannot be compiled or rendered for this conversation."""
-
-
-class Builtin(msgspec.Struct, frozen=True):
-    source: str
-    bos_token: str
-    eos_token: str
-    # End-of-turn markers the model may emit as text; always applied as stops.
-    stop: tuple[str, ...]
-
-
-_CHATML = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
-_LLAMA2 = (
-    "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}"
-    "{% set system_message = messages[0]['content'] %}{% else %}{% set loop_messages = messages %}"
-    "{% set system_message = false %}{% endif %}{% for message in loop_messages %}"
-    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
-    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"
-    "{% endif %}{% if loop.index0 == 0 and system_message != false %}"
-    "{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}"
-    "{% else %}{% set content = message['content'] %}{% endif %}"
-    "{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}"
-    "{% elif message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}"
-    "{% endif %}{% endfor %}"
-)
-_LLAMA3 = (
-    "{% set loop_messages = messages %}{% for message in loop_messages %}"
-    "{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'"
-    "+ message['content'] | trim + '<|eot_id|>' %}"
-    "{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}"
-    "{{ content }}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}"
-    "{% endif %}"
-)
-# Mistral v0.2+/Mixtral; a system message is folded into the first user turn.
-_MISTRAL = (
-    "{% if messages[0]['role'] == 'system' %}"
-    "{% set system = messages[0]['content'] + '\n\n' %}{% set loop_messages = messages[1:] %}"
-    "{% else %}{% set system = '' %}{% set loop_messages = messages %}{% endif %}"
-    "{{ bos_token }}{% for message in loop_messages %}"
-    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
-    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"
-    "{% endif %}{% if message['role'] == 'user' %}"
-    "{% if loop.first %}{{ '[INST] ' + system + message['content'] + ' [/INST]' }}"
-    "{% else %}{{ '[INST] ' + message['content'] + ' [/INST]' }}{% endif %}"
-    "{% else %}{{ message['content'] + eos_token }}{% endif %}{% endfor %}"
-)
-_ZEPHYR = (
-    "{% for message in messages %}\n"
-    "{% if message['role'] == 'user' %}\n{{ '<|user|>\n' + message['content'] + eos_token }}\n"
-    "{% elif message['role'] == 'system' %}\n"
-    "{{ '<|system|>\n' + message['content'] + eos_token }}\n"
-    "{% elif message['role'] == 'assistant' %}\n"
-    "{{ '<|assistant|>\n'  + message['content'] + eos_token }}\n"
-    "{% endif %}\n{% if loop.last and add_generation_prompt %}\n{{ '<|assistant|>' }}\n"
-    "{% endif %}\n{% endfor %}"
-)
-# Gemma 1/2 have no system role: it is merged into the first user turn (as Gemma 3 does).
-_GEMMA = (
-    "{{ bos_token }}{% if messages[0]['role'] == 'system' %}"
-    "{% set first_user_prefix = messages[0]['content'] + '\n\n' %}"
-    "{% set loop_messages = messages[1:] %}{% else %}{% set first_user_prefix = '' %}"
-    "{% set loop_messages = messages %}{% endif %}{% for message in loop_messages %}"
-    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
-    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"
-    "{% endif %}{% if message['role'] == 'assistant' %}{% set role = 'model' %}"
-    "{% else %}{% set role = message['role'] %}{% endif %}"
-    "{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else '')"
-    " + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
-)
-_PHI3 = (
-    "{% for message in messages %}"
-    "{{ '<|' + message['role'] + '|>\n' + message['content'] + '<|end|>\n' }}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
-)
-
-BUILTINS: dict[str, Builtin] = {
-    "chatml": Builtin(_CHATML, "", "<|im_end|>", ("<|im_end|>",)),
-    "llama-2": Builtin(_LLAMA2, "<s>", "</s>", ("</s>",)),
-    "llama-3": Builtin(_LLAMA3, "<|begin_of_text|>", "<|eot_id|>", ("<|eot_id|>",)),
-    "mistral": Builtin(_MISTRAL, "<s>", "</s>", ("</s>",)),
-    "zephyr": Builtin(_ZEPHYR, "", "</s>", ("</s>",)),
-    "gemma": Builtin(_GEMMA, "<bos>", "<eos>", ("<end_of_turn>",)),
-    "phi-3": Builtin(_PHI3, "<s>", "<|endoftext|>", ("<|end|>", "<|endoftext|>")),
-}
 
 
 def _raise_exception(message: str) -> NoReturn:
@@ -124,8 +36,17 @@ def _strftime_now(fmt: str) -> str:
     return datetime.now().strftime(fmt)
 
 
-def _tojson(value: Any, indent: int | None = None, ensure_ascii: bool = False) -> str:
-    return json.dumps(value, indent=indent, ensure_ascii=ensure_ascii)
+def _tojson(
+    value: Any,
+    ensure_ascii: bool = False,
+    indent: int | None = None,
+    separators: tuple[str, str] | None = None,
+    sort_keys: bool = False,
+) -> str:
+    # transformers' tojson: no HTML escaping, its keyword arguments (Hub templates use them).
+    return json.dumps(
+        value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
+    )
 
 
 def _environment() -> ImmutableSandboxedEnvironment:
@@ -144,7 +65,7 @@ _ENV = _environment()
 class ChatTemplate:
     """A compiled template plus the special tokens it uses."""
 
-    __slots__ = ("_template", "bos_token", "eos_token", "origin", "stop")
+    __slots__ = ("_template", "bos_token", "eos_token", "origin", "source", "stop")
 
     def __init__(
         self,
@@ -159,6 +80,7 @@ class ChatTemplate:
             self._template = _ENV.from_string(source)
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(f"invalid Jinja in chat template ({origin}): {exc}") from None
+        self.source = source  # read once at load for the tool/reasoning parser (``auto``)
         self.bos_token = bos_token
         self.eos_token = eos_token
         self.origin = origin
@@ -167,9 +89,12 @@ class ChatTemplate:
             stops.append(eos_token)
         self.stop = tuple(stops)
 
-    def render(self, messages: list[dict[str, Any]], *, tools: Any = None) -> str:
+    def render(
+        self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None = None
+    ) -> str:
         """The prompt for ``messages``, generation prompt added, leading BOS removed (the
-        backend's tokenizer adds its own)."""
+        backend's tokenizer adds its own). ``tools``: OpenAI's tool list, as transformers
+        gives it to templates (None: the template renders no tools)."""
         try:
             text = self._template.render(
                 messages=messages,

@@ -45,6 +45,7 @@ class Paths:
     chat: str | None = None
     completions: str | None = None
     embeddings: str | None = None
+    rerank: str | None = None
 
     def offered(self) -> list[str]:
         return [p for p in (getattr(self, f.name) for f in fields(self)) if p is not None]
@@ -83,13 +84,18 @@ def bases_and_paths(
             return [base_url + "/v1"], Paths(chat="/chat/completions")
         bases = [_strip_v1(u) + "/v1" for u in urls]
         return bases, Paths(
-            chat="/chat/completions", completions="/completions", embeddings="/embeddings"
+            chat="/chat/completions",
+            completions="/completions",
+            embeddings="/embeddings",
+            rerank="/rerank",
         )
     if protocol == "tgi":
         return urls, Paths(generate="/generate", generate_stream="/generate_stream")
     if protocol == "tei":
-        return urls, Paths(embeddings="/embed")
+        return urls, Paths(embeddings="/embed", rerank="/rerank")
     # pipeline
+    if model.task == "text-ranking":
+        return urls or [f"{base_url}/hf-inference/models/{hf_model}"], Paths(rerank="")
     if model.task == "feature-extraction":
         serverless = f"{base_url}/hf-inference/models/{hf_model}/pipeline/feature-extraction"
         return urls or [serverless], Paths(embeddings="")

@@ -5,8 +5,10 @@ under test, and ``fake.asgi`` is an ASGI app for a real local server (``serve_as
 real clients (the openai SDK) and for fault injection that needs real sockets.
 
 Default answers by path: TGI ``/generate`` and ``/generate_stream``, the pipeline ``POST /`` (and
-``/hf-inference/models/...``), OpenAI ``/v1/chat/completions`` and ``/v1/completions``, TEI
-``/embed``, ``/info``, ``/health``. ``fake.script(path, reply, ...)`` queues replies for a path.
+``/hf-inference/models/...``; text-ranking when ``inputs`` are ``[query, text]`` pairs or
+``{"query", "texts"}``), OpenAI ``/v1/chat/completions``, ``/v1/completions`` and vLLM's
+``/v1/rerank``, TEI ``/embed``, ``/rerank``, ``/info``, ``/health``. ``fake.script(path, reply,
+...)`` queues replies for a path.
 """
 
 from __future__ import annotations
@@ -101,6 +103,28 @@ def b64_vector(text: str, dim: int = DIM) -> str:
     return base64.b64encode(struct.pack(f"<{dim}f", *values)).decode()
 
 
+#: TEI's ``max_client_batch_size`` as the fake's ``/info`` reports it (and ``/rerank`` enforces).
+MAX_CLIENT_BATCH = 4
+
+
+def relevance(query: str, text: str) -> float:
+    """A deterministic cross-encoder stand-in (a logit): query words found in the text, minus
+    one, plus a small length-dependent part so that ties are rare."""
+    words = set(query.lower().split())
+    found = sum(1 for w in set(text.lower().split()) if w in words)
+    return found - 1.0 + 1.0 / (len(text) + 2)
+
+
+def sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def _ranks(query: str, texts: list[str], *, raw: bool) -> list[dict[str, Any]]:
+    scores = [relevance(query, t) if raw else sigmoid(relevance(query, t)) for t in texts]
+    order = sorted(range(len(texts)), key=lambda i: -scores[i])
+    return [{"index": i, "score": scores[i]} for i in order]
+
+
 async def read_asgi_request(scope: Any, receive: Any, send: Any) -> bytes | None:
     """For a fake's ASGI app: answer the lifespan (None), or read an HTTP request's body."""
     if scope["type"] == "lifespan":
@@ -156,7 +180,7 @@ class FakeHF:
             if path.endswith("/health"):
                 return Reply(body=b"")
             if path.endswith("/info"):
-                return Reply(json={"model_id": "fake", "max_client_batch_size": 4})
+                return Reply(json={"model_id": "fake", "max_client_batch_size": MAX_CLIENT_BATCH})
             return Reply(404, body=b"Not Found")
         try:
             body = seen.json() if seen.body else {}
@@ -197,6 +221,8 @@ class FakeHF:
                 else inputs
             )
             return Reply(json=[vector(str(i)) for i in items])
+        if path.endswith("/rerank"):
+            return self._rerank(body)
         if path.endswith("/embeddings"):
             inputs = body["input"]
             items = [inputs] if isinstance(inputs, str) else inputs
@@ -221,6 +247,9 @@ class FakeHF:
             if isinstance(inputs, str):
                 return Reply(json=[[vector(inputs + str(t)) for t in range(3)]])
             return Reply(json=[[[vector(s + str(t)) for t in range(3)]] for s in inputs])
+        ranking = self._pipeline_ranking(body.get("inputs"))
+        if ranking is not None:
+            return ranking
         # The pipeline (toolkit / hf-inference): [{"generated_text"}], never streams.
         params = body.get("parameters", {})
         unknown = set(params) - {
@@ -242,6 +271,53 @@ class FakeHF:
             else ""
         )
         return Reply(json=[{"generated_text": prefix + text}])
+
+    def _rerank(self, body: dict[str, Any]) -> Reply:
+        """TEI's ``/rerank`` (``texts``) or vLLM's ``/v1/rerank`` (``documents``)."""
+        query = body["query"]
+        if "documents" in body:
+            documents = body["documents"]
+            ranks = _ranks(query, documents, raw=False)[: body.get("top_n") or None]
+            results = [
+                {"index": r["index"], "relevance_score": r["score"]}
+                | (
+                    {"document": {"text": documents[r["index"]]}}
+                    if body.get("return_documents", True)
+                    else {}
+                )
+                for r in ranks
+            ]
+            tokens = sum(len((query + " " + d).split()) for d in documents)
+            return Reply(
+                json={
+                    "id": "rerank-fake",
+                    "model": body.get("model"),
+                    "usage": {"total_tokens": tokens},
+                    "results": results,
+                }
+            )
+        texts = body["texts"]
+        if not texts:
+            return Reply(400, json={"error": "`texts` cannot be empty", "error_type": "Empty"})
+        if len(texts) > MAX_CLIENT_BATCH:
+            message = f"batch size {len(texts)} > maximum allowed batch size {MAX_CLIENT_BATCH}"
+            return Reply(422, json={"error": message, "error_type": "Validation"})
+        ranks = _ranks(query, texts, raw=bool(body.get("raw_scores")))
+        if body.get("return_text"):
+            ranks = [r | {"text": texts[r["index"]]} for r in ranks]
+        tokens = sum(len((query + " " + t).split()) + 3 for t in texts)
+        return Reply(json=ranks, headers={"x-compute-tokens": str(tokens)})
+
+    def _pipeline_ranking(self, inputs: Any) -> Reply | None:
+        """The toolkit's text-ranking task (sentence-transformers ``CrossEncoder``, scores as
+        the model's logits): pairs → ``{"scores"}`` in order; ``{"query", "texts"}`` → ranks."""
+        if isinstance(inputs, dict) and "query" in inputs:
+            ranks = _ranks(inputs["query"], inputs["texts"], raw=True)
+            return Reply(json=ranks)
+        pairs = isinstance(inputs, list) and inputs and isinstance(inputs[0], list)
+        if not pairs:
+            return None
+        return Reply(json={"scores": [relevance(q, t) for q, t in inputs]})
 
     def _openai(self, body: dict[str, Any], chat: bool) -> Reply:
         text = "".join(self.tokens)

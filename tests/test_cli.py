@@ -79,6 +79,7 @@ def test_example_config_serves_models_without_any_token() -> None:
             "my-endpoint",
             "flan-t5",
             "bge-small",
+            "bge-reranker",
         }
         assert httpx.get(f"{base}/health", timeout=5).json() == {"status": "ok"}
 

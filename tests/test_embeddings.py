@@ -33,6 +33,20 @@ url = "{FAKE}/oai"
 protocol = "openai"
 hf_model = "BAAI/bge-small-en-v1.5"
 dimensions = true
+[models.oai-ids]
+task = "feature-extraction"
+url = "{FAKE}/oai"
+protocol = "openai"
+hf_model = "BAAI/bge-small-en-v1.5"
+token_ids = "model"
+[models.serverless-ids]
+task = "feature-extraction"
+hf_model = "sentence-transformers/all-MiniLM-L6-v2"
+token_ids = "model"
+[models.tei-reject]
+task = "feature-extraction"
+url = "{FAKE}/tei"
+token_ids = "reject"
 """
 
 
@@ -120,7 +134,8 @@ async def test_serverless_pipeline_route_and_pooling(client: Any, fake: FakeHF) 
 
 
 async def test_openai_style_upstream_and_usage(client: Any, fake: FakeHF) -> None:
-    r = await client.post("/v1/embeddings", json={"model": "oai", "input": [[1, 2, 3], [4, 5]]})
+    # token_ids = "model": the ids are the model's own and go through as sent.
+    r = await client.post("/v1/embeddings", json={"model": "oai-ids", "input": [[1, 2, 3], [4, 5]]})
     assert r.status_code == 200
     sent = fake.requests("/oai/v1/embeddings")[-1].json()
     assert sent == {
@@ -156,7 +171,7 @@ async def test_bad_inputs(client: Any, body: dict[str, Any], param: str) -> None
 
 
 async def test_token_ids_rejected_where_unsupported(client: Any) -> None:
-    r = await client.post("/v1/embeddings", json={"model": "serverless", "input": [1, 2]})
+    r = await client.post("/v1/embeddings", json={"model": "serverless-ids", "input": [1, 2]})
     assert r.status_code == 400 and "Token-id" in r.json()["error"]["message"]
 
 
@@ -273,3 +288,104 @@ async def test_tokenizer_from_a_file(fake: FakeHF, tmp_path: Any) -> None:
             await asyncio.sleep(0.01)
         r = await client.post("/v1/embeddings", json={"model": "m", "input": "a b c d"})
     assert r.json()["usage"]["prompt_tokens"] == 4
+
+
+# --- token-id inputs ---------------------------------------------------------------------------
+
+#: cl100k_base ids of these texts (as tiktoken encodes them).
+HELLO_WORLD = [15339, 1917]
+CAFE = [
+    9906,
+    289,
+    9603,
+    509,
+    2001,
+    95980,
+    588,
+    53050,
+    76502,
+    22656,
+    45918,
+    252,
+    43465,
+    11410,
+    236,
+    231,
+]
+CAFE_TEXT = "Hello wörld — naïve café 日本語 emoji 🎉"
+
+
+@pytest.mark.parametrize(
+    ("model", "path", "field"),
+    [
+        ("tei", "/tei/embed", "inputs"),
+        ("oai", "/oai/v1/embeddings", "input"),
+        (
+            "serverless",
+            "/hf-inference/models/sentence-transformers/all-MiniLM-L6-v2/pipeline/feature-extraction",
+            "inputs",
+        ),
+    ],
+    ids=["tei", "openai", "pipeline"],
+)
+@pytest.mark.parametrize(
+    ("ids", "texts"),
+    [
+        (HELLO_WORLD, ["hello world"]),
+        ([HELLO_WORLD, CAFE], ["hello world", CAFE_TEXT]),
+    ],
+    ids=["flat", "nested"],
+)
+async def test_token_ids_are_decoded_as_cl100k_by_default(
+    client: Any, fake: FakeHF, model: str, path: str, field: str, ids: Any, texts: list[str]
+) -> None:
+    by_ids = await client.post("/v1/embeddings", json={"model": model, "input": ids})
+    assert by_ids.status_code == 200, by_ids.text
+    assert fake.requests(path)[-1].json()[field] == texts
+    by_text = await client.post("/v1/embeddings", json={"model": model, "input": texts})
+    assert [d["embedding"] for d in by_ids.json()["data"]] == [
+        d["embedding"] for d in by_text.json()["data"]
+    ]
+
+
+async def test_token_ids_model_mode_passes_ids(client: Any, fake: FakeHF) -> None:
+    r = await client.post("/v1/embeddings", json={"model": "oai-ids", "input": HELLO_WORLD})
+    assert r.status_code == 200
+    assert fake.requests("/oai/v1/embeddings")[-1].json()["input"] == [HELLO_WORLD]
+
+
+async def test_token_ids_reject_mode_names_langchains_switch(client: Any, fake: FakeHF) -> None:
+    r = await client.post("/v1/embeddings", json={"model": "tei-reject", "input": [HELLO_WORLD]})
+    assert r.status_code == 400
+    error = r.json()["error"]
+    assert error["param"] == "input"
+    assert "check_embedding_ctx_length=False" in error["message"]
+    assert not fake.requests("/tei/embed")
+    # Text is never affected by the mode.
+    ok = await client.post("/v1/embeddings", json={"model": "tei-reject", "input": ["a"]})
+    assert ok.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("ids", "param"),
+    [
+        ([HELLO_WORLD, [100256]], "input[1]"),  # an unused id between the ranks and specials
+        ([[5, -1]], "input[0]"),
+        ([[10**6]], "input[0]"),
+    ],
+    ids=["unused", "negative", "too-large"],
+)
+async def test_ids_outside_cl100k_are_400(
+    client: Any, fake: FakeHF, ids: list[list[int]], param: str
+) -> None:
+    r = await client.post("/v1/embeddings", json={"model": "tei", "input": ids})
+    assert r.status_code == 400
+    assert r.json()["error"]["param"] == param
+    assert "cl100k_base" in r.json()["error"]["message"]
+    assert not fake.requests("/tei/embed")
+
+
+async def test_special_tokens_decode_to_their_text(client: Any, fake: FakeHF) -> None:
+    r = await client.post("/v1/embeddings", json={"model": "tei", "input": [15339, 100257]})
+    assert r.status_code == 200
+    assert fake.requests("/tei/embed")[-1].json()["inputs"] == ["hello<|endoftext|>"]

@@ -5,8 +5,12 @@ logging); ids, timestamps and the OpenAI responses themselves are the serving la
 Where is X translated?
 
 - text-generation (``TextGeneration``): ``text_generation.TGI``, ``text_generation.Pipeline``;
+  tool calls and reasoning in a rendered model's text: ``_tools`` (a request's tools →
+  ``ToolPlan``, TGI's grammar) and ``_answer`` (a model's text → reasoning, content and calls,
+  streamed or whole; over ``_tool_parser``, ``_tool_call``, ``_json_stream``, ``_reasoning``);
 - feature-extraction (``FeatureExtraction``): ``feature_extraction.TEI``, ``.Pipeline``,
   ``.OpenAIStyle``;
+- text-ranking (``TextRanking``): ``text_ranking.TEI``, ``.Pipeline``, ``.RerankAPI``;
 - OpenAI-speaking upstreams, any task (``ChunkRewriter``): ``openai_compat.Rewriter``, the
   request side by ``openai_compat.to_payload``.
 
@@ -23,7 +27,7 @@ import msgspec
 
 from shim import hf
 from shim.adapters._params import GenerationParams
-from shim.adapters._result import Embeddings, Generation, StreamDelta
+from shim.adapters._result import Embeddings, Generation, Scores, StreamDelta
 
 
 class TextGeneration(Protocol):
@@ -55,6 +59,15 @@ class FeatureExtraction(Protocol):
     def parse_response(self, body: bytes, *, n: int) -> Embeddings: ...
 
     def parse_verbatim(self, body: bytes, *, n: int) -> tuple[list[msgspec.Raw], int | None]: ...
+
+
+class TextRanking(Protocol):
+    """A query and documents → an upstream rerank payload; its answer → one score per document,
+    in the order the documents were sent."""
+
+    def to_payload(self, *, query: str, texts: list[str]) -> bytes: ...
+
+    def parse_response(self, body: bytes, *, n: int) -> Scores: ...
 
 
 class ChunkRewriter(Protocol):

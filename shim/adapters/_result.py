@@ -90,3 +90,10 @@ class StreamDelta(msgspec.Struct):
 class Embeddings(msgspec.Struct):
     vectors: list[list[float]]
     prompt_tokens: int | None = None
+
+
+class Scores(msgspec.Struct):
+    """Rerank: one relevance score per document, in the order the documents were sent."""
+
+    scores: list[float]
+    prompt_tokens: int | None = None

@@ -60,3 +60,13 @@ class StopScanner:
     def flush(self) -> str:
         out, self._buffer = ("" if self.stopped else self._buffer), ""
         return out
+
+
+def held_tail(data: str, pos: int, marker: str) -> int:
+    """Where the shortest tail of ``data[pos:]`` that could begin ``marker`` starts (else the
+    end): the text a stream must hold back until the next chunk tells."""
+    n = len(data)
+    for i in range(max(pos, n - len(marker) + 1), n):
+        if data[i] == marker[0] and marker.startswith(data[i:]):
+            return i
+    return n

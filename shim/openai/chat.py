@@ -58,6 +58,8 @@ class ChatMessage(msgspec.Struct):
     name: str | None = None
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
+    # Deprecated: an assistant's call in the legacy `functions` API (results: role "function").
+    function_call: ToolCallFunction | None = None
 
     def __post_init__(self) -> None:
         # ``ChatCompletionRequestToolMessage`` requires `tool_call_id`.

@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 import msgspec
 
+from shim import token_ids
 from shim.adapters import FeatureExtraction, _vectors
 from shim.adapters import feature_extraction as fx
 from shim.config import Task
@@ -64,6 +65,22 @@ def _fault(route: Route, req: embeddings.EmbeddingRequest) -> InvalidRequestErro
             param="dimensions",
         )
     return None
+
+
+def _for_route(route: Route, inputs: fx.Inputs) -> fx.Inputs:
+    """The inputs as the route takes them: texts as sent; token ids as sent (``token_ids =
+    "model"``), refused, or decoded from cl100k_base."""
+    if isinstance(inputs[0], str) or route.token_ids == "model":
+        return inputs
+    if route.token_ids == "reject":
+        raise InvalidRequestError(
+            f"The model `{route.name}` takes text, not token ids. LangChain's "
+            "OpenAIEmbeddings sends tiktoken ids unless `check_embedding_ctx_length=False`.",
+            param="input",
+        )
+    vocabulary = token_ids.cl100k()
+    ids = [item for item in inputs if isinstance(item, list)]
+    return [vocabulary.decode(item, param=f"input[{i}]") for i, item in enumerate(ids)]
 
 
 class _Batches:
@@ -153,7 +170,7 @@ class Embeddings:
     async def answer(self, attempt: Attempt, request: embeddings.EmbeddingRequest) -> Reply:
         route = attempt.route
         assert route.embedder is not None
-        inputs, _single = fx.inputs_of(request.input)
+        inputs = _for_route(route, fx.inputs_of(request.input)[0])
         plan = plan_for(route, route.embedder, request)
         items, tokens = await embed(attempt, route.embedder, inputs, plan)
         attempt.call.ctx.prompt_tokens = tokens

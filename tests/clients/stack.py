@@ -3,7 +3,8 @@
 ``running_stack()`` serves ``FakeHF`` (its ``asgi``, through a function that delegates to the
 stack's current fake, so ``Stack.reset()`` can swap it) and shim on it
 (``serve_asgi(create_app(config))`` with the real aiohttp transport), configured with the
-models below: one per upstream protocol, plus embeddings and a model that answers "loading".
+models below: one per upstream protocol, plus embeddings, rerank and a model that answers
+"loading".
 (uvicorn takes a bound method such as ``fake.asgi`` for ASGI2 unless told ``interface="asgi3"``.)
 """
 
@@ -109,6 +110,19 @@ task = "feature-extraction"
 url = "{{fake}}/vllm/v1"
 protocol = "openai"
 hf_model = "served-embed"
+retries = 0
+
+# Rerank: TEI (/info's batch limit of 4 applies) and a vLLM-style /v1/rerank.
+[models.rerank]
+task = "text-ranking"
+url = "{{fake}}/tei"
+retries = 0
+
+[models.rerank-vllm]
+task = "text-ranking"
+url = "{{fake}}/vllm/v1"
+protocol = "openai"
+hf_model = "served-reranker"
 retries = 0
 """
 

