@@ -31,12 +31,12 @@ from shim.errors import (
     ShimError,
     UnsupportedMediaTypeError,
 )
+from shim.live import LiveState
 from shim.loader import load_config
 from shim.metrics import Metrics
 from shim.middleware import ShimMiddleware
 from shim.serve import api
 from shim.services import Services
-from shim.state import LiveState
 from shim.types import ASGIApp
 from shim.upstream.client import Client
 

@@ -2,7 +2,7 @@
 the per-key rate windows that enforce ``rpm`` and ``tpm``.
 
 Keys are config (``Keyring``, rebuilt on reload); windows are live state, kept across a reload
-for every key whose name and limits did not change (``shim.state``). They live in this
+for every key whose name and limits did not change (``shim.live``). They live in this
 process's memory: with several workers or replicas each enforces its own share (README
 "Security").
 """

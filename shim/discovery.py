@@ -20,9 +20,9 @@ import msgspec
 
 from shim import hf, templates
 from shim.errors import ShimError
+from shim.live import Active
 from shim.redact import Scrubber
 from shim.routing import HubRepo, Route, Router
-from shim.state import Active
 from shim.upstream.client import Client
 
 log = logging.getLogger("shim.discovery")

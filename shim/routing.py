@@ -2,7 +2,7 @@
 adapter, template, timeouts, limits), so the request path does a single dict lookup.
 
 Routes are data: nothing writes to them after they are built. What a model's upstreams are
-doing (health, load, a wake-up) is live state in ``shim.state``; what startup learns about them
+doing (health, load, a wake-up) is live state in ``shim.live``; what startup learns about them
 (TEI batch limits, tokenizers, Hub templates) is in ``shim.discovery``, keyed by the
 ``HubRepo`` and URLs a route names.
 """

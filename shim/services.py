@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from shim.clock import Clock
 from shim.discovery import Discovery
+from shim.live import Active, LiveState
 from shim.metrics import Metrics
-from shim.state import Active, LiveState
 from shim.upstream.client import Client
 
 

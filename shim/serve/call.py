@@ -22,11 +22,11 @@ import msgspec
 from shim.config import Task
 from shim.context import RequestContext
 from shim.errors import InvalidRequestError
+from shim.live import Active
 from shim.openai import chat
 from shim.routing import Route
 from shim.serve.relay import Relay, Translator
 from shim.services import Services
-from shim.state import Active
 from shim.upstream.balancer import Pool
 from shim.upstream.client import Answer, StreamStart, fan_out
 from shim.upstream.stream import OpenStream

@@ -1,7 +1,7 @@
 """The live side of a model's upstreams: each one's load and health, the model's wake-up, and
 the choice of upstream for an attempt.
 
-These objects outlive a config: ``shim.state`` keeps them across reloads for every model name
+These objects outlive a config: ``shim.live`` keeps them across reloads for every model name
 and URL that did not change, so a reload forgets no cooldown and no in-flight count.
 """
 
