@@ -10,7 +10,9 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import msgspec
+import openai
 import pytest
 import redis.asyncio
 from openai.types.responses import ResponseItemList
@@ -18,7 +20,7 @@ from openai.types.responses import ResponseItemList
 from shim.config import ConfigError, StateConfig, parse_config
 from shim.errors import InvalidRequestError
 from shim.openai import responses as rs
-from shim.state import SHARED_OWNER, ResponseStore, open_state
+from shim.state import SHARED_OWNER, ResponseStore, open_state, page_items
 from shim.state import redis as shared
 from shim.state.memory import SWEEP_INTERVAL, MemoryStore
 from shim.state.sqlite import SQLiteStore
@@ -185,6 +187,34 @@ async def test_input_items_bad_queries(
     with pytest.raises(InvalidRequestError) as info:
         await store.list_input_items("resp_1", owner="a", **query)
     assert info.value.param == param
+
+
+def test_openai_python_pages_through_input_items() -> None:
+    # The SDK's cursor pagination: `after` = the last id of a page, while `has_more`.
+    items = _items(5)
+    asked: list[str] = []
+
+    def reply(request: httpx.Request) -> httpx.Response:
+        query = request.url.params
+        asked.append(str(request.url.query, "ascii"))
+        page = page_items(
+            items,
+            limit=int(query.get("limit", "20")),
+            order=query.get("order", "desc"),
+            after=query.get("after"),
+        )
+        return httpx.Response(200, content=msgspec.json.encode(page))
+
+    http = httpx.Client(transport=httpx.MockTransport(reply))
+    with openai.OpenAI(base_url="http://shim.test/v1", api_key="x", http_client=http) as client:
+        listed = client.responses.input_items.list("resp_1", limit=2, order="asc")
+        ids = [item.id for item in listed]
+    assert ids == ["msg_0", "msg_1", "msg_2", "msg_3", "msg_4"]
+    assert asked == [
+        "limit=2&order=asc",
+        "limit=2&order=asc&after=msg_1",
+        "limit=2&order=asc&after=msg_3",
+    ]
 
 
 # --- each backend -------------------------------------------------------------------------------

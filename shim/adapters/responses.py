@@ -196,7 +196,9 @@ def _read_content(raw: rs.InputItem, where: str, text_only: bool) -> list[rs.Mes
             text = part.text or ""
             parts.append(rs.OutputText(text) if assistant else rs.InputText(text))
         elif part.type == "refusal":
-            parts.append(rs.Refusal(part.refusal or ""))
+            # Only the assistant refuses; anywhere else it is just text.
+            refusal = part.refusal or ""
+            parts.append(rs.Refusal(refusal) if assistant else rs.InputText(refusal))
         elif part.type == "input_image" and part.image_url and not text_only:
             parts.append(rs.InputImage(part.image_url, detail=part.detail or "auto"))
         else:
