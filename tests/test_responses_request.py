@@ -9,7 +9,7 @@ import msgspec
 import pytest
 from openai.types.responses import response_create_params
 
-from shim.adapters import responses
+from shim.adapters import response_chat, responses
 from shim.errors import InvalidRequestError
 from shim.openai import chat
 from shim.openai import responses as rs
@@ -24,7 +24,7 @@ def _req(**fields: Any) -> rs.ResponseCreateRequest:
 
 def _chat(req: rs.ResponseCreateRequest, *, text_only: bool = True) -> chat.ChatCompletionRequest:
     items = responses.read_input(req, response_id=RID, text_only=text_only)
-    return responses.to_chat(req, items, text_only=text_only)
+    return response_chat.to_chat(req, items, text_only=text_only)
 
 
 def _wire(req: chat.ChatCompletionRequest) -> dict[str, Any]:
@@ -196,7 +196,9 @@ def test_history_then_instructions_first_then_input() -> None:
         previous_response_id="resp_prev",
     )
     items = responses.read_input(req, response_id=RID, text_only=True)
-    messages = _wire(responses.to_chat(req, responses.conversation(history, items), text_only=True))
+    messages = _wire(
+        response_chat.to_chat(req, responses.conversation(history, items), text_only=True)
+    )
     assert [
         (m["role"], m["content"], m["tool_calls"], m["tool_call_id"]) for m in messages["messages"]
     ] == [
@@ -251,7 +253,7 @@ def test_message_content(content: Any, role: str, expected: tuple[str, Any]) -> 
 def test_an_image_in_history_is_refused_on_text_only_models() -> None:
     image = rs.Message(id="m", role="user", content=[rs.InputImage("http://x/i.png")])
     with pytest.raises(InvalidRequestError) as info:
-        responses.to_chat(_req(), [image], text_only=True)
+        response_chat.to_chat(_req(), [image], text_only=True)
     assert info.value.param == "previous_response_id"
 
 
