@@ -42,7 +42,8 @@ def test_every_field_the_sdk_can_send_is_read() -> None:
     # A new SDK parameter must be mapped, ignored or rejected, never dropped unseen.
     params = response_create_params.ResponseCreateParamsStreaming
     sdk = params.__required_keys__ | params.__optional_keys__
-    assert sdk <= set(rs.ResponseCreateRequest.__struct_fields__)
+    unread = sdk - set(rs.ResponseCreateRequest.__struct_fields__)
+    assert not unread, f"add to ResponseCreateRequest and map, ignore or reject: {sorted(unread)}"
 
 
 @pytest.mark.parametrize(
