@@ -144,9 +144,23 @@ class ModelConfig(_Base):
     max_queue: int = 256
 
 
+class StateConfig(_Base):
+    """Where stored responses (``/v1/responses``) and, with Redis, the rate windows live."""
+
+    backend: Literal["sqlite", "memory", "redis"] = "sqlite"
+    # sqlite: the database file (default $XDG_DATA_HOME/shim/state.db, set at load).
+    path: str | None = None
+    # redis: redis://, rediss:// or unix:// URL.
+    url: str | None = None
+    key_prefix: str = "shim:"
+    # Seconds a stored response is kept (OpenAI keeps them 30 days).
+    response_ttl: float = 30 * 86400.0
+
+
 class Config(_Base):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     huggingface: HuggingFaceConfig = msgspec.field(default_factory=HuggingFaceConfig)
+    state: StateConfig = msgspec.field(default_factory=StateConfig)
     models: dict[str, ModelConfig] = msgspec.field(default_factory=dict)
     #: The file this came from (not a TOML key); used for relative paths and messages.
     source: str = "<config>"
@@ -210,6 +224,7 @@ _CHOICES = {
     "reasoning_parser": ("auto", "think", "none"),
     "log_format": ("text", "json"),
     "log_level": ("debug", "info", "warning", "error"),
+    "backend": ("sqlite", "memory", "redis"),
 }
 
 
@@ -219,8 +234,9 @@ def parse_config(text: str, *, source: str = "<config>", env: Any = None) -> Con
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: invalid TOML: {exc}") from None
+    env = os.environ if env is None else env
     try:
-        data = _expand(raw, "", os.environ if env is None else env)
+        data = _expand(raw, "", env)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     # Models are converted one by one so that an error can name the model.
@@ -238,7 +254,19 @@ def parse_config(text: str, *, source: str = "<config>", env: Any = None) -> Con
             raise ConfigError(f"{source}: {_explain(exc, f'models.{name}')}") from None
     config.source = source
     _validate(config)
+    if config.state.backend == "sqlite" and config.state.path is None:
+        config.state.path = str(default_state_path(env))
     return config
+
+
+def default_state_path(env: Any) -> Path:
+    """``$XDG_DATA_HOME/shim/state.db``, else ``~/.local/share/shim/state.db``."""
+    xdg = env.get("XDG_DATA_HOME")
+    # The XDG spec says a relative value is to be ignored.
+    if xdg and Path(xdg).is_absolute():
+        return Path(xdg) / "shim" / "state.db"
+    home = Path(env["HOME"]) if env.get("HOME") else Path.home()
+    return home / ".local" / "share" / "shim" / "state.db"
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
@@ -314,6 +342,21 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"{src}: server.header_timeout: must be greater than 0")
     if config.server.max_body_bytes < 1024:
         raise ConfigError(f"{src}: server.max_body_bytes: must be at least 1024")
+    _validate_state(config.state, src)
+
+
+def _validate_state(state: StateConfig, src: str) -> None:
+    if state.backend == "redis":
+        if not state.url:
+            raise ConfigError(f'{src}: state.url: backend = "redis" needs a url (redis://...)')
+        if not state.url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(f"{src}: state.url: expected a redis://, rediss:// or unix:// URL")
+    elif state.url is not None:
+        raise ConfigError(f'{src}: state.url: only used with backend = "redis"')
+    if state.path is not None and state.backend != "sqlite":
+        raise ConfigError(f'{src}: state.path: only used with backend = "sqlite"')
+    if state.response_ttl <= 0:
+        raise ConfigError(f"{src}: state.response_ttl: must be greater than 0")
 
 
 def _validate_credentials(config: Config, key: str, model: ModelConfig) -> None:

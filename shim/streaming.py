@@ -16,6 +16,11 @@ def encode_event(payload: bytes) -> bytes:
     return b"data: " + payload + b"\n\n"
 
 
+def encode_named_event(name: bytes, payload: bytes) -> bytes:
+    """An event with an ``event:`` field, as the Responses API streams (and no ``[DONE]``)."""
+    return b"event: " + name + b"\ndata: " + payload + b"\n\n"
+
+
 async def iter_sse_batches(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
     """The ``data`` of the SSE events in a byte stream, a list per chunk read (empty lists are
     skipped), until ``[DONE]`` or the end.
