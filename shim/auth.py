@@ -1,22 +1,16 @@
-"""Client API keys (compared in constant time) with their model allow-lists and limits, and
-the per-key rate windows that enforce ``rpm`` and ``tpm``.
+"""Client API keys (compared in constant time) with their model allow-lists and limits.
 
-Keys are config (``Keyring``, rebuilt on reload); windows are live state, kept across a reload
-for every key whose name and limits did not change (``shim.live``). They live in this
-process's memory: with several workers or replicas each enforces its own share (README
-"Security").
+Keys are config (``Keyring``, rebuilt on reload); the rate windows that enforce ``rpm`` and
+``tpm`` are ``shim.state.rate``'s, kept by key name across reloads (``shim.live``).
 """
 
 from __future__ import annotations
 
 import hmac
-from collections import deque
 from dataclasses import dataclass
 
 from shim.config import ServerConfig
-from shim.errors import AuthenticationError, RateLimitError
-
-WINDOW = 60.0
+from shim.errors import AuthenticationError
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,43 +28,6 @@ class KeyInfo:
     def allows(self, model: str) -> bool:
         """Whether this key may use ``model``: other models answer as ones that do not exist."""
         return self.models is None or model in self.models
-
-
-class RateWindows:
-    """One key's requests and tokens of the last minute."""
-
-    __slots__ = ("_requests", "_tokens", "key")
-
-    def __init__(self, key: KeyInfo) -> None:
-        self.key = key
-        self._requests: deque[float] = deque()
-        self._tokens: deque[tuple[float, int]] = deque()
-
-    def admit(self, now: float) -> None:
-        """Count one request; 429 with Retry-After when over ``rpm`` or ``tpm``."""
-        key = self.key
-        horizon = now - WINDOW
-        requests, tokens = self._requests, self._tokens
-        while requests and requests[0] <= horizon:
-            requests.popleft()
-        while tokens and tokens[0][0] <= horizon:
-            tokens.popleft()
-        if key.rpm is not None and len(requests) >= key.rpm:
-            raise RateLimitError(
-                f"Rate limit reached for key `{key.name}`: {key.rpm} requests per minute.",
-                retry_after=max(1.0, requests[0] - horizon),
-            )
-        if key.tpm is not None and sum(n for _, n in tokens) >= key.tpm:
-            raise RateLimitError(
-                f"Rate limit reached for key `{key.name}`: {key.tpm} tokens per minute.",
-                code="tokens_rate_limit_exceeded",
-                retry_after=max(1.0, tokens[0][0] - horizon),
-            )
-        requests.append(now)
-
-    def spend(self, tokens: int, now: float) -> None:
-        if self.key.tpm is not None and tokens > 0:
-            self._tokens.append((now, tokens))
 
 
 class Keyring:

@@ -139,9 +139,23 @@ class ModelConfig(_Base):
     max_queue: int = 256
 
 
+class StateConfig(_Base):
+    """Where stored responses (``/v1/responses``) and, with Redis, the rate windows live."""
+
+    backend: Literal["sqlite", "memory", "redis"] = "sqlite"
+    # sqlite: the database file (default $XDG_DATA_HOME/shim/state.db, set at load).
+    path: str | None = None
+    # redis: redis://, rediss:// or unix:// URL.
+    url: str | None = None
+    key_prefix: str = "shim:"
+    # Seconds a stored response is kept (OpenAI keeps them 30 days).
+    response_ttl: float = 30 * 86400.0
+
+
 class Config(_Base):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     huggingface: HuggingFaceConfig = msgspec.field(default_factory=HuggingFaceConfig)
+    state: StateConfig = msgspec.field(default_factory=StateConfig)
     models: dict[str, ModelConfig] = msgspec.field(default_factory=dict)
     #: The file this came from (not a TOML key); used for relative paths and messages.
     source: str = "<config>"

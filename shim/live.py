@@ -5,8 +5,8 @@ Every config (at startup and on each reload) is turned into an ``Active``: its f
 and keys, plus the live objects they use. Those are kept from the previous config for whatever
 did not change: an upstream whose model name and URL are unchanged keeps its health and
 in-flight count; a model keeps its wake-up; a model whose ``max_concurrency`` or ``max_queue``
-changed gets a new slot pool (requests holding the old one release it there); a key whose name
-and limits are unchanged keeps its windows.
+changed gets a new slot pool (requests holding the old one release it there); a key keeps its
+rate windows by name (``shim.state.rate``: counted on, under new limits if they changed).
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from shim.auth import Keyring, RateWindows
+from shim.auth import Keyring
 from shim.clock import Clock
 from shim.config import Config
 from shim.errors import RateLimitError
 from shim.redact import Scrubber
 from shim.routing import Router
+from shim.state.rate import LocalRateWindows, RateWindow, RateWindows
 from shim.upstream.balancer import Pool, UpstreamState, WakeUp
 
 
@@ -65,18 +66,19 @@ class Active:
     # By model name, for models with ``max_concurrency``.
     slots: Mapping[str, SlotPool]
     # By key name, for keys with ``rpm`` or ``tpm``.
-    windows: Mapping[str, RateWindows]
+    windows: Mapping[str, RateWindow]
     # What may reach a client or a log of the text upstreams send (knows the config's secrets).
     scrubber: Scrubber
 
 
 class LiveState:
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, *, rates: RateWindows | None = None) -> None:
         self.clock = clock
+        # The key rate windows: this process's, unless shared ones (Redis) are given.
+        self.rates: RateWindows = rates if rates is not None else LocalRateWindows()
         self._upstreams: dict[tuple[str, str], UpstreamState] = {}
         self._wakes: dict[str, WakeUp] = {}
         self._slots: dict[tuple[str, int, int], SlotPool] = {}
-        self._windows: dict[tuple[str, int | None, int | None], RateWindows] = {}
 
     def activate(self, config: Config, *, previous: Config | None = None) -> Active:
         """The routes and keys of ``config`` with their live state; raises ``ConfigError``
@@ -101,13 +103,11 @@ class LiveState:
                 queue = route.config.max_queue
                 slot_pool = self._slots.get((name, size, queue)) or SlotPool(name, size, queue)
                 slots[(name, size, queue)] = by_model[name] = slot_pool
-        windows: dict[tuple[str, int | None, int | None], RateWindows] = {}
-        by_key: dict[str, RateWindows] = {}
-        for info in keyring.keys:
-            if info.limited:
-                limits = (info.name, info.rpm, info.tpm)
-                kept = self._windows.get(limits)
-                windows[limits] = by_key[info.name] = kept or RateWindows(info)
-        self._upstreams, self._wakes, self._slots, self._windows = upstreams, wakes, slots, windows
+        windows = {
+            info.name: self.rates.window(info.name, rpm=info.rpm, tpm=info.tpm)
+            for info in keyring.keys
+            if info.limited
+        }
+        self._upstreams, self._wakes, self._slots = upstreams, wakes, slots
         scrubber = Scrubber.for_config(config, *([previous] if previous is not None else []))
-        return Active(config, router, keyring, pools, by_model, by_key, scrubber)
+        return Active(config, router, keyring, pools, by_model, windows, scrubber)

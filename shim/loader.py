@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from shim.config import PROTOCOLS_BY_TASK, Config, ConfigError, ModelConfig, urls_of
+from shim.config import PROTOCOLS_BY_TASK, Config, ConfigError, ModelConfig, StateConfig, urls_of
 from shim.urls import userinfo_of, without_userinfo
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -78,6 +78,7 @@ _CHOICES = {
     "reasoning_parser": ("auto", "think", "none"),
     "log_format": ("text", "json"),
     "log_level": ("debug", "info", "warning", "error"),
+    "backend": ("sqlite", "memory", "redis"),
 }
 
 
@@ -87,8 +88,9 @@ def parse_config(text: str, *, source: str = "<config>", env: Any = None) -> Con
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: invalid TOML: {exc}") from None
+    env = os.environ if env is None else env
     try:
-        data = _expand(raw, "", os.environ if env is None else env)
+        data = _expand(raw, "", env)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     # Models are converted one by one so that an error can name the model.
@@ -106,7 +108,19 @@ def parse_config(text: str, *, source: str = "<config>", env: Any = None) -> Con
             raise ConfigError(f"{source}: {_explain(exc, f'models.{name}')}") from None
     config.source = source
     _validate(config)
+    if config.state.backend == "sqlite" and config.state.path is None:
+        config.state.path = str(default_state_path(env))
     return config
+
+
+def default_state_path(env: Any) -> Path:
+    """``$XDG_DATA_HOME/shim/state.db``, else ``~/.local/share/shim/state.db``."""
+    xdg = env.get("XDG_DATA_HOME")
+    # The XDG spec says a relative value is to be ignored.
+    if xdg and Path(xdg).is_absolute():
+        return Path(xdg) / "shim" / "state.db"
+    home = Path(env["HOME"]) if env.get("HOME") else Path.home()
+    return home / ".local" / "share" / "shim" / "state.db"
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
@@ -182,6 +196,21 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"{src}: server.header_timeout: must be greater than 0")
     if config.server.max_body_bytes < 1024:
         raise ConfigError(f"{src}: server.max_body_bytes: must be at least 1024")
+    _validate_state(config.state, src)
+
+
+def _validate_state(state: StateConfig, src: str) -> None:
+    if state.backend == "redis":
+        if not state.url:
+            raise ConfigError(f'{src}: state.url: backend = "redis" needs a url (redis://...)')
+        if not state.url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(f"{src}: state.url: expected a redis://, rediss:// or unix:// URL")
+    elif state.url is not None:
+        raise ConfigError(f'{src}: state.url: only used with backend = "redis"')
+    if state.path is not None and state.backend != "sqlite":
+        raise ConfigError(f'{src}: state.path: only used with backend = "sqlite"')
+    if state.response_ttl <= 0:
+        raise ConfigError(f"{src}: state.response_ttl: must be greater than 0")
 
 
 def _validate_credentials(config: Config, key: str, model: ModelConfig) -> None:

@@ -13,11 +13,11 @@ import time
 from urllib.parse import quote
 
 from shim import accesslog
-from shim.auth import RateWindows
 from shim.context import SCOPE_KEY, RequestContext, new_id
 from shim.errors import ShimError
 from shim.serve.responses import send_error
 from shim.services import Services
+from shim.state.rate import RateWindow
 from shim.types import ASGIApp, Message, Receive, Scope, Send
 
 #: The API operation by path (the metrics' `endpoint` label); other paths are not counted as
@@ -164,7 +164,7 @@ class ShimMiddleware:
                 message = {**message, "body": b""}
             await send(message)
 
-        windows: RateWindows | None = None
+        windows: RateWindow | None = None
         try:
             if not self._public(path, scope):
                 active = services.active
@@ -175,7 +175,7 @@ class ShimMiddleware:
                         windows = active.windows.get(key.name)
                         api_call = path[:4] == "/v1/" or path in _UNVERSIONED_API
                         if windows is not None and method == "POST" and api_call:
-                            windows.admit(services.clock.monotonic())
+                            await windows.admit(services.clock.monotonic())
                 except ShimError as exc:
                     await send_error(send_wrapper, active.scrubber, exc)
                     return
@@ -192,7 +192,7 @@ class ShimMiddleware:
                 services.metrics.finish(ctx, now)
                 if windows is not None:
                     tokens = ctx.prompt_tokens + ctx.completion_tokens
-                    windows.spend(tokens, services.clock.monotonic())
+                    await windows.spend(tokens, services.clock.monotonic())
             accesslog.write(ctx, scope, now)
 
 

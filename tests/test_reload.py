@@ -136,7 +136,7 @@ async def test_a_model_added_by_a_reload_gets_its_hub_template(
     assert fake.requests("/tgi/generate")[-1].json()["inputs"] == "<user>Hi<bot>"
 
 
-async def test_rate_windows_survive_a_reload_unless_the_limits_change(
+async def test_rate_windows_survive_a_reload_and_follow_new_limits(
     fake: FakeHF, tmp_path: Path
 ) -> None:
     key = '[server]\n[[server.keys]]\nkey = "k"\nname = "team"\nrpm = 1\n'
@@ -148,7 +148,7 @@ async def test_rate_windows_survive_a_reload_unless_the_limits_change(
         assert (await post("/v1/chat/completions", json=body, headers=headers)).status_code == 200
         s.reload(text + TEI)
         assert (await post("/v1/chat/completions", json=body, headers=headers)).status_code == 429
-        s.reload(text.replace("rpm = 1", "rpm = 2"))  # new limits: a new window
+        s.reload(text.replace("rpm = 1", "rpm = 2"))  # the same counts, under the new limit
         assert (await post("/v1/chat/completions", json=body, headers=headers)).status_code == 200
 
 

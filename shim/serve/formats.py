@@ -1,5 +1,5 @@
-"""OpenAI's response formats: the SSE framing of a client stream, and the chat and completions
-responses and chunks built from neutral results.
+"""OpenAI's response formats: the chat and completions responses and stream chunks built from
+neutral results (the SSE framing is ``shim.openai.sse``).
 
 Ids and timestamps are made here (adapters have no clock), once per request: every chunk of a
 stream carries the same ``id`` and ``created``.
@@ -17,22 +17,9 @@ from shim.context import new_id
 from shim.errors import ErrorBody
 from shim.openai import chat, completions
 from shim.openai.common import Usage
+from shim.openai.sse import DONE, encode_event
 
 _encoder = msgspec.json.Encoder()
-
-# --- SSE framing -------------------------------------------------------------------------------
-
-DONE = b"data: [DONE]\n\n"
-#: Response headers of every client stream (no proxy buffering, no caching).
-SSE_HEADERS = [
-    (b"content-type", b"text/event-stream; charset=utf-8"),
-    (b"cache-control", b"no-cache"),
-    (b"x-accel-buffering", b"no"),
-]
-
-
-def encode_event(payload: bytes) -> bytes:
-    return b"data: " + payload + b"\n\n"
 
 
 def error_events(error: ErrorBody) -> bytes:

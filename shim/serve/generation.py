@@ -20,10 +20,11 @@ from shim.config import Task
 from shim.errors import ErrorBody, InvalidRequestError
 from shim.openai import chat, completions
 from shim.openai.common import Usage
+from shim.openai.sse import DONE, encode_event
 from shim.routing import Route
 from shim.serve import limits, passthrough
 from shim.serve.call import Attempt, Reply
-from shim.serve.formats import DONE, Format, encode_event, error_events
+from shim.serve.formats import Format, error_events
 from shim.templates import ChatTemplate
 
 GENERATION_TASKS: tuple[Task, ...] = ("text-generation", "text2text-generation")

@@ -17,8 +17,9 @@ import msgspec
 from shim.adapters import ChunkRewriter, openai_compat
 from shim.context import new_id
 from shim.errors import ErrorBody
+from shim.openai.sse import DONE, encode_event
 from shim.serve.call import Attempt, Reply, decode_request
-from shim.serve.formats import DONE, encode_event, error_events
+from shim.serve.formats import error_events
 
 _raw_request = msgspec.json.Decoder(dict[str, Any])
 

@@ -16,8 +16,8 @@ from typing import Protocol
 from shim.context import RequestContext
 from shim.errors import ErrorBody, ShimError, UpstreamError
 from shim.metrics import Metrics, TokenClock
+from shim.openai.sse import SSE_HEADERS
 from shim.redact import Scrubber
-from shim.serve.formats import SSE_HEADERS
 from shim.types import Send
 from shim.upstream.stream import OpenStream
 

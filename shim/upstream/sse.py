@@ -1,5 +1,5 @@
 """Reading server-sent events from an upstream: a tolerant parser (the framing of the client's
-stream is ``shim.serve.formats``).
+stream is ``shim.openai.sse``).
 """
 
 from __future__ import annotations

@@ -1,0 +1,95 @@
+"""The default response store: one SQLite file (WAL, so worker processes share it), used
+through one connection owned by one worker thread, so the event loop never waits on disk.
+
+The schema is created on first use; the file is made readable by its owner only (it holds
+prompts and answers). Records are msgspec-encoded JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from shim.state._store import Clock, RecordStore
+
+T = TypeVar("T")
+
+#: Seconds between deletions of expired rows (done on a save).
+SWEEP_INTERVAL = 60.0
+# Other workers may hold the write lock briefly; wait for it rather than fail.
+_BUSY_TIMEOUT_MS = 5000
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS responses ("
+    " id TEXT PRIMARY KEY, expires_at REAL NOT NULL, record BLOB NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS responses_expiry ON responses (expires_at)",
+)
+
+
+class SQLiteStore(RecordStore):
+    def __init__(self, path: Path, *, ttl: float, clock: Clock = time.time) -> None:
+        super().__init__(ttl=ttl, clock=clock)
+        self.path = path
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shim-sqlite")
+        self._db: sqlite3.Connection | None = None
+        self._swept = float("-inf")
+
+    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, lambda: work(self._connection()))
+
+    def _connection(self) -> sqlite3.Connection:
+        """Opened on first use, in the worker thread (the only thread that touches it)."""
+        if self._db is None:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # Created private before SQLite opens it (its -wal/-shm files copy the mode).
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            db = sqlite3.connect(self.path, isolation_level=None)
+            db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")
+            for statement in _SCHEMA:
+                db.execute(statement)
+            self._db = db
+        return self._db
+
+    async def _put(self, key: str, blob: bytes, *, expires_at: float) -> None:
+        now = self.clock()
+        sweep = now - self._swept >= SWEEP_INTERVAL
+        if sweep:
+            self._swept = now
+
+        def put(db: sqlite3.Connection) -> None:
+            if sweep:
+                db.execute("DELETE FROM responses WHERE expires_at <= ?", (now,))
+            db.execute(
+                "INSERT OR REPLACE INTO responses (id, expires_at, record) VALUES (?, ?, ?)",
+                (key, expires_at, blob),
+            )
+
+        await self._run(put)
+
+    async def _fetch(self, key: str) -> bytes | None:
+        def fetch(db: sqlite3.Connection) -> bytes | None:
+            row = db.execute("SELECT record FROM responses WHERE id = ?", (key,)).fetchone()
+            return bytes(row[0]) if row is not None else None
+
+        return await self._run(fetch)
+
+    async def _remove(self, key: str) -> None:
+        await self._run(lambda db: db.execute("DELETE FROM responses WHERE id = ?", (key,)))
+
+    async def aclose(self) -> None:
+        def close(_: sqlite3.Connection) -> None:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+        if self._db is not None:
+            await self._run(close)
+        self._thread.shutdown(wait=False)
