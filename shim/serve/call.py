@@ -10,9 +10,10 @@ when it fails and a fallback is tried.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import typing
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -32,6 +33,8 @@ from shim.upstream.client import Answer, StreamStart, fan_out
 from shim.upstream.stream import OpenStream
 
 T = TypeVar("T")
+#: Upstream calls one request may have in flight at once (embedding and rerank batches).
+MAX_PARALLEL_BATCHES = 8
 
 
 class Request(Protocol):
@@ -110,8 +113,31 @@ class Attempt:
         )  # fmt: skip
 
     async def fan_out(self, calls: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
-        """Concurrent upstream calls (``n`` choices, embedding batches): all or nothing."""
+        """Concurrent upstream calls (``n`` choices, batches): all or nothing."""
         return await fan_out(self.call.ctx, calls)
+
+    async def in_batches(
+        self, items: Sequence[Any], run: Callable[[Any], Awaitable[tuple[list[T], int]]]
+    ) -> tuple[list[T], int]:
+        """``run`` on ``items`` in batches of the model's batch size (configured, else TEI's
+        learned one), at most ``MAX_PARALLEL_BATCHES`` at a time: the results concatenated in
+        order, the counts summed. One failed batch cancels the others: nothing partial."""
+        size = self.call.services.discovery.batch_size(self.route)
+        batches = [items[i : i + size] for i in range(0, len(items), size)]
+        if len(batches) == 1:
+            return await run(batches[0])
+        gate = asyncio.Semaphore(MAX_PARALLEL_BATCHES)
+
+        async def gated(batch: Sequence[Any]) -> tuple[list[T], int]:
+            async with gate:
+                return await run(batch)
+
+        results: list[T] = []
+        total = 0
+        for part, count in await self.fan_out([gated(batch) for batch in batches]):
+            results.extend(part)
+            total += count
+        return results, total
 
 
 class Service(Protocol[R]):

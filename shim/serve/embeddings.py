@@ -3,7 +3,6 @@ normalise shapes through the route's adapter, encode floats or base64."""
 
 from __future__ import annotations
 
-import asyncio
 from functools import partial
 from typing import NamedTuple
 
@@ -19,8 +18,6 @@ from shim.openai.common import EmbeddingUsage
 from shim.routing import Route
 from shim.serve.call import Attempt, Reply
 
-#: Upstream calls one request may have in flight at once.
-MAX_PARALLEL_BATCHES = 8
 _request = msgspec.json.Decoder(embeddings.EmbeddingRequest)
 _encoder = msgspec.json.Encoder()
 
@@ -84,22 +81,20 @@ def _for_route(route: Route, inputs: fx.Inputs) -> fx.Inputs:
 
 
 class _Batches:
-    """One request's upstream calls: a batch of inputs each, at most 8 at a time."""
+    """One request's upstream calls, a batch of inputs each."""
 
-    __slots__ = ("adapter", "attempt", "discovery", "gate", "plan")
+    __slots__ = ("adapter", "attempt", "discovery", "plan")
 
     def __init__(self, attempt: Attempt, adapter: FeatureExtraction, plan: Plan) -> None:
         self.attempt, self.adapter, self.plan = attempt, adapter, plan
         self.discovery = attempt.call.services.discovery
-        self.gate = asyncio.Semaphore(MAX_PARALLEL_BATCHES)
 
     async def embed(self, batch: fx.Inputs) -> tuple[list[Item], int]:
         route, adapter = self.attempt.route, self.adapter
         body = adapter.to_payload(batch, encoding_format=self.plan.upstream_format)
         path = route.paths.embeddings
         assert path is not None
-        async with self.gate:
-            answer = await self.attempt.post(path, body, partial(self._parse, n=len(batch)))
+        answer = await self.attempt.post(path, body, partial(self._parse, n=len(batch)))
         items, tokens = answer.value
         if tokens is None:
             tokens = answer.count_header("x-compute-tokens") or self._count(route, batch)
@@ -126,20 +121,8 @@ class _Batches:
 async def embed(
     attempt: Attempt, adapter: FeatureExtraction, inputs: fx.Inputs, plan: Plan
 ) -> tuple[list[Item], int]:
-    """Every input's embedding, in order: batches of the model's batch size sent concurrently."""
-    size = attempt.call.services.discovery.batch_size(attempt.route)
-    calls = _Batches(attempt, adapter, plan)
-    batches = [inputs[i : i + size] for i in range(0, len(inputs), size)]
-    if len(batches) == 1:
-        return await calls.embed(batches[0])
-    # One failed batch cancels the others and fails the request: nothing partial.
-    results = await attempt.fan_out([calls.embed(b) for b in batches])
-    items: list[Item] = []
-    tokens = 0
-    for part, count in results:
-        items.extend(part)
-        tokens += count
-    return items, tokens
+    """Every input's embedding, in order (batches sent concurrently)."""
+    return await attempt.in_batches(inputs, _Batches(attempt, adapter, plan).embed)
 
 
 def _finish(items: list[Item], req: embeddings.EmbeddingRequest, plan: Plan) -> list[Item]:

@@ -7,7 +7,6 @@ As ``embeddings``: batches of the model's batch size (TEI's ``max_client_batch_s
 
 from __future__ import annotations
 
-import asyncio
 from functools import partial
 
 import msgspec
@@ -22,20 +21,17 @@ from shim.openai import rerank
 from shim.routing import Route
 from shim.serve.call import Attempt, Reply
 
-#: Upstream calls one request may have in flight at once.
-MAX_PARALLEL_BATCHES = 8
 _request = msgspec.json.Decoder(rerank.RerankRequest)
 _encoder = msgspec.json.Encoder()
 
 
 async def _score_batch(
-    attempt: Attempt, ranker: TextRanking, query: str, batch: list[str], gate: asyncio.Semaphore
+    attempt: Attempt, ranker: TextRanking, query: str, batch: list[str]
 ) -> tuple[list[float], int]:
     path = attempt.route.paths.rerank
     assert path is not None
     body = ranker.to_payload(query=query, texts=batch)
-    async with gate:
-        answer = await attempt.post(path, body, partial(ranker.parse_response, n=len(batch)))
+    answer = await attempt.post(path, body, partial(ranker.parse_response, n=len(batch)))
     result: Scores = answer.value
     tokens = result.prompt_tokens
     if tokens is None:
@@ -48,20 +44,7 @@ async def score(
 ) -> tuple[list[float], int]:
     """Every document's score, in document order: batches sent concurrently and concatenated
     (so a batch's indices are offset by its start)."""
-    size = attempt.call.services.discovery.batch_size(attempt.route)
-    batches = [texts[i : i + size] for i in range(0, len(texts), size)]
-    gate = asyncio.Semaphore(MAX_PARALLEL_BATCHES)
-    if len(batches) == 1:
-        return await _score_batch(attempt, ranker, query, batches[0], gate)
-    results = await attempt.fan_out(
-        [_score_batch(attempt, ranker, query, b, gate) for b in batches]
-    )
-    scores: list[float] = []
-    tokens = 0
-    for part, count in results:
-        scores.extend(part)
-        tokens += count
-    return scores, tokens
+    return await attempt.in_batches(texts, partial(_score_batch, attempt, ranker, query))
 
 
 class Rerank:
