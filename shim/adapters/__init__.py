@@ -38,14 +38,19 @@ class TextGeneration(Protocol):
     stream_path: str | None
     #: False: answers carry no finish reason (shim infers "length" from the token budget).
     reports_finish: bool
+    #: Generation can be constrained by a JSON grammar (forced tool calls, ``response_format``).
+    accepts_grammar: bool
 
     def to_payload(
         self, params: GenerationParams, *, prompt: str, stop: Sequence[str], default_max: int | None
     ) -> hf.GenerateRequest: ...
 
-    def parse_response(self, body: bytes, *, prompt: str) -> Generation: ...
+    # ``markers``: special tokens to keep in the text (a tool or reasoning parser reads them).
+    def parse_response(
+        self, body: bytes, *, prompt: str, markers: frozenset[str] = ...
+    ) -> Generation: ...
 
-    def parse_event(self, data: bytes) -> StreamDelta: ...
+    def parse_event(self, data: bytes, *, markers: frozenset[str] = ...) -> StreamDelta: ...
 
 
 class FeatureExtraction(Protocol):

@@ -14,7 +14,7 @@ import msgspec
 
 from shim.adapters import TextGeneration, openai_compat
 from shim.adapters._params import GenerationParams
-from shim.adapters._result import Generation, StreamDelta, estimate_tokens
+from shim.adapters._result import Generation, Piece, StreamDelta, ToolCallStart, estimate_tokens
 from shim.adapters._stop import StopScanner, truncate_at_stop
 from shim.config import Task
 from shim.errors import ErrorBody, InvalidRequestError
@@ -23,8 +23,9 @@ from shim.openai.common import Usage
 from shim.openai.sse import DONE, encode_event
 from shim.routing import Route
 from shim.serve import limits, passthrough
+from shim.serve.answers import Reading
 from shim.serve.call import Attempt, Reply
-from shim.serve.formats import Format, error_events
+from shim.serve.formats import ChatFormat, Format, error_events, pieces_of
 from shim.templates import ChatTemplate
 
 GENERATION_TASKS: tuple[Task, ...] = ("text-generation", "text2text-generation")
@@ -44,6 +45,8 @@ class Job:
     fmt: Format
     stream: bool
     include_usage: bool
+    # How tool calls and reasoning are read from the answer (None: plain text; chat only).
+    reading: Reading | None = None
     # The client's stop sequences, then the model's (template end-of-turn, config): built once.
     stops: list[str] = field(init=False)
 
@@ -84,6 +87,7 @@ def job(
     params: GenerationParams,
     prompts: list[str],
     fmt: Format,
+    reading: Reading | None = None,
 ) -> Job:
     options = request.stream_options
     return Job(
@@ -95,6 +99,7 @@ def job(
         fmt=fmt,
         stream=bool(request.stream),
         include_usage=bool(options and options.include_usage),
+        reading=reading,
     )
 
 
@@ -137,8 +142,10 @@ async def generate(attempt: Attempt, job: Job) -> list[Generation]:
 
 
 async def _generate_one(attempt: Attempt, job: Job, prompt: str, body: bytes) -> Generation:
-    route, adapter = job.route, job.adapter
-    answer = await attempt.post(adapter.path, body, partial(adapter.parse_response, prompt=prompt))
+    route, adapter, reading = job.route, job.adapter, job.reading
+    markers = reading.markers if reading is not None else frozenset()
+    parse = partial(adapter.parse_response, prompt=prompt, markers=markers)
+    answer = await attempt.post(adapter.path, body, parse)
     generation = answer.value
     text, stopped = truncate_at_stop(generation.text, job.stops)
     generation.text = text
@@ -157,6 +164,8 @@ async def _generate_one(attempt: Attempt, job: Job, prompt: str, body: bytes) ->
         generation.finish_reason = "stop"
     if job.params.echo:
         generation.text = prompt + generation.text
+    if reading is not None:
+        reading.apply(generation, prompt)
     return generation
 
 
@@ -172,11 +181,12 @@ def _usage(job: Job, generations: list[Generation]) -> Usage:
 
 class RenderedStream:
     """TGI's stream events → OpenAI chunks, stop sequences applied as the text arrives (held
-    back only while it may still become a stop), usage at the end."""
+    back only while it may still become a stop), usage at the end. With a ``Reading`` the text
+    goes through the answer parser: reasoning and tool-call deltas, never their markup."""
 
     __slots__ = (
-        "_finish", "_job", "_last", "_produced", "_scanner", "complete", "completion_tokens",
-        "done", "prompt_tokens", "tokens",
+        "_answer", "_called", "_finish", "_job", "_last", "_markers", "_produced", "_scanner",
+        "complete", "completion_tokens", "done", "prompt_tokens", "tokens",
     )  # fmt: skip
 
     def __init__(self, job: Job) -> None:
@@ -186,6 +196,10 @@ class RenderedStream:
         self._finish = "stop"
         # The event that ended the generation (its token counts, when TGI reports them).
         self._last: StreamDelta | None = None
+        reading = job.reading
+        self._answer = reading.parser(job.prompts[0]) if reading is not None else None
+        self._markers = reading.markers if reading is not None else frozenset()
+        self._called = False
         self.complete = self.done = False
         self.tokens = self.prompt_tokens = self.completion_tokens = 0
 
@@ -199,14 +213,16 @@ class RenderedStream:
 
     def feed(self, data: bytes) -> bytes:
         job = self._job
-        delta = job.adapter.parse_event(data)
+        delta = job.adapter.parse_event(data, markers=self._markers)
         scanner = self._scanner
         text = scanner.feed(delta.text)
         out = b""
         if text:
             self.tokens += 1
             self._produced.append(text)
-            if job.params.logprobs:
+            if self._answer is not None:
+                out = self._pieces(self._answer.feed(text))
+            elif job.params.logprobs:
                 out = encode_event(job.fmt.text(text, delta.token, logprobs=True))
             else:
                 out = job.fmt.text_event(text)
@@ -216,14 +232,27 @@ class RenderedStream:
             self.complete = self.done = True
         return out
 
+    def _pieces(self, pieces: list[Piece]) -> bytes:
+        fmt = self._job.fmt
+        assert isinstance(fmt, ChatFormat)  # a reading is for chat answers only
+        if not self._called:
+            self._called = any(isinstance(p, ToolCallStart) for p in pieces)
+        return fmt.piece_events(pieces)
+
     def finish(self) -> bytes:
         job, fmt, last = self._job, self._job.fmt, self._last
         out = []
         rest = self._scanner.flush()
         if rest:
             self._produced.append(rest)
+        finish = self._finish
+        if self._answer is not None:
+            out.append(self._pieces([*self._answer.feed(rest), *self._answer.finish()]))
+            assert job.reading is not None
+            finish = job.reading.finish_reason(finish, called=self._called)
+        elif rest:
             out.append(fmt.text_event(rest))
-        out.append(encode_event(fmt.finish(self._finish)))
+        out.append(encode_event(fmt.finish(finish)))
         prompt_tokens = last.prompt_tokens if last is not None else None
         completion_tokens = last.completion_tokens if last is not None else None
         self.prompt_tokens = prompt_tokens or estimate_tokens(job.prompts[0])
@@ -265,7 +294,10 @@ class Replay:
     def finish(self) -> bytes:
         fmt, generation = self._job.fmt, self._generation
         self.tokens = 1
-        out = [fmt.text_event(generation.text)] if generation.text else []
+        if isinstance(fmt, ChatFormat) and self._job.reading is not None:
+            out = [fmt.piece_events(pieces_of(generation))]
+        else:
+            out = [fmt.text_event(generation.text)] if generation.text else []
         out.append(encode_event(fmt.finish(generation.finish_reason)))
         if self._job.include_usage:
             out.append(encode_event(fmt.usage(self._usage)))
