@@ -14,6 +14,7 @@ import contextlib
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from prometheus_client import CollectorRegistry
@@ -56,6 +57,14 @@ task = "text-generation"
 url = "{{fake}}/pipe"
 protocol = "pipeline"
 chat_template = "zephyr"
+retries = 0
+
+# A pipeline whose template renders tools (the chatml built-in, Hermes/Qwen2.5 style).
+[models.pipe-chatml]
+task = "text-generation"
+url = "{{fake}}/pipe-chatml"
+protocol = "pipeline"
+chat_template = "chatml"
 retries = 0
 
 [models.t5]
@@ -112,6 +121,19 @@ hf_model = "served-embed"
 retries = 0
 """
 
+#: Chat models whose chat template renders tools, one per rendered protocol (tool calling).
+TOOL_MODELS = {"tgi": "tgi", "pipeline": "pipe-chatml"}
+
+
+def state_toml(directory: Path) -> str:
+    """A ``[state]`` table keeping stored responses in a SQLite file under ``directory``
+    (the default backend, never the user's data directory), or nothing while shim's config
+    has no ``[state]`` (before the Responses API existed)."""
+    if "state" not in Config.__struct_fields__:
+        return ""
+    return f'\n[state]\nbackend = "sqlite"\npath = "{directory / "state.db"}"\n'
+
+
 #: Client keys: any model; `tgi` only; one request per minute.
 GOOD_KEY = "sk-shim-good"
 TGI_ONLY_KEY = "sk-shim-tgi-only"
@@ -154,9 +176,14 @@ class Stack:
 
 
 @contextlib.asynccontextmanager
-async def running_stack(server: str = "", *, models: str = MODELS) -> AsyncIterator[Stack]:
+async def running_stack(
+    server: str = "", *, models: str = MODELS, state: Path | None = None
+) -> AsyncIterator[Stack]:
     """The fake and shim, both on real loopback ports; ``server`` is extra ``[server]`` TOML,
-    ``models`` the rest (``{fake}`` stands for the fake's URL)."""
+    ``models`` the rest (``{fake}`` stands for the fake's URL); stored responses go under
+    ``state`` (``state_toml``)."""
+    if state is not None:
+        models += state_toml(state)
     stack: Stack | None = None
 
     async def upstream(scope: Any, receive: Any, send: Any) -> None:
