@@ -9,7 +9,7 @@ import httpx
 import jsonschema
 import pytest
 
-from tests.fake_hf import FakeHF
+from tests.fake_hf import TOKENS, FakeHF
 from tests.fake_model import (
     GrammarError,
     ScriptError,
@@ -78,6 +78,10 @@ def test_answers_depend_on_the_prompt(
     prompt: str, arguments: dict[str, Any], parallel: bool, want: str
 ) -> None:
     assert ToolModel(arguments=arguments, parallel=parallel).complete(prompt) == want
+
+
+def test_plain_answer_is_the_fakes() -> None:
+    assert ToolModel().text == "".join(TOKENS)
 
 
 def test_tools_listed_bare_or_wrapped() -> None:
