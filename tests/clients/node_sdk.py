@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 NODE_DIR = Path(__file__).parent / "node"
+#: The openai SDK's package (the browser test serves its ESM build).
+SDK_DIR = NODE_DIR / "node_modules" / "openai"
 MIN_NODE = 20
 NODE_TIMEOUT = 60.0
 

@@ -121,6 +121,23 @@ hf_model = "served-embed"
 retries = 0
 """
 
+# A reasoning model on TGI: its inline template (ChatML that drops the thinking of earlier
+# assistant turns, as Qwen3's does) shows `</think>`, so reasoning_parser "auto" reads <think>.
+MODELS += """
+[models.tgi-think]
+task = "text-generation"
+url = "{fake}/tgi-think"
+chat_template = '''{% for message in messages %}{% set content = message['content'] %}\
+{% if message['role'] == 'assistant' and '</think>' in content %}\
+{% set content = content.split('</think>')[-1].lstrip() %}{% endif %}\
+{{ '<|im_start|>' + message['role'] + '\\n' + content + '<|im_end|>\\n' }}{% endfor %}\
+{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}'''
+retries = 0
+"""
+#: What the fake's reasoning model answers (with ``REASONING_TOKENS``), thinking then ANSWER.
+REASONING = "I should greet."
+REASONING_TOKENS = ["<thi", "nk>", "I should", " greet.", "</th", "ink>", "\n\n", *TOKENS]
+
 #: Chat models whose chat template renders tools, one per rendered protocol (tool calling).
 TOOL_MODELS = {"tgi": "tgi", "pipeline": "pipe-chatml"}
 

@@ -21,6 +21,8 @@ from tests.clients.stack import (
     ANSWER,
     CHAT_MODELS,
     GOOD_KEY,
+    REASONING,
+    REASONING_TOKENS,
     TGI_ONLY_KEY,
     TOOL_MODELS,
     Stack,
@@ -166,6 +168,36 @@ async def test_max_output_tokens_cut_is_incomplete(stack: Stack) -> None:
     assert response.max_output_tokens == 5
     assert response.output_text == "Hello"
     assert stack.fake.requests("/tgi/generate")[0].json()["parameters"]["max_new_tokens"] == 5
+
+
+@bounded()
+async def test_reasoning_item(stack: Stack) -> None:
+    """A ``<think>`` block (model ``tgi-think``) is a ``reasoning`` output item before the message,
+    streamed as ``response.reasoning_text`` events in its own content part."""
+    stack.fake.tokens = list(REASONING_TOKENS)
+    async with client(stack) as c:
+        response = await c.responses.create(model="tgi-think", input="Say hello.")
+        stream = await c.responses.create(model="tgi-think", input="Say hello.", stream=True)
+        events = [event async for event in stream]
+    assert [item.type for item in response.output] == ["reasoning", "message"]
+    assert response.output_text == ANSWER
+    reasoning = response.output[0]
+    assert reasoning.type == "reasoning"
+    texts = [part.text for part in [*(reasoning.content or []), *reasoning.summary]]
+    assert REASONING in texts
+    assert collapsed(events) == [
+        *TEXT_EVENTS[:3],
+        "response.content_part.added",
+        "response.reasoning_text.delta",
+        "response.reasoning_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        *TEXT_EVENTS[2:],
+    ]
+    assert_sequenced(events)
+    streamed = "".join(e.delta for e in events if e.type == "response.reasoning_text.delta")
+    assert streamed == REASONING
+    assert events[-1].response.output_text == ANSWER
 
 
 # --- state: previous_response_id, retrieve, delete, input items ---------------------------------
