@@ -44,6 +44,7 @@ def _check(path: str) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from shim.connection import uvicorn_options
     from shim.routing import Router
 
     try:
@@ -68,11 +69,8 @@ def _serve(args: argparse.Namespace) -> int:
             port=args.port or server.port,
             workers=workers,
             loop="uvloop",
-            http="httptools",
-            access_log=False,
             log_level=server.log_level,
-            timeout_graceful_shutdown=int(server.drain_timeout),
-            server_header=False,
+            **uvicorn_options(server),
         )
     finally:
         if metrics_dir is not None:

@@ -30,6 +30,7 @@ from shim.errors import (
     ShimError,
     UnsupportedMediaTypeError,
 )
+from shim.routing import Slot
 from shim.services import Services
 from shim.streaming import STREAM_HEADERS
 
@@ -53,6 +54,8 @@ class Call:
     ctx: RequestContext
     body: bytes
     receive: Receive
+    # The concurrency slot a streamed reply holds until it ends (released here, once).
+    slot: Slot | None = None
 
 
 class ClientDisconnectedError(ShimError):
@@ -89,7 +92,10 @@ async def _send_stream(send: Any, chunks: AsyncIterator[bytes]) -> None:
     await send(_SSE_END)
 
 
-def _check_content_type(scope: Any) -> None:
+def _check_headers(scope: Any, limit: int) -> None:
+    """Content-Type, and a declared Content-Length over ``limit``: both answered before the
+    body is read, so a client that sent ``Expect: 100-continue`` is never asked for it (uvicorn
+    sends ``100 Continue`` on the first ``receive()``)."""
     for name, value in scope["headers"]:
         if name == b"content-type":
             media = value.split(b";", 1)[0].strip().lower()
@@ -98,7 +104,8 @@ def _check_content_type(scope: Any) -> None:
                     f"Content-Type `{value.decode('latin-1')}` is not supported; "
                     "send application/json."
                 )
-            return
+        elif name == b"content-length" and value.isdigit() and int(value) > limit:
+            raise RequestTooLargeError(f"The request body is larger than {limit} bytes.")
 
 
 async def _read_body(receive: Any, limit: int) -> bytes:
@@ -123,17 +130,19 @@ def api_route(path: str, handler: Callable[[Call], Awaitable[Reply]]) -> ASGIRou
     # Plain ASGI below: litestar's Scope/Send are unions of HTTP and WebSocket types.
     async def endpoint(scope: Any, receive: Any, send: Any) -> None:
         if scope["method"] != "POST":
-            raise MethodNotAllowedError(f"Use POST for {path}.")
-        _check_content_type(scope)
+            raise MethodNotAllowedError(f"Use POST for {path}.", allow="POST")
         services: Services = scope["app"].state.shim
         ctx: RequestContext = scope["state"][SCOPE_KEY]
-        body = await _read_body(receive, services.config.server.max_body_bytes)
+        limit = services.config.server.max_body_bytes
+        _check_headers(scope, limit)
+        body = await _read_body(receive, limit)
         if accesslog.ACCESS.bodies:
             ctx.body = body
         watch = _DisconnectWatch(receive)
+        call = Call(services, ctx, body, receive)
         reply: Reply | None = None
         try:
-            reply = await handler(Call(services, ctx, body, receive))
+            reply = await handler(call)
             if isinstance(reply, bytes):
                 start = {
                     "type": "http.response.start",
@@ -153,9 +162,14 @@ def api_route(path: str, handler: Callable[[Call], Awaitable[Reply]]) -> ASGIRou
             ctx.status = 499
         finally:
             watch.stop()
-            if reply is not None and not isinstance(reply, bytes):
-                # Closes the upstream stream if the client left mid-way.
-                await reply.aclose()
+            try:
+                if reply is not None and not isinstance(reply, bytes):
+                    # Closes the upstream stream if the client left mid-way.
+                    await reply.aclose()
+            finally:
+                # After the last byte, an upstream failure or the client's disconnect.
+                if call.slot is not None:
+                    call.slot.release()
 
     endpoint.__name__ = handler.__name__
     route: ASGIRouteHandler = asgi(path, is_mount=False, copy_scope=False)(endpoint)

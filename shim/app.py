@@ -56,7 +56,9 @@ def _as_shim_error(exc: Exception) -> ShimError:
             return NotFoundError("Unknown route. shim serves /v1/chat/completions, "
                                  "/v1/completions, /v1/embeddings and /v1/models.")  # fmt: skip
         if status == 405:
-            return MethodNotAllowedError("Method not allowed on this route.")
+            return MethodNotAllowedError(
+                "Method not allowed on this route.", allow=_allow(exc.headers or {})
+            )
         if status == 413:
             return RequestTooLargeError("The request body is too large.")
         if status == 415:
@@ -67,6 +69,15 @@ def _as_shim_error(exc: Exception) -> ShimError:
             return error
     log.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
     return ShimError("The server had an error while processing your request.")
+
+
+def _allow(headers: dict[str, str]) -> str:
+    """The router's ``Allow`` list, with HEAD wherever GET is (the middleware serves it)."""
+    allowed = next((v for k, v in headers.items() if k.lower() == "allow"), "")
+    methods = [m.strip() for m in allowed.split(",") if m.strip()]
+    if "GET" in methods and "HEAD" not in methods:
+        methods.insert(methods.index("GET") + 1, "HEAD")
+    return ", ".join(methods)
 
 
 def error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:

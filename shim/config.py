@@ -11,6 +11,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
@@ -67,6 +68,8 @@ class ServerConfig(_Base):
     metrics_key_label: bool = False
     # Seconds in-flight requests get to finish after SIGTERM.
     drain_timeout: float = 30.0
+    # Seconds a connection may take to send a request's headers (slowloris); then it is closed.
+    header_timeout: float = 10.0
 
 
 class HuggingFaceConfig(_Base):
@@ -96,6 +99,11 @@ class ModelConfig(_Base):
     max_tokens_limit: int | None = None
     max_messages: int = 1000
     max_n: int = 8
+    # Prompts in one /v1/completions request (`prompt` as a list).
+    max_prompts: int = 64
+    # Generations one request may ask for: prompts x `n` (or `best_of`). Each is an upstream
+    # call on rendered protocols, so this bounds the fan-out of a single request.
+    max_choices: int = 128
     # --- embeddings ---
     pooling: Pooling = "mean"
     normalize: bool = True
@@ -240,7 +248,10 @@ def _validate(config: Config) -> None:
             )
         for url in urls_of(model):
             if not url.startswith(("http://", "https://")):
-                raise ConfigError(f"{src}: {key}.url: `{url}` is not an http(s) URL")
+                raise ConfigError(
+                    f"{src}: {key}.url: `{without_userinfo(url)}` is not an http(s) URL"
+                )
+        _validate_credentials(config, key, model)
         if model.task == "text2text-generation" and not model.url and model.protocol == "tgi":
             raise ConfigError(f"{src}: {key}.protocol: serverless text2text uses `pipeline`")
         if model.task == "feature-extraction" and not model.url and model.protocol == "tei":
@@ -254,6 +265,9 @@ def _validate(config: Config) -> None:
             raise ConfigError(f'{src}: {key}.tokenizer: "hub" needs `hf_model`')
         if model.max_batch_size is not None and model.max_batch_size < 1:
             raise ConfigError(f"{src}: {key}.max_batch_size: must be at least 1")
+        for limit in ("max_messages", "max_n", "max_prompts", "max_choices", "max_inputs"):
+            if getattr(model, limit) < 1:
+                raise ConfigError(f"{src}: {key}.{limit}: must be at least 1")
         if model.retries < 0:
             raise ConfigError(f"{src}: {key}.retries: must be 0 or more")
         for fallback in model.fallbacks:
@@ -267,8 +281,47 @@ def _validate(config: Config) -> None:
                 raise ConfigError(
                     f"{src}: server.keys[{i}].models: `{allowed_model}` is not a configured model"
                 )
+    for name in ("base_url", "hub_url"):
+        if userinfo_of(getattr(config.huggingface, name)) is not None:
+            raise ConfigError(
+                f"{src}: huggingface.{name}: credentials in the URL are not supported "
+                "(use [huggingface].token)"
+            )
+    if config.server.header_timeout <= 0:
+        raise ConfigError(f"{src}: server.header_timeout: must be greater than 0")
     if config.server.max_body_bytes < 1024:
         raise ConfigError(f"{src}: server.max_body_bytes: must be at least 1024")
+
+
+def _validate_credentials(config: Config, key: str, model: ModelConfig) -> None:
+    """``user:password@`` in a model's URL becomes Basic auth, which cannot go with a token
+    (one Authorization header) and must be the same for all of the model's URLs (its headers
+    are built once, per model)."""
+    found = {userinfo_of(url) for url in urls_of(model)}
+    if len(found) > 1:
+        raise ConfigError(
+            f"{config.source}: {key}.url: all urls of a model need the same credentials (or none)"
+        )
+    token = model.token if model.token is not None else config.huggingface.token
+    if next(iter(found), None) is not None and token:
+        raise ConfigError(
+            f"{config.source}: {key}.url: credentials in the URL and a token (the model's, "
+            "else [huggingface].token) cannot both be sent: remove them from the URL, or set "
+            'token = "" on this model to send them as Basic auth'
+        )
+
+
+def userinfo_of(url: str) -> str | None:
+    """The ``user:password`` part of a URL, still percent-encoded; None without one."""
+    netloc = urlsplit(url).netloc
+    return netloc.rpartition("@")[0] if "@" in netloc else None
+
+
+def without_userinfo(url: str) -> str:
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def urls_of(model: ModelConfig) -> list[str]:

@@ -130,22 +130,31 @@ def _finish(items: list[Item], req: embeddings.EmbeddingRequest, plan: Plan) -> 
     return list(vectors)
 
 
-async def create_embeddings(call: Call) -> Reply:
-    services, ctx = call.services, call.ctx
-    req = decode(_request, call.body)
-    route = services.router.for_task(req.model, "feature-extraction", endpoint="/v1/embeddings")
-    begin(services, ctx, route)
-    inputs, _single = fx.inputs_of(req.input)
-    if len(inputs) > route.config.max_inputs:
-        raise InvalidRequestError(
+def _fault(
+    route: Route, inputs: int, req: embeddings.EmbeddingRequest
+) -> InvalidRequestError | None:
+    """The first limit of ``route`` the request exceeds (a fallback that has one is skipped)."""
+    if inputs > route.config.max_inputs:
+        return InvalidRequestError(
             f"At most {route.config.max_inputs} inputs per request.", param="input"
         )
     if req.dimensions is not None and not route.config.dimensions:
-        raise InvalidRequestError(
+        return InvalidRequestError(
             f"The model `{route.name}` does not support `dimensions` (set `dimensions = true` "
             "in its config for Matryoshka models).",
             param="dimensions",
         )
+    return None
+
+
+async def create_embeddings(call: Call) -> Reply:
+    services, ctx = call.services, call.ctx
+    req = decode(_request, call.body)
+    route = begin(services, ctx, req.model, "feature-extraction", endpoint="/v1/embeddings")
+    inputs, _single = fx.inputs_of(req.input)
+    fault = _fault(route, len(inputs), req)
+    if fault is not None:
+        raise fault
 
     async def serve(current: Route) -> Reply:
         plan = plan_for(current, req)
@@ -161,4 +170,6 @@ async def create_embeddings(call: Call) -> Reply:
         )
         return _encoder.encode(body)
 
-    return await serve_with_fallbacks(call, route, serve)
+    return await serve_with_fallbacks(
+        call, route, serve, admits=lambda other: _fault(other, len(inputs), req) is None
+    )

@@ -116,11 +116,23 @@ class MethodNotAllowedError(ShimError):
     type = "invalid_request_error"
     default_code = "method_not_allowed"
 
+    def __init__(self, message: str, *, allow: str) -> None:
+        super().__init__(message)
+        self.allow = allow
+
+    def headers(self) -> dict[str, str]:
+        # RFC 9110 15.5.6: a 405 lists the methods the route does support.
+        return {**super().headers(), "allow": self.allow}
+
 
 class RequestTooLargeError(ShimError):
     status_code = 413
     type = "invalid_request_error"
     default_code = "request_too_large"
+
+    def headers(self) -> dict[str, str]:
+        # The rest of the body is never read: the connection cannot carry another request.
+        return {**super().headers(), "connection": "close"}
 
 
 class UnsupportedMediaTypeError(ShimError):

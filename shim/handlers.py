@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import re
+import typing
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -12,7 +13,7 @@ import msgspec
 from litestar import MediaType, Request, Response, get
 from litestar.datastructures import State
 
-from shim import generation, passthrough
+from shim import generation, limits, passthrough
 from shim.adapters import _params, _prompt
 from shim.api import Call, Reply, api_route
 from shim.config import Task
@@ -20,7 +21,6 @@ from shim.context import RequestContext, context_of
 from shim.errors import (
     InvalidRequestError,
     ModelNotFoundError,
-    PermissionDeniedError,
     UpstreamError,
     UpstreamRejectedError,
 )
@@ -35,6 +35,8 @@ _chat_request = msgspec.json.Decoder(chat.ChatCompletionRequest)
 _completion_request = msgspec.json.Decoder(completions.CompletionRequest)
 _raw_request = msgspec.json.Decoder(dict[str, Any])
 _MISSING = re.compile(r"Object missing required field `([^`]*)`")
+#: The allowed values named in a 400 for an enum field, by field name.
+_CHOICES: dict[str, tuple[str, ...]] = {"role": typing.get_args(chat.Role)}
 
 
 def services_of(state: State) -> Services:
@@ -63,6 +65,10 @@ def decode(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
         if param is None:
             raise InvalidRequestError(f"Invalid request body: {message}") from None
         text = message[: message.rfind(" - at `$")]
+        choices = _CHOICES.get(param.rsplit(".", 1)[-1])
+        if choices is not None and text.startswith("Invalid enum value"):
+            # The allowed values, not the client's (which may be long or hold control tokens).
+            text = f"expected one of {', '.join(choices)}."
         raise InvalidRequestError(f"Invalid `{param}`: {text}", param=param) from None
     except msgspec.DecodeError as exc:
         if not body.strip():
@@ -70,49 +76,59 @@ def decode(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
         raise InvalidRequestError(f"The request body is not valid JSON: {exc}") from None
 
 
-def begin(services: Services, ctx: RequestContext, route: Route) -> None:
-    """Bind the request to its model: label, in-flight gauge, per-key model permissions."""
+def may_use(ctx: RequestContext | None, model: str) -> bool:
+    """Whether the request's key may use ``model`` (configured or not)."""
+    key = ctx.key if ctx is not None else None
+    return key is None or key.models is None or model in key.models
+
+
+def begin(
+    services: Services, ctx: RequestContext, model: str, *tasks: Task, endpoint: str
+) -> Route:
+    """The route of ``model`` for ``endpoint``, bound to the request (label, in-flight gauge).
+
+    A model the request's key may not use is answered exactly as one that does not exist (404
+    ``model_not_found``), before anything else about it, such as its task, is looked at: a
+    key cannot discover the other models."""
+    if not may_use(ctx, model):
+        raise ModelNotFoundError(model)
+    route = services.router.for_task(model, *tasks, endpoint=endpoint)
     ctx.model = route.name
     services.metrics.start(ctx)
     ctx.routed = True
-    key = ctx.key
-    if key is not None and key.models is not None and route.name not in key.models:
-        raise PermissionDeniedError(
-            f"This API key may not use the model `{route.name}`.", param="model"
-        )
+    return route
 
 
 async def serve_with_fallbacks(
-    call: Call, route: Route, serve: Callable[[Route], Awaitable[Reply]]
+    call: Call,
+    route: Route,
+    serve: Callable[[Route], Awaitable[Reply]],
+    *,
+    admits: Callable[[Route], bool] | None = None,
 ) -> Reply:
-    """Serve on ``route``, then on its ``fallbacks`` when all its upstreams failed."""
+    """Serve on ``route``, then on its ``fallbacks`` (those that ``admits`` the request) when
+    all its upstreams failed. Each try holds a concurrency slot of its model; a stream keeps
+    it until the reply ends (``call.slot``, released by ``api_route``)."""
     # Fallbacks are looked up now: a reload may have changed them since the route was built.
     routes = call.services.router.routes
-    chain = [route, *(routes[name] for name in route.fallbacks if name in routes)]
+    fallbacks = (routes[name] for name in route.fallbacks if name in routes)
+    chain = [route, *(r for r in fallbacks if admits is None or admits(r))]
     for i, current in enumerate(chain):
+        slot = current.acquire_slot()
+        await slot.acquire()
         try:
-            async with current.acquire_slot():
-                return await serve(current)
+            reply = await serve(current)
+            if not isinstance(reply, bytes):
+                call.slot = slot
+            return reply
         except UpstreamError as exc:
             if isinstance(exc, UpstreamRejectedError) or i == len(chain) - 1:
                 raise
             call.ctx.error_reason = exc.reason
+        finally:
+            if call.slot is not slot:
+                slot.release()
     raise AssertionError("unreachable")
-
-
-def _check_limits(route: Route, params: _params.GenerationParams, messages: int) -> None:
-    if messages > route.max_messages:
-        raise InvalidRequestError(
-            f"Too many messages ({messages}); this model allows {route.max_messages}.",
-            param="messages",
-        )
-    if params.n > route.max_n:
-        raise InvalidRequestError(f"`n` may be at most {route.max_n} here.", param="n")
-    limit = route.max_tokens_limit
-    if limit is not None and params.max_tokens is not None and params.max_tokens > limit:
-        raise InvalidRequestError(
-            f"`max_tokens` may be at most {limit} for this model.", param="max_tokens"
-        )
 
 
 def _passthrough(call: Call, kind: passthrough.Kind) -> Callable[[Route], Awaitable[Reply]]:
@@ -151,13 +167,15 @@ async def _generation(
     *,
     endpoint: str,
     kind: passthrough.Kind,
+    demand: limits.Demand,
     job_for: Callable[[Route, GenerationAdapter], generation.Job],
 ) -> Reply:
     """Chat or completions: the ``openai`` upstreams get the request as sent, rendered
-    protocols the ``Job`` that ``job_for`` builds for the route; fallbacks may cross both."""
+    protocols the ``Job`` that ``job_for`` builds for the route; fallbacks may cross both.
+    The model's limits apply first, whatever its protocol."""
     services, ctx = call.services, call.ctx
-    route = services.router.for_task(model, *GENERATION_TASKS, endpoint=endpoint)
-    begin(services, ctx, route)
+    route = begin(services, ctx, model, *GENERATION_TASKS, endpoint=endpoint)
+    limits.check(route, demand)
     openai_upstream = _passthrough(call, kind)
 
     async def serve(current: Route) -> Reply:
@@ -167,7 +185,9 @@ async def _generation(
         job = job_for(current, current.adapter)
         return await generation.respond(services.upstream, services.metrics, job, ctx)
 
-    return await serve_with_fallbacks(call, route, serve)
+    return await serve_with_fallbacks(
+        call, route, serve, admits=lambda other: limits.fits(other, demand)
+    )
 
 
 async def chat_completions(call: Call) -> Reply:
@@ -175,7 +195,6 @@ async def chat_completions(call: Call) -> Reply:
 
     def job_for(route: Route, adapter: GenerationAdapter) -> generation.Job:
         params = _params.from_chat(req)
-        _check_limits(route, params, len(req.messages))
         if req.stream and params.n > 1:
             raise InvalidRequestError("Streaming with `n` > 1 is not supported here.", param="n")
         return generation.Job(
@@ -189,7 +208,12 @@ async def chat_completions(call: Call) -> Reply:
         )
 
     return await _generation(
-        call, req.model, endpoint="/v1/chat/completions", kind="chat", job_for=job_for
+        call,
+        req.model,
+        endpoint="/v1/chat/completions",
+        kind="chat",
+        demand=limits.of_chat(req),
+        job_for=job_for,
     )
 
 
@@ -216,7 +240,6 @@ async def text_completions(call: Call) -> Reply:
         if params.max_tokens is None and route.default_max_tokens is None:
             params.max_tokens = _params.COMPLETIONS_DEFAULT_MAX_TOKENS
         prompts = _prompts(req)
-        _check_limits(route, params, 1)
         if req.stream and (params.n > 1 or len(prompts) > 1):
             raise InvalidRequestError(
                 "Streaming is supported for one prompt and `n` = 1.",
@@ -233,15 +256,13 @@ async def text_completions(call: Call) -> Reply:
         )
 
     return await _generation(
-        call, req.model, endpoint="/v1/completions", kind="completions", job_for=job_for
+        call,
+        req.model,
+        endpoint="/v1/completions",
+        kind="completions",
+        demand=limits.of_completion(req),
+        job_for=job_for,
     )
-
-
-def _visible(services: Services, ctx: RequestContext | None) -> list[str]:
-    key = ctx.key if ctx is not None else None
-    if key is None or key.models is None:
-        return list(services.router.models)
-    return [m for m in services.router.models if m in key.models]
 
 
 @get("/v1/models")
@@ -250,7 +271,7 @@ async def list_models(request: Request[Any, Any, Any], state: State) -> Response
     key = ctx.key if ctx is not None else None
     if key is None or key.models is None:
         return Response(services.router.models_body, media_type=MediaType.JSON)
-    models = [services.router.models[m] for m in _visible(services, ctx)]
+    models = [model for name, model in services.router.models.items() if may_use(ctx, name)]
     from shim.openai.common import ModelList
 
     return Response(msgspec.json.encode(ModelList(data=models)), media_type=MediaType.JSON)
@@ -262,9 +283,10 @@ async def retrieve_model(
 ) -> Response[bytes]:
     services, ctx = services_of(state), context_of(request.scope)
     name = model_id.lstrip("/")
-    if name not in _visible(services, ctx):
+    model = services.router.models.get(name)
+    if model is None or not may_use(ctx, name):
         raise ModelNotFoundError(name)
-    return Response(msgspec.json.encode(services.router.models[name]), media_type=MediaType.JSON)
+    return Response(msgspec.json.encode(model), media_type=MediaType.JSON)
 
 
 def route_handlers() -> list[Any]:

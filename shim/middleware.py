@@ -1,5 +1,5 @@
-"""The outermost ASGI middleware: per request, the id and overhead headers, client keys,
-CORS, the request metrics and the access log line.
+"""The outermost ASGI middleware: per request, the identity (canonical path, method, client
+key), the id and overhead headers, CORS, the request metrics and the access log line.
 
 Plain ASGI, so it sees every response (framework errors included) and never buffers a body or
 hides ``http.disconnect`` from the handlers.
@@ -11,6 +11,7 @@ import asyncio
 import re
 import time
 from typing import Any
+from urllib.parse import quote
 
 import msgspec
 from litestar.types import ASGIApp, Receive, Send
@@ -29,6 +30,49 @@ ENDPOINTS = {
     "/v1/embeddings": "embeddings",
     "/v1/models": "models",
 }
+
+
+#: Paths served without a client key (``/ready`` only without a query: ``?upstreams=1`` calls
+#: the upstreams). Every other path needs one when keys are configured, so a route added later,
+#: or a spelling of a path nobody thought of, can never be open by accident.
+PUBLIC_PATHS = frozenset({"/health", "/ready", "/metrics"})
+
+# What ``quote`` may leave as is in a path segment (RFC 3986 ``pchar``), besides ``/``.
+_PATH_SAFE = "/:@!$&'()*+,;=~"
+
+
+def canonical_path(path: str) -> str:
+    """The one spelling of a decoded path: repeated slashes collapsed, ``.`` and ``..``
+    segments resolved (never above the root), no trailing slash."""
+    segments: list[str] = []
+    for segment in path.split("/"):
+        if segment == "..":
+            if segments:
+                segments.pop()
+        elif segment and segment != ".":
+            segments.append(segment)
+    return "/" + "/".join(segments)
+
+
+def _canonicalise(scope: Any) -> str:
+    """Write the canonical path back into the scope (``path`` and ``raw_path``), so the router,
+    authentication, the metrics and the access log all see the same path."""
+    path: str = scope["path"]
+    raw: bytes = scope.get("raw_path") or b""
+    # Fast path: most requests are already canonical. uvicorn's raw path is longer than the
+    # decoded one exactly when it holds percent-escapes (then both are rewritten).
+    if (
+        not path
+        or path[0] != "/"
+        or (path[-1] == "/" and path != "/")
+        or "//" in path
+        or "/." in path
+        or len(raw) != len(path)
+    ):
+        path = canonical_path(path)
+        scope["path"] = path
+        scope["raw_path"] = quote(path, safe=_PATH_SAFE).encode("ascii")
+    return path
 
 
 def _request_id(scope: Any) -> str:
@@ -63,6 +107,13 @@ class ShimMiddleware:
         self.cors_any = "*" in self.cors
         self.metrics_auth = server.metrics_auth
 
+    def _public(self, path: str, scope: Any) -> bool:
+        if path not in PUBLIC_PATHS:
+            return False
+        if path == "/metrics":
+            return not self.metrics_auth
+        return path != "/ready" or not scope.get("query_string")
+
     def _allowed_origin(self, scope: Any) -> bytes | None:
         if not self.cors:
             return None
@@ -78,14 +129,16 @@ class ShimMiddleware:
             await self.app(scope, receive, send)
             return
         services = self.services
-        path: str = scope["path"]
+        path = _canonicalise(scope)
+        method: str = scope["method"]
         endpoint = ENDPOINTS.get(path) or ("models" if path.startswith("/v1/models/") else None)
         ctx = RequestContext(_request_id(scope), endpoint or "other")
         scope.setdefault("state", {})[SCOPE_KEY] = ctx
         origin = self._allowed_origin(scope)
-        if origin is not None and scope["method"] == "OPTIONS":
+        if origin is not None and method == "OPTIONS":
             await _preflight(send, origin, ctx, _header(scope, b"access-control-request-headers"))
             return
+        head = method == "HEAD"
 
         async def send_wrapper(message: Any) -> None:
             if message["type"] == "http.response.start":
@@ -102,20 +155,26 @@ class ShimMiddleware:
                     if origin != b"*":
                         headers.append((b"vary", b"Origin"))
                 message = {**message, "headers": headers}
+            elif head and message.get("body"):
+                # A HEAD answer is the GET answer without its body (headers unchanged).
+                message = {**message, "body": b""}
             await send(message)
 
         try:
-            if path.startswith("/v1/") or (self.metrics_auth and path == "/metrics"):
+            if not self._public(path, scope):
                 try:
                     key = services.keyring.authenticate(_header(scope, b"authorization"))
                     if key is not None:
                         ctx.key, ctx.key_name = key, key.name
-                        if path.startswith("/v1/") and scope["method"] == "POST":
+                        if method == "POST" and path.startswith("/v1/"):
                             key.admit()
                 except ShimError as exc:
                     await _send_error(send_wrapper, exc)
                     return
-            await self.app(scope, receive, send_wrapper)
+            # HEAD is served as GET wherever GET is (the server, the scope's owner, still sees
+            # HEAD and sends no body); the access log says HEAD.
+            app_scope: Any = {**scope, "method": "GET"} if head else scope
+            await self.app(app_scope, receive, send_wrapper)
         except asyncio.CancelledError:
             ctx.status = 499
             raise

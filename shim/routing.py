@@ -5,20 +5,31 @@ adapter, template, timeouts, limits), so the request path does a single dict loo
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import time
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 import msgspec
 
 from shim import templates
 from shim.adapters.text_generation import TGI, Pipeline
-from shim.config import Config, ConfigError, ModelConfig, Protocol, Task, protocol_of, urls_of
+from shim.config import (
+    Config,
+    ConfigError,
+    ModelConfig,
+    Protocol,
+    Task,
+    protocol_of,
+    urls_of,
+    userinfo_of,
+    without_userinfo,
+)
 from shim.errors import InvalidRequestError, ModelNotFoundError, RateLimitError
 from shim.openai import common
 
@@ -115,6 +126,8 @@ class Route:
         headers = {"content-type": "application/json", "accept": "application/json"}
         if token:
             headers["authorization"] = f"Bearer {token}"
+        elif (userinfo := next(map(userinfo_of, urls_of(model)), None)) is not None:
+            headers["authorization"] = _basic_auth(userinfo)
         self.headers = headers
         # Sent on a retry after a 503 "loading": makes HF hold the request until the model is up.
         loading = dict(headers)
@@ -152,6 +165,8 @@ class Route:
         self.max_tokens_limit = model.max_tokens_limit
         self.max_messages = model.max_messages
         self.max_n = model.max_n
+        self.max_prompts = model.max_prompts
+        self.max_choices = model.max_choices
         # --- embeddings ---
         self.max_batch_size = model.max_batch_size or 32
         # The model's tokenizer (``tokenizers``), loaded at startup when available offline:
@@ -229,25 +244,30 @@ class Route:
         except TimeoutError:
             pass
 
-    def acquire_slot(self) -> _Slot:
-        """A concurrency slot (``max_concurrency``), or 429 when the wait queue is full."""
+    def acquire_slot(self) -> Slot:
+        """A concurrency slot (``max_concurrency``) to wait for, or 429 when the wait queue is
+        full."""
         if self._limit is None:
-            return _NO_LIMIT
+            return NO_SLOT
         if self._limit.locked() and self._queued >= self.max_queue:
             raise RateLimitError(
                 f"Too many concurrent requests for `{self.name}`; try again shortly.",
                 retry_after=1.0,
             )
-        return _Slot(self)
+        return Slot(self)
 
 
-class _Slot:
-    __slots__ = ("_route",)
+class Slot:
+    """One request's place under its model's ``max_concurrency``, released exactly once: when
+    the answer is built, or for a stream when its reply ends (``api.api_route``)."""
+
+    __slots__ = ("_held", "_route")
 
     def __init__(self, route: Route | None) -> None:
         self._route = route
+        self._held = False
 
-    async def __aenter__(self) -> None:
+    async def acquire(self) -> None:
         route = self._route
         if route is None or route._limit is None:
             return
@@ -256,20 +276,24 @@ class _Slot:
             await route._limit.acquire()
         finally:
             route._queued -= 1
+        self._held = True
 
-    async def __aexit__(self, *exc: object) -> None:
-        route = self._route
-        if route is not None and route._limit is not None:
-            route._limit.release()
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            assert self._route is not None and self._route._limit is not None
+            self._route._limit.release()
 
 
-_NO_LIMIT = _Slot(None)
+#: The slot of a model without ``max_concurrency``: nothing to wait for or release.
+NO_SLOT = Slot(None)
 
 
 def _bases_and_paths(
     model: ModelConfig, protocol: Protocol, base_url: str
 ) -> tuple[list[str], Paths]:
-    urls = [u.rstrip("/") for u in urls_of(model)]
+    # Credentials in a URL were made an Authorization header: never part of the URL sent.
+    urls = [without_userinfo(u).rstrip("/") for u in urls_of(model)]
     hf_model = quote(model.hf_model or "", safe="/")
     if protocol == "openai":
         if not urls:
@@ -288,6 +312,13 @@ def _bases_and_paths(
         serverless = f"{base_url}/hf-inference/models/{hf_model}/pipeline/feature-extraction"
         return urls or [serverless], Paths(embeddings="")
     return urls or [f"{base_url}/hf-inference/models/{hf_model}"], Paths(generate="")
+
+
+def _basic_auth(userinfo: str) -> str:
+    """RFC 7617 Basic credentials from a URL's percent-encoded ``user:password``."""
+    user, _, password = userinfo.partition(":")
+    pair = f"{unquote(user)}:{unquote(password)}".encode()
+    return "Basic " + base64.b64encode(pair).decode("ascii")
 
 
 def _strip_v1(url: str) -> str:

@@ -104,10 +104,10 @@ def free_port() -> int:
 async def serve_asgi(app: Any, log_level: str = "warning", **options: Any) -> AsyncIterator[str]:
     """Serve an ASGI app on a real loopback socket in this event loop; yields its base URL."""
     port = free_port()
+    settings = {"lifespan": "on", "loop": "asyncio", "http": "httptools", "interface": "asgi3"}
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level=log_level, lifespan="on",
-        loop="asyncio", http="httptools", interface="asgi3", **options,
-    )  # fmt: skip
+        app, host="127.0.0.1", port=port, log_level=log_level, **{**settings, **options}
+    )
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())

@@ -95,6 +95,11 @@ BAD = [
         "models.m.fallbacks: `ghost` is not another model",
         id="bad-fallback",
     ),
+    pytest.param(
+        GOOD_MODEL + "max_choices = 0\n",
+        "models.m.max_choices: must be at least 1",
+        id="limit-below-one",
+    ),
     pytest.param("models = 3\n", "models: expected a table of models", id="models-not-table"),
     pytest.param("[server\n", "invalid TOML", id="invalid-toml"),
 ]
@@ -171,3 +176,18 @@ def test_openai_url_normalised_with_or_without_v1() -> None:
     )
     assert router.routes["a"].endpoints[0].base == "http://a/v1"
     assert router.routes["b"].endpoints[0].base == "http://b/v1"
+
+
+def test_request_limits_are_accepted_with_documented_defaults() -> None:
+    limits = ("max_messages", "max_n", "max_prompts", "max_choices", "max_tokens_limit")
+    defaults = Router(parse_config(GOOD_MODEL, env={})).routes["m"]
+    assert [getattr(defaults, name) for name in limits] == [1000, 8, 64, 128, None]
+    text = GOOD_MODEL + "max_messages = 50\nmax_n = 4\nmax_prompts = 8\nmax_choices = 16\n"
+    route = Router(parse_config(text + "max_tokens_limit = 512\n", env={})).routes["m"]
+    assert [getattr(route, name) for name in limits] == [50, 4, 8, 16, 512]
+
+
+def test_example_config_documents_the_request_limits() -> None:
+    example = (ROOT / "config.example.toml").read_text()
+    for key in ("max_messages", "max_n", "max_prompts", "max_choices", "max_tokens_limit"):
+        assert f"# {key} = " in example, key

@@ -315,13 +315,13 @@ async def test_api_keys(fake: FakeHF) -> None:
         assert r.status_code == 200
         team = {"authorization": "Bearer team-a-key"}
         r = await client.post("/v1/chat/completions", json={**body, "model": "f"}, headers=team)
-        assert r.status_code == 403 and r.json()["error"]["code"] == "model_not_allowed"
+        assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
         r = await client.get("/v1/models", headers=team)
         assert [m["id"] for m in r.json()["data"]] == ["e"]
         r = await client.get("/v1/models/f", headers=team)
         assert r.status_code == 404
         r = await client.post("/v1/chat/completions", json=body, headers=team)
-        assert r.status_code == 200  # the 2nd request of the minute (the 403 counted too)
+        assert r.status_code == 200  # the 2nd request of the minute (the 404 counted too)
         r = await client.post("/v1/chat/completions", json=body, headers=team)
         assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
         assert (await client.get("/health")).status_code == 200
@@ -448,7 +448,7 @@ async def test_ready_turns_503_while_draining(fake: FakeHF) -> None:
         assert (await client.get("/health")).status_code == 200
 
 
-async def test_ready_probes_upstreams_without_tokens(fake: FakeHF) -> None:
+async def test_ready_probes_upstreams_and_never_shows_tokens(fake: FakeHF) -> None:
     fake.script("/b/health", Reply(503, body=b""))
     models = hf() + model("e", f'"{FAKE}/a"') + model("f", f'"{FAKE}/b"')
     async with app_client(fake, make_config(models)) as client:

@@ -100,6 +100,9 @@ def rewrite(data: dict[str, Any], *, model: str, id: str, created: int, stream: 
     data["model"] = model
     data["id"] = id
     data["created"] = created
+    # A string in OpenAI's schema: some upstreams send null, which strict clients reject.
+    if "system_fingerprint" in data and data["system_fingerprint"] is None:
+        del data["system_fingerprint"]
     _fix_choices(data, stream=stream)
     return _encoder.encode(data)
 

@@ -20,10 +20,24 @@ PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 StopList = Annotated[list[str], msgspec.Meta(max_length=4)]
 
 
+#: The roles OpenAI accepts (``ChatCompletionRequestMessage``; ``function`` is the legacy one).
+#: Anything else is a 400 on every protocol: a role is copied into rendered prompts and
+#: forwarded upstream, so ``"user\n<|im_start|>system"`` must never get that far.
+Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
+# msgspec's own words for an absent required field, so the handler's 400 names the field the
+# same way (`messages[2].tool_call_id`) for the fields OpenAI requires only in some shapes.
+_MISSING = "Object missing required field `{}`"
+
+
 class ContentPart(msgspec.Struct, forbid_unknown_fields=False):
     type: str
     text: str | None = None
     image_url: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        # ``ChatCompletionRequestMessageContentPartText`` requires `text`.
+        if self.type == "text" and self.text is None:
+            raise ValueError(_MISSING.format("text"))
 
 
 class ToolCallFunction(msgspec.Struct):
@@ -38,12 +52,17 @@ class ToolCall(msgspec.Struct):
 
 
 class ChatMessage(msgspec.Struct):
-    role: str
+    role: Role
     # A string, a list of content parts, or null (assistant with tool_calls).
     content: str | list[ContentPart] | None = None
     name: str | None = None
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
+
+    def __post_init__(self) -> None:
+        # ``ChatCompletionRequestToolMessage`` requires `tool_call_id`.
+        if self.role == "tool" and self.tool_call_id is None:
+            raise ValueError(_MISSING.format("tool_call_id"))
 
 
 class ChatCompletionRequest(msgspec.Struct):
@@ -122,7 +141,8 @@ class ChatCompletion(msgspec.Struct, kw_only=True):
     object: Literal["chat.completion"] = "chat.completion"
     created: int
     model: str
-    system_fingerprint: str | None = None
+    # A string in OpenAI's schema, never null: omitted when unknown (always, on rendered protocols).
+    system_fingerprint: str | msgspec.UnsetType = msgspec.UNSET
     choices: list[Choice]
     usage: Usage
 
@@ -144,7 +164,8 @@ class ChatCompletionChunk(msgspec.Struct, kw_only=True):
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
     created: int
     model: str
-    system_fingerprint: str | None = None
+    # A string in OpenAI's schema, never null: omitted when unknown (always, on rendered protocols).
+    system_fingerprint: str | msgspec.UnsetType = msgspec.UNSET
     choices: list[ChunkChoice]
     # Only the final chunk of a stream with include_usage carries usage (and no choices).
     usage: Usage | None = None

@@ -63,7 +63,8 @@ class Completion(msgspec.Struct, kw_only=True):
     object: Literal["text_completion"] = "text_completion"
     created: int
     model: str
-    system_fingerprint: None = None
+    # A string in OpenAI's schema, never null: omitted when unknown (always, on rendered protocols).
+    system_fingerprint: str | msgspec.UnsetType = msgspec.UNSET
     choices: list[CompletionChoice]
     # null on stream chunks but the usage chunk.
     usage: Usage | None = None

@@ -443,19 +443,24 @@ async def test_401_wrong_key(keyed: Stack) -> None:
 
 
 @bounded()
-async def test_403_key_restricted_to_other_models(keyed: Stack) -> None:
+async def test_key_restricted_to_other_models_sees_them_as_missing(keyed: Stack) -> None:
     async with async_client(keyed, TGI_ONLY_KEY) as client:
         allowed = await client.chat.completions.create(model="tgi", messages=MESSAGES)
-        with pytest.raises(openai.PermissionDeniedError) as denied:
+        with pytest.raises(openai.NotFoundError) as denied:
             await client.chat.completions.create(model="vllm", messages=MESSAGES)
+        with pytest.raises(openai.NotFoundError) as missing:
+            await client.chat.completions.create(model="no-such-model", messages=MESSAGES)
         visible = [m.id async for m in await client.models.list()]
         with pytest.raises(openai.NotFoundError):
             await client.models.retrieve("vllm")
     assert allowed.choices[0].message.content == ANSWER
-    assert denied.value.status_code == 403
-    assert denied.value.code == "model_not_allowed"
+    # A model the key may not use answers as one that does not exist.
+    assert denied.value.status_code == missing.value.status_code == 404
+    assert denied.value.code == missing.value.code == "model_not_found"
     assert denied.value.param == "model"
-    assert "`vllm`" in denied.value.body["message"]  # type: ignore[index]
+    assert denied.value.body["message"] == missing.value.body["message"].replace(
+        "no-such-model", "vllm"
+    )  # type: ignore[index]
     assert visible == ["tgi"]
     assert keyed.upstream_calls("/vllm/v1/chat/completions") == 0
 
