@@ -6,23 +6,44 @@ start once per module: most of a client test's time would otherwise be server st
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
 from tests.clients.stack import KEYS, Stack, running_stack
 
+# --- features not wired into the request path yet -----------------------------------------------
+# The Responses API (test_responses_*) is tested by these files before it serves requests; until
+# then they are skipped, and run with SHIM_TEST_UNWIRED=1 (they fail today). The commit that
+# wires it deletes this block and the hook below.
+UNWIRED = ("test_responses_",)
+UNWIRED_ON = os.environ.get("SHIM_TEST_UNWIRED") == "1"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if item.path.parent != here:
+            continue
+        if not UNWIRED_ON and item.path.name.startswith(UNWIRED):
+            item.add_marker(pytest.mark.skip(reason="feature not wired yet"))
+
+
+# --- fixtures ------------------------------------------------------------------------------------
+
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def _open_stack() -> AsyncIterator[Stack]:
-    async with running_stack() as stack:
+async def _open_stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    async with running_stack(state=tmp_path_factory.mktemp("state")) as stack:
         yield stack
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def _keyed_stack() -> AsyncIterator[Stack]:
-    async with running_stack(KEYS) as stack:
+async def _keyed_stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    async with running_stack(KEYS, state=tmp_path_factory.mktemp("state")) as stack:
         yield stack
 
 
