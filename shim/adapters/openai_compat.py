@@ -5,6 +5,10 @@ answer comes back with our model name and OpenAI's exact shapes. Pure functions 
 Upstream quirks repaired on the way back (PROTOCOLS.md §2): TGI's empty ``id``; its
 ``eos_token`` / ``stop_sequence`` / ``""`` finish reasons; tool-call ``arguments`` sent as an
 object (TGI < 3.2) and integer call ids.
+
+The legacy ``functions`` / ``function_call`` API goes out as ``tools`` / ``tool_choice`` (TGI's
+Messages API and vLLM have no ``functions``; earlier ``function_call`` turns and ``function``
+results become tool calls and ``tool`` messages) and the answer comes back in the legacy shape.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any, Literal
 import msgspec
 
 from shim import hf
+from shim.adapters._tools import from_functions
 from shim.errors import (
     InvalidRequestError,
     UpstreamError,
@@ -65,6 +70,62 @@ def chat_from_completion(request: dict[str, Any]) -> dict[str, Any]:
     return chat
 
 
+def is_legacy(request: dict[str, Any]) -> bool:
+    """The request uses the legacy ``functions`` API."""
+    return request.get("functions") is not None or request.get("function_call") is not None
+
+
+def tools_from_legacy(request: dict[str, Any]) -> dict[str, Any]:
+    """A legacy ``functions`` request in today's terms: ``tools``, ``tool_choice``, and the
+    history's ``function_call`` turns and ``function`` results as tool calls and results."""
+    out = dict(request)
+    functions, function_call = out.pop("functions", None), out.pop("function_call", None)
+    if not isinstance(functions, list | None):
+        raise InvalidRequestError("`functions` must be a list.", param="functions")
+    tools, choice = from_functions(functions, function_call)
+    if tools:
+        out["tools"] = tools
+    if choice is not None:
+        out["tool_choice"] = choice
+    messages = out.get("messages")
+    if isinstance(messages, list):
+        out["messages"] = _legacy_messages(messages)
+    return out
+
+
+def _legacy_messages(messages: list[Any]) -> list[Any]:
+    out: list[Any] = []
+    latest: dict[str, str] = {}  # function name → id given to its latest call
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            out.append(message)
+            continue
+        call = message.get("function_call")
+        if isinstance(call, dict) and not message.get("tool_calls"):
+            call_id = f"call_{i}"
+            latest[str(call.get("name"))] = call_id
+            message = {k: v for k, v in message.items() if k != "function_call"}
+            message["tool_calls"] = [{"id": call_id, "type": "function", "function": call}]
+        elif message.get("role") == "function":
+            name = str(message.get("name"))
+            message = {"role": "tool", "content": message.get("content") or ""}
+            message["tool_call_id"] = latest.get(name, f"call_{name}")
+        out.append(message)
+    return out
+
+
+def _as_legacy(choice: dict[str, Any], key: str) -> None:
+    """A choice's tool calls as the legacy ``function_call`` (its first call only)."""
+    message = choice[key]
+    calls = message.pop("tool_calls", None) or []
+    first = [c for c in calls if isinstance(c, dict) and c.get("index", 0) == 0]
+    if first and isinstance(first[0].get("function"), dict):
+        function = message["function_call"] = first[0]["function"]
+        function.setdefault("arguments", "")  # OpenAI's first legacy delta: name and ""
+    if choice.get("finish_reason") == "tool_calls":
+        choice["finish_reason"] = "function_call"
+
+
 def _fix_tool_calls(calls: Any) -> None:
     if calls is None:
         return
@@ -97,7 +158,7 @@ def _check_message(choice: dict[str, Any], key: str) -> None:
         choice["finish_reason"] = "tool_calls"
 
 
-def _fix_choices(data: dict[str, Any], *, stream: bool, chat: bool) -> None:
+def _fix_choices(data: dict[str, Any], *, stream: bool, chat: bool, legacy: bool = False) -> None:
     """Check what OpenAI requires of each choice (``index``; ``message`` or ``delta`` for chat,
     ``text`` for completions; a string ``finish_reason``) and repair TGI's quirks."""
     choices = data.get("choices")
@@ -115,7 +176,10 @@ def _fix_choices(data: dict[str, Any], *, stream: bool, chat: bool) -> None:
         if reason in _FINISH:
             choice["finish_reason"] = _FINISH[reason]
         if chat:
-            _check_message(choice, "delta" if stream else "message")
+            key = "delta" if stream else "message"
+            _check_message(choice, key)
+            if legacy:
+                _as_legacy(choice, key)
         elif not isinstance(choice.get("text"), str):
             raise invalid_response("a completion choice without `text`")
 
@@ -134,16 +198,17 @@ def rewrite(
     chat: bool,
     as_completion: bool = False,
     object: str | None = None,
+    legacy: bool = False,
 ) -> bytes:
     """An upstream answer or chunk, as the client must see it. ``chat``: the upstream answered
     a chat request (``as_completion``: to be sent on as a completion); ``object`` is set on
-    every answer and chunk."""
+    every answer and chunk; ``legacy``: tool calls go back as ``function_call``."""
     if data.get("error"):
         # As the openai SDK reads an event: a truthy `error` makes it an error (so its text
         # is scrubbed like every upstream message, never forwarded as a chunk).
         raise stream_error(data)
     try:
-        _fix_choices(data, stream=stream, chat=chat)
+        _fix_choices(data, stream=stream, chat=chat, legacy=legacy)
         if as_completion:
             chat_as_completion(data, stream=stream)
         if object is not None:
@@ -206,7 +271,12 @@ def has_content(data: dict[str, Any]) -> bool:
     """Whether a chunk carries output (text or a tool call): a token for the stream's clock."""
     for choice in data.get("choices") or ():
         delta = choice.get("delta") or {}
-        if delta.get("content") or delta.get("tool_calls") or choice.get("text"):
+        if (
+            delta.get("content")
+            or delta.get("tool_calls")
+            or delta.get("function_call")
+            or choice.get("text")
+        ):
             return True
     return False
 
@@ -221,10 +291,21 @@ class Rewriter:
     id and creation time (made by the caller), OpenAI's ``object``, and a chat answer turned
     back into a completion when the upstream serves chat only."""
 
-    __slots__ = ("as_completion", "chat", "created", "id", "model", "objects")
+    __slots__ = ("as_completion", "chat", "created", "id", "legacy", "model", "objects")
 
-    def __init__(self, *, model: str, id: str, created: int, kind: Kind, as_completion: bool):
+    def __init__(
+        self,
+        *,
+        model: str,
+        id: str,
+        created: int,
+        kind: Kind,
+        as_completion: bool,
+        legacy: bool = False,
+    ):
         self.model = model
+        # The client used the legacy `functions` API: calls go back as `function_call`.
+        self.legacy = legacy
         self.id = id
         self.created = created
         self.as_completion = as_completion
@@ -249,4 +330,5 @@ class Rewriter:
             chat=self.chat,
             as_completion=self.as_completion,
             object=self.objects[stream],
+            legacy=self.legacy,
         )

@@ -31,12 +31,16 @@ async def respond(attempt: Attempt, *, kind: openai_compat.Kind) -> Reply:
     stream = bool(request.get("stream"))
     ctx.stream = stream
     as_completion = kind == "completions" and route.paths.completions is None
+    legacy = kind == "chat" and openai_compat.is_legacy(request)
+    if legacy:
+        request = openai_compat.tools_from_legacy(request)
     rewriter = openai_compat.Rewriter(
         model=route.name,
         id=("chatcmpl-" if kind == "chat" else "cmpl-") + new_id(24),
         created=int(time.time()),
         kind=kind,
         as_completion=as_completion,
+        legacy=legacy,
     )
     path = route.paths.completions if kind == "completions" else route.paths.chat
     if as_completion:
