@@ -12,7 +12,7 @@ Where is X translated?
   ``.OpenAIStyle``;
 - text-ranking (``TextRanking``): ``text_ranking.TEI``, ``.Pipeline``, ``.RerankAPI``;
 - OpenAI-speaking upstreams, any task (``ChunkRewriter``): ``openai_compat.Rewriter``, the
-  request side by ``openai_compat.to_payload``.
+  request side by ``openai_compat.to_payload``; the legacy ``functions`` API by ``_functions``.
 
 Shared pieces: ``_params`` (OpenAI parameters → neutral), ``_prompt`` (chat → prompt),
 ``_stop`` (stop sequences), ``_vectors`` (embedding shapes), ``_result`` (neutral results).

@@ -6,9 +6,8 @@ Upstream quirks repaired on the way back (PROTOCOLS.md §2): TGI's empty ``id``;
 ``eos_token`` / ``stop_sequence`` / ``""`` finish reasons; tool-call ``arguments`` sent as an
 object (TGI < 3.2) and integer call ids.
 
-The legacy ``functions`` / ``function_call`` API goes out as ``tools`` / ``tool_choice`` (TGI's
-Messages API and vLLM have no ``functions``; earlier ``function_call`` turns and ``function``
-results become tool calls and ``tool`` messages) and the answer comes back in the legacy shape.
+The legacy ``functions`` API goes out as ``tools`` and comes back as ``function_call``
+(``_functions``).
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from typing import Any, Literal
 import msgspec
 
 from shim import hf
-from shim.adapters._tools import from_functions
+from shim.adapters._functions import as_legacy
 from shim.errors import (
     InvalidRequestError,
     UpstreamError,
@@ -68,62 +67,6 @@ def chat_from_completion(request: dict[str, Any]) -> dict[str, Any]:
     chat = {k: v for k, v in request.items() if k not in dropped}
     chat["messages"] = [{"role": "user", "content": prompt}]
     return chat
-
-
-def is_legacy(request: dict[str, Any]) -> bool:
-    """The request uses the legacy ``functions`` API."""
-    return request.get("functions") is not None or request.get("function_call") is not None
-
-
-def tools_from_legacy(request: dict[str, Any]) -> dict[str, Any]:
-    """A legacy ``functions`` request in today's terms: ``tools``, ``tool_choice``, and the
-    history's ``function_call`` turns and ``function`` results as tool calls and results."""
-    out = dict(request)
-    functions, function_call = out.pop("functions", None), out.pop("function_call", None)
-    if not isinstance(functions, list | None):
-        raise InvalidRequestError("`functions` must be a list.", param="functions")
-    tools, choice = from_functions(functions, function_call)
-    if tools:
-        out["tools"] = tools
-    if choice is not None:
-        out["tool_choice"] = choice
-    messages = out.get("messages")
-    if isinstance(messages, list):
-        out["messages"] = _legacy_messages(messages)
-    return out
-
-
-def _legacy_messages(messages: list[Any]) -> list[Any]:
-    out: list[Any] = []
-    latest: dict[str, str] = {}  # function name → id given to its latest call
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict):
-            out.append(message)
-            continue
-        call = message.get("function_call")
-        if isinstance(call, dict) and not message.get("tool_calls"):
-            call_id = f"call_{i}"
-            latest[str(call.get("name"))] = call_id
-            message = {k: v for k, v in message.items() if k != "function_call"}
-            message["tool_calls"] = [{"id": call_id, "type": "function", "function": call}]
-        elif message.get("role") == "function":
-            name = str(message.get("name"))
-            message = {"role": "tool", "content": message.get("content") or ""}
-            message["tool_call_id"] = latest.get(name, f"call_{name}")
-        out.append(message)
-    return out
-
-
-def _as_legacy(choice: dict[str, Any], key: str) -> None:
-    """A choice's tool calls as the legacy ``function_call`` (its first call only)."""
-    message = choice[key]
-    calls = message.pop("tool_calls", None) or []
-    first = [c for c in calls if isinstance(c, dict) and c.get("index", 0) == 0]
-    if first and isinstance(first[0].get("function"), dict):
-        function = message["function_call"] = first[0]["function"]
-        function.setdefault("arguments", "")  # OpenAI's first legacy delta: name and ""
-    if choice.get("finish_reason") == "tool_calls":
-        choice["finish_reason"] = "function_call"
 
 
 def _fix_tool_calls(calls: Any) -> None:
@@ -179,7 +122,7 @@ def _fix_choices(data: dict[str, Any], *, stream: bool, chat: bool, legacy: bool
             key = "delta" if stream else "message"
             _check_message(choice, key)
             if legacy:
-                _as_legacy(choice, key)
+                as_legacy(choice, key)
         elif not isinstance(choice.get("text"), str):
             raise invalid_response("a completion choice without `text`")
 

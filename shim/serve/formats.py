@@ -175,17 +175,14 @@ class ChatFormat(_Format):
         if isinstance(piece, ReasoningPiece):
             return chat.Delta(reasoning_content=piece.text)
         assert not isinstance(piece, TextPiece)
-        start = isinstance(piece, ToolCallStart)
-        function = (
-            chat.DeltaFunction(name=piece.name, arguments="")
-            if isinstance(piece, ToolCallStart)
-            else chat.DeltaFunction(arguments=piece.text)
-        )
+        if isinstance(piece, ToolCallStart):
+            function = chat.DeltaFunction(name=piece.name, arguments="")
+            call = chat.DeltaToolCall(piece.index, call_id(), "function", function)
+        else:
+            function = chat.DeltaFunction(arguments=piece.text)
+            call = chat.DeltaToolCall(piece.index, function=function)
         if self.legacy:  # the legacy API has one call: the first
             return chat.Delta(function_call=function) if piece.index == 0 else None
-        if not start:
-            return chat.Delta(tool_calls=[chat.DeltaToolCall(piece.index, function=function)])
-        call = chat.DeltaToolCall(piece.index, call_id(), "function", function)
         return chat.Delta(tool_calls=[call])
 
     def first(self) -> bytes | None:

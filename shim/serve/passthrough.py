@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from shim.adapters import ChunkRewriter, openai_compat
+from shim.adapters import ChunkRewriter, _functions, openai_compat
 from shim.context import new_id
 from shim.errors import ErrorBody
 from shim.openai.sse import DONE, encode_event
@@ -31,9 +31,9 @@ async def respond(attempt: Attempt, *, kind: openai_compat.Kind) -> Reply:
     stream = bool(request.get("stream"))
     ctx.stream = stream
     as_completion = kind == "completions" and route.paths.completions is None
-    legacy = kind == "chat" and openai_compat.is_legacy(request)
+    legacy = kind == "chat" and _functions.is_legacy(request)
     if legacy:
-        request = openai_compat.tools_from_legacy(request)
+        request = _functions.tools_from_legacy(request)
     rewriter = openai_compat.Rewriter(
         model=route.name,
         id=("chatcmpl-" if kind == "chat" else "cmpl-") + new_id(24),
