@@ -185,20 +185,22 @@ class RenderedStream:
     goes through the answer parser: reasoning and tool-call deltas, never their markup."""
 
     __slots__ = (
-        "_answer", "_called", "_finish", "_job", "_last", "_markers", "_produced", "_scanner",
+        "_answer", "_called", "_finish", "_job", "_last", "_parse", "_produced", "_scanner",
         "complete", "completion_tokens", "done", "prompt_tokens", "tokens",
     )  # fmt: skip
 
     def __init__(self, job: Job) -> None:
         self._job = job
+        reading = job.reading
+        # Bound once (per event it is one call); with marker tokens to keep when parsing.
+        parse = job.adapter.parse_event
+        self._parse = parse if reading is None else partial(parse, markers=reading.markers)
         self._scanner = StopScanner(job.stops)
         self._produced: list[str] = []
         self._finish = "stop"
         # The event that ended the generation (its token counts, when TGI reports them).
         self._last: StreamDelta | None = None
-        reading = job.reading
         self._answer = reading.parser(job.prompts[0]) if reading is not None else None
-        self._markers = reading.markers if reading is not None else frozenset()
         self._called = False
         self.complete = self.done = False
         self.tokens = self.prompt_tokens = self.completion_tokens = 0
@@ -212,14 +214,14 @@ class RenderedStream:
         return out
 
     def feed(self, data: bytes) -> bytes:
-        job = self._job
-        delta = job.adapter.parse_event(data, markers=self._markers)
+        delta = self._parse(data)
         scanner = self._scanner
         text = scanner.feed(delta.text)
         out = b""
         if text:
             self.tokens += 1
             self._produced.append(text)
+            job = self._job
             if self._answer is not None:
                 out = self._pieces(self._answer.feed(text))
             elif job.params.logprobs:
