@@ -89,7 +89,7 @@ def _patch_fast_log() -> None:
             return
         pending.append(
             f"request_id={ctx.request_id} method={scope['method']} path={scope['path']} "
-            f"endpoint={ctx.endpoint} model={ctx.model} status={ctx.status} "
+            f"endpoint={ctx.api} model={ctx.model} status={ctx.status} "
             f"duration_ms={(now - ctx.start) * 1000:.3f} "
             f"upstream_ms={ctx.upstream_seconds * 1000:.3f} "
             f"overhead_ms={ctx.overhead(now) * 1000:.3f} prompt_tokens={ctx.prompt_tokens} "
@@ -222,7 +222,7 @@ async def _clients(port: int, *, count: int, rounds: int) -> dict[str, Any]:
     import aiohttp
     import httpx
 
-    from shim.upstream import POOL_LIMITS, default_transport
+    from shim.upstream.client import POOL_LIMITS, default_transport
 
     url = f"http://{HOST}:{port}/generate"
     direct = next(s for s in all_scenarios() if s.id == "chat_c32").direct

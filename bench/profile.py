@@ -24,21 +24,35 @@ from bench.scenarios import Scenario
 #: Parts of shim's request path, each by the frames it is made of (a sample counts when one
 #: of its frames contains one of the names: inclusive time, so parts can overlap).
 COMPONENTS: dict[str, tuple[str, ...]] = {
-    "upstream HTTP client (httpx + httpx-aiohttp + aiohttp)": ("Upstream._attempt (",),
+    # (Older frame names are kept so that ``--shim-ref`` can profile an earlier shim.)
+    "upstream HTTP client (httpx + the aiohttp transport)": (
+        "Upstream._attempt (",
+        "Client._attempt (",
+    ),
     "upstream stream reads (OpenStream chunks)": (
         "OpenStream.iter_bytes (",
         "OpenStream._chunks (",
     ),
-    "SSE parsing (shim/streaming.py)": ("iter_sse_data (", "iter_sse_batches ("),
+    "SSE parsing (shim/upstream/sse.py)": ("iter_sse_data (", "iter_sse_batches ("),
     "client writes (uvicorn RequestResponseCycle.send)": ("RequestResponseCycle.send (",),
     "access log line (shim/accesslog.py write)": ("write (shim/accesslog.py)",),
     "Prometheus metrics (shim/metrics.py)": ("(shim/metrics.py)",),
-    "request body read + decode": ("read_json (", "decode (shim/handlers.py)"),
+    "request body read + decode": (
+        "read_json (",
+        "decode (shim/handlers.py)",
+        "decode_request (shim/serve/call.py)",
+    ),
     "chat template render": ("render (shim/adapters/_prompt.py)",),
     "TGI parse (response / stream events)": ("TGI.parse_response (", "TGI.parse_event ("),
-    "OpenAI response / chunk encode (shim/formats.py)": ("(shim/formats.py)",),
+    "OpenAI response / chunk encode (shim/serve/formats.py)": (
+        "(shim/formats.py)",
+        "(shim/serve/formats.py)",
+    ),
     "stop-sequence scan (StopScanner)": ("StopScanner.",),
-    "disconnect watcher (_until_disconnect.watch)": ("watch (shim/handlers.py)",),
+    "disconnect watcher (DisconnectWatch._watch)": (
+        "watch (shim/handlers.py)",
+        "_watch (shim/serve/dispatch.py)",
+    ),
 }
 
 #: Scenarios profiled by ``--profile``: non-stream chat, burst streams, paced streams.

@@ -105,7 +105,11 @@ def _source_cwd(source: Path | None) -> Path | None:
 
 _CONFIG_PROBE = """
 import json, sys
-from shim.config import ConfigError, parse_config
+from shim.config import ConfigError
+try:
+    from shim.loader import parse_config
+except ImportError:  # a shim from before the loader had its own module
+    from shim.config import parse_config
 verdicts = {}
 for name, text in json.load(sys.stdin).items():
     try:

@@ -8,7 +8,8 @@ import shutil
 import sys
 import tempfile
 
-from shim.config import ConfigError, load_config
+from shim.config import ConfigError
+from shim.loader import load_config
 
 
 def _parser() -> argparse.ArgumentParser:

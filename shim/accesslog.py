@@ -16,6 +16,7 @@ import msgspec
 
 from shim.config import ServerConfig
 from shim.context import RequestContext
+from shim.types import Scope
 
 _encoder = msgspec.json.Encoder()
 BODY_LOG_LIMIT = 4096
@@ -99,7 +100,7 @@ class AccessLog:
             self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
         return f"{self._stamp},{int(wall % 1 * 1000):03d}"
 
-    def write(self, ctx: RequestContext, scope: Any, now: float) -> None:
+    def write(self, ctx: RequestContext, scope: Scope, now: float) -> None:
         if not self.enabled:
             return
         wall = time.time()
@@ -122,7 +123,7 @@ class AccessLog:
                 extra += f" body={_body(ctx.body)!r}"
             line = (
                 f"{self._timestamp(wall)} INFO shim.access: request_id={ctx.request_id} "
-                f"method={scope['method']} path={scope['path']} endpoint={ctx.endpoint} "
+                f"method={scope['method']} path={scope['path']} endpoint={ctx.api} "
                 f"model={ctx.model} status={ctx.status} "
                 f"duration_ms={(now - ctx.start) * 1000:.3f} "
                 f"upstream_ms={ctx.upstream_seconds * 1000:.3f} "
@@ -151,12 +152,12 @@ def _body(body: bytes) -> str:
     return body[:BODY_LOG_LIMIT].decode("utf-8", "replace")
 
 
-def _fields(ctx: RequestContext, scope: Any, now: float) -> dict[str, Any]:
+def _fields(ctx: RequestContext, scope: Scope, now: float) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "request_id": ctx.request_id,
         "method": scope["method"],
         "path": scope["path"],
-        "endpoint": ctx.endpoint,
+        "endpoint": ctx.api,
         "model": ctx.model,
         "status": ctx.status,
         "duration_ms": round((now - ctx.start) * 1000, 3),
@@ -179,5 +180,5 @@ def _fields(ctx: RequestContext, scope: Any, now: float) -> dict[str, Any]:
 ACCESS = AccessLog()
 
 
-def write(ctx: RequestContext, scope: Any, now: float) -> None:
+def write(ctx: RequestContext, scope: Scope, now: float) -> None:
     ACCESS.write(ctx, scope, now)

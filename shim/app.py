@@ -1,31 +1,28 @@
 """The application factory: routes, the one exception handler, the request middleware, and the
 lifespan that owns the upstream client.
 
-    create_app(config, *, transport=None, registry=None) -> Litestar
+    create_app(config, *, transport=None, registry=None, clock=None) -> Litestar
 """
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
 import os
-import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import httpx
-import msgspec
-from litestar import Litestar, MediaType, Request, Response, get
+from litestar import Litestar, MediaType, Request, Response
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from prometheus_client import CollectorRegistry
 
-from shim import accesslog, handlers, startup
-from shim.auth import Keyring
-from shim.config import Config, ConfigError, load_config
-from shim.context import context_of
+from shim import accesslog, lifecycle, ops
+from shim.clock import Clock, SystemClock
+from shim.config import Config, ConfigError
+from shim.discovery import Discovery
 from shim.errors import (
     InvalidRequestError,
     MethodNotAllowedError,
@@ -33,19 +30,17 @@ from shim.errors import (
     RequestTooLargeError,
     ShimError,
     UnsupportedMediaTypeError,
-    UpstreamError,
 )
+from shim.live import LiveState
+from shim.loader import load_config
 from shim.metrics import Metrics
 from shim.middleware import ShimMiddleware
-from shim.redact import Scrubber
-from shim.routing import Router
+from shim.serve import api
 from shim.services import Services
-from shim.upstream import Upstream
+from shim.types import ASGIApp
+from shim.upstream.client import Client
 
 log = logging.getLogger("shim")
-_encoder = msgspec.json.Encoder()
-
-# --- errors ----------------------------------------------------------------------------------
 
 
 def _as_shim_error(exc: Exception) -> ShimError:
@@ -83,54 +78,17 @@ def _allow(headers: dict[str, str]) -> str:
 
 
 def error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    """The one exception handler: OpenAI's envelope for everything, its message scrubbed
-    (upstream messages are passed on, and may echo what shim sent them)."""
+    """The one exception handler: OpenAI's envelope (its message scrubbed) for everything raised
+    before a reply's owner took over, the framework's own errors included
+    (``shim.serve.dispatch`` writes the errors of the replies it owns with the same envelope)."""
     error = _as_shim_error(exc)
-    scrubber: Scrubber = request.app.state.shim.scrubber
-    ctx = context_of(request.scope)
-    if isinstance(error, UpstreamError):
-        model = ctx.model if ctx is not None else "unknown"
-        log.warning("%s: upstream error: %s", model, scrubber.describe(error))
-        if ctx is not None:
-            ctx.error_reason = error.reason
+    services: Services = request.app.state.shim
     return Response(
-        scrubber.envelope(error),
+        services.active.scrubber.envelope(error),
         status_code=error.status_code,
         media_type=MediaType.JSON,
         headers=error.headers(),
     )
-
-
-# --- operational routes ----------------------------------------------------------------------
-
-
-@get("/health", media_type=MediaType.JSON)
-async def health() -> bytes:
-    return b'{"status":"ok"}'
-
-
-@get("/ready")
-async def ready(state: State, upstreams: int = 0) -> Response[bytes]:
-    services: Services = state.shim
-    status = 200 if services.ready and not services.draining else 503
-    body: dict[str, Any] = {"status": "ready" if status == 200 else "draining"}
-    if not services.ready:
-        body["status"] = "starting"
-    if upstreams:
-        body["models"] = await startup.probe_upstreams(services)
-    return Response(_encoder.encode(body), status_code=status, media_type=MediaType.JSON)
-
-
-@get("/metrics")
-async def metrics(state: State) -> Response[bytes]:
-    services: Services = state.shim
-    if not services.metrics.enabled:
-        raise NotFoundError("Metrics are disabled (`[server] metrics = false`).")
-    body, content_type = services.metrics.render()
-    return Response(body, media_type=content_type)
-
-
-# --- the app ---------------------------------------------------------------------------------
 
 
 def create_app(
@@ -138,6 +96,7 @@ def create_app(
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     registry: CollectorRegistry | None = None,
+    clock: Clock | None = None,
     freeze_gc: bool = False,
 ) -> Litestar:
     """Build the app. ``config`` defaults to the file named by ``SHIM_CONFIG`` (how
@@ -149,27 +108,31 @@ def create_app(
             raise ConfigError("no config: pass --config or set SHIM_CONFIG")
         config = load_config(path)
     accesslog.configure(config.server)
-    metrics_ = Metrics(
+    clock = clock if clock is not None else SystemClock()
+    metrics = Metrics(
         registry if registry is not None else CollectorRegistry(),
         key_label=config.server.metrics_key_label,
         enabled=config.server.metrics,
     )
+    client = Client(transport, clock=clock, on_error=metrics.upstream_error)
+    state = LiveState(clock)
     services = Services(
-        config=config,
-        router=Router(config),
-        upstream=Upstream(transport, on_error=metrics_.upstream_error),
-        metrics=metrics_,
-        keyring=Keyring(config.server),
-        scrubber=Scrubber.for_config(config),
+        client=client,
+        metrics=metrics,
+        clock=clock,
+        state=state,
+        discovery=Discovery(client),
+        active=state.activate(config),
     )
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        log.info("config loaded from %s: %d models", config.source, len(services.router.routes))
-        for route in services.router.routes.values():
+        router = services.active.router
+        log.info("config loaded from %s: %d models", config.source, len(router.routes))
+        for route in router.routes.values():
             log.info("route %s", route.describe())
-        background = await startup.prepare(services)
-        restore = _install_signal_handlers(services)
+        await services.discovery.learn(services.active)
+        restore = lifecycle.install_signal_handlers(services)
         if freeze_gc:
             # Everything built so far lives as long as the process: keep it out of the cyclic
             # collector's scans (measured: +13% throughput, p99 99 -> 25 ms under load). Only
@@ -181,20 +144,14 @@ def create_app(
             yield
         finally:
             services.draining = True
-            for task in background:
-                task.cancel()
+            services.discovery.close()
             restore()
-            await services.upstream.aclose()
+            await client.aclose()
             accesslog.ACCESS.flush()
             log.info("shutdown complete")
 
     app = Litestar(
-        route_handlers=[
-            *handlers.route_handlers(),
-            health,
-            ready,
-            metrics,
-        ],
+        route_handlers=[*api.route_handlers(), *ops.route_handlers],
         exception_handlers={Exception: error_response},
         lifespan=[lifespan],
         state=State({"shim": services}),
@@ -204,59 +161,7 @@ def create_app(
         debug=False,
         logging_config=None,
     )
-    app.asgi_handler = ShimMiddleware(app.asgi_handler, services)
+    # shim's ASGI code is typed with plain mappings (``shim.types``), litestar's with unions.
+    handler = cast(ASGIApp, app.asgi_handler)
+    app.asgi_handler = ShimMiddleware(handler, services)  # type: ignore[assignment]
     return app
-
-
-def _install_signal_handlers(services: Services) -> Any:
-    """SIGTERM: mark draining (``/ready`` → 503) before uvicorn's own handler stops the
-    server. SIGHUP: reload the config, keeping the old one if the new one is invalid."""
-    installed: dict[int, Any] = {}
-    try:
-        previous = signal.getsignal(signal.SIGTERM)
-
-        def on_term(signum: int, frame: Any) -> None:
-            services.draining = True
-            log.info("SIGTERM: draining")
-            if callable(previous):
-                previous(signum, frame)
-
-        installed[signal.SIGTERM] = signal.signal(signal.SIGTERM, on_term)
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGHUP, lambda: reload_config(services))
-        installed[signal.SIGHUP] = None
-    except (ValueError, RuntimeError, NotImplementedError):
-        # Not the main thread (e.g. under a test client): no signal handling.
-        pass
-
-    def restore() -> None:
-        for sig, handler in installed.items():
-            if sig == signal.SIGHUP:
-                asyncio.get_running_loop().remove_signal_handler(sig)
-            elif handler is not None:
-                signal.signal(sig, handler)
-
-    return restore
-
-
-def reload_config(services: Services) -> bool:
-    """Load the config file again and swap the routes atomically; False if rejected."""
-    try:
-        config = load_config(services.config.source)
-        router = Router(config)
-    except ConfigError as exc:
-        log.error("reload rejected, keeping the current config: %s", exc)
-        return False
-    # Hub templates already fetched for unchanged models are kept.
-    for name, route in router.routes.items():
-        old = services.router.routes.get(name)
-        if route.needs_hub_template and old is not None and old.template is not None:
-            route.template = old.template
-    services.router = router
-    services.keyring = Keyring(config.server)
-    # The old secrets stay known: requests in flight still send the old config's tokens.
-    services.scrubber = Scrubber.for_config(config, services.config)
-    services.config = config
-    services.reloads += 1
-    log.info("config reloaded: %d models", len(router.routes))
-    return True

@@ -1,13 +1,13 @@
-"""Per-request bookkeeping shared by the middleware, the handlers and the upstream client."""
+"""Per-request bookkeeping shared by the middleware, the serving layer and the upstream client."""
 
 from __future__ import annotations
 
 import random
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
-if TYPE_CHECKING:
-    from shim.auth import KeyInfo
+from shim.auth import KeyInfo
 
 #: Key of the RequestContext in the ASGI scope's state.
 SCOPE_KEY = "shim.context"
@@ -26,25 +26,26 @@ class RequestContext:
     """What one request did; the access log line and the request metrics are read from it."""
 
     __slots__ = (
+        "api",
         "body",
         "completion_tokens",
-        "endpoint",
         "error_reason",
         "key",
         "key_name",
         "model",
         "prompt_tokens",
         "request_id",
-        "routed",
         "start",
         "status",
         "stream",
         "upstream_seconds",
     )
 
-    def __init__(self, request_id: str, endpoint: str) -> None:
+    def __init__(self, request_id: str, api: str) -> None:
         self.request_id = request_id
-        self.endpoint = endpoint
+        # Which API operation ("chat", "embeddings", ... "other"): the `endpoint` label and
+        # log field.
+        self.api = api
         self.start = time.perf_counter()
         # The configured model name (a metrics label): "unknown" until routed.
         self.model = "unknown"
@@ -56,8 +57,6 @@ class RequestContext:
         self.key: KeyInfo | None = None
         self.key_name: str | None = None
         self.error_reason: str | None = None
-        # Whether the in-flight gauge was raised for ``model`` (lowered at the end).
-        self.routed = False
         # The request body, kept only when `[server] log_bodies = true`.
         self.body: bytes | None = None
 
@@ -67,7 +66,8 @@ class RequestContext:
         return max(0.0, elapsed - self.upstream_seconds)
 
 
-def context_of(scope: Any) -> RequestContext | None:
+def context_of(scope: Mapping[str, Any]) -> RequestContext | None:
+    """The request's context (an ASGI scope, or litestar's typed view of one)."""
     state = scope.get("state")
     if state is None:
         return None

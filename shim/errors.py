@@ -1,21 +1,23 @@
-"""The one exception tree, and the mapping of upstream failures onto it.
-
-Every failure a client can see is a ``ShimError``; one exception handler (``shim.app``) renders
-each as OpenAI's envelope ``{"error": {"message", "type", "param", "code"}}``::
+"""The one exception tree. Every failure a client can see is a ``ShimError``, rendered as
+OpenAI's envelope ``{"error": {"message", "type", "param", "code"}}`` by ``envelope()``::
 
     ShimError (500 server_error)
     ├── InvalidRequestError (400)
     ├── AuthenticationError (401)
-    ├── PermissionDeniedError (403)
     ├── NotFoundError (404)
     │   └── ModelNotFoundError (404, model_not_found)
+    ├── MethodNotAllowedError (405)
     ├── RequestTooLargeError (413)
+    ├── UnsupportedMediaTypeError (415)
     ├── RateLimitError (429, rate_limit_exceeded)
+    ├── ClientDisconnectedError (499: counted and logged, never sent)
     └── UpstreamError (502; ``reason`` labels the metric)
         ├── UpstreamTimeoutError (504)
         ├── UpstreamUnavailableError (503, model_loading)
         ├── UpstreamOverloadedError (429)
         └── UpstreamRejectedError (400: the upstream refused the request itself)
+
+How upstream answers and transport failures map onto it: ``shim.upstream.failures``.
 
 Text from an upstream (error bodies, stream error events, transport failures) only ever
 travels in an ``UpstreamError``'s message, kept as the upstream wrote it: ``shim.redact``
@@ -24,18 +26,9 @@ scrubs it where it is rendered for a client or a log.
 
 from __future__ import annotations
 
-import email.utils
-import math
-import re
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import UTC
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import ClassVar, Literal, TypeVar
 
-import httpx
 import msgspec
-
-from shim.transport import ClosedBeforeResponseError
 
 T = TypeVar("T")
 
@@ -59,6 +52,8 @@ class ShimError(Exception):
     status_code: ClassVar[int] = 500
     type: ClassVar[str] = "server_error"
     default_code: ClassVar[str | None] = None
+    #: Response headers every error of the class goes with.
+    fixed_headers: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     def __init__(
         self,
@@ -75,13 +70,17 @@ class ShimError(Exception):
         self.retry_after = retry_after
 
     def body(self) -> ErrorBody:
+        """The error as OpenAI's object, its message unscrubbed (``shim.redact`` renders what
+        a client or a log gets)."""
         return ErrorBody(ErrorDetail(self.message, self.type, self.param, self.code))
 
     def headers(self) -> dict[str, str]:
-        """Response headers that go with this error (what SDK retry logic reads)."""
-        if self.retry_after is None:
-            return {}
-        return {"retry-after": str(max(1, round(self.retry_after)))}
+        """Response headers that go with this error (``Retry-After`` is what SDK retry logic
+        reads)."""
+        headers = dict(self.fixed_headers)
+        if self.retry_after is not None:
+            headers["retry-after"] = str(max(1, round(self.retry_after)))
+        return headers
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r}, status={self.status_code})"
@@ -96,15 +95,7 @@ class AuthenticationError(ShimError):
     status_code = 401
     type = "invalid_request_error"
     default_code = "invalid_api_key"
-
-    def headers(self) -> dict[str, str]:
-        return {**super().headers(), "www-authenticate": "Bearer"}
-
-
-class PermissionDeniedError(ShimError):
-    status_code = 403
-    type = "invalid_request_error"
-    default_code = "model_not_allowed"
+    fixed_headers = (("www-authenticate", "Bearer"),)
 
 
 class NotFoundError(ShimError):
@@ -140,10 +131,8 @@ class RequestTooLargeError(ShimError):
     status_code = 413
     type = "invalid_request_error"
     default_code = "request_too_large"
-
-    def headers(self) -> dict[str, str]:
-        # The rest of the body is never read: the connection cannot carry another request.
-        return {**super().headers(), "connection": "close"}
+    # The rest of the body is never read: the connection cannot carry another request.
+    fixed_headers = (("connection", "close"),)
 
 
 class UnsupportedMediaTypeError(ShimError):
@@ -156,6 +145,13 @@ class RateLimitError(ShimError):
     status_code = 429
     type = "rate_limit_error"
     default_code = "rate_limit_exceeded"
+
+
+class ClientDisconnectedError(ShimError):
+    """The client left before the answer: nginx's 499, for the access log and the metrics."""
+
+    status_code = 499
+    type = "client_closed_request"
 
 
 class UpstreamError(ShimError):
@@ -222,126 +218,11 @@ class UpstreamRejectedError(UpstreamError):
     retryable = False
 
 
-# --- upstream bodies -------------------------------------------------------------------------
-
-# Messages are kept as the upstream wrote them: ``shim.redact.Scrubber`` removes secrets (and
-# bounds the length) where a message is rendered for a client or a log.
-_CONTEXT_LENGTH = re.compile(r"must be <=|must have less than|too long|maximum context length")
-#: The longest pause an upstream may ask for (``Retry-After``, ``estimated_time``); longer asks
-#: are clamped to it (README "Resilience").
-RETRY_AFTER_MAX = 3600.0
-
-
-class _UpstreamErrorView(msgspec.Struct):
-    """Every error body HF backends send, read tolerantly.
-
-    TGI/TEI/serverless: ``{"error": str, "error_type": str}`` (+ ``estimated_time`` when loading);
-    OpenAI-style routes: ``{"error": {"message", ...}}``; TEI ``/v1/embeddings``: flat
-    ``{"message", "code", "type"}``.
-    """
-
-    error: str | dict[str, Any] | None = None
-    error_type: str | None = None
-    message: str | None = None
-    type: str | None = None
-    estimated_time: float | None = None
-
-
-_error_view = msgspec.json.Decoder(_UpstreamErrorView)
-
-
-def _message_of(body: bytes) -> tuple[str, str | None, float | None]:
-    try:
-        view = _error_view.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-        text = body.decode("utf-8", "replace").strip()
-        return text, None, None
-    if isinstance(view.error, dict):
-        # Only strings are read: anything else may be nested arbitrarily deep.
-        message, kind = view.error.get("message"), view.error.get("type")
-        return (
-            message if isinstance(message, str) else "",
-            kind if isinstance(kind, str) else None,
-            None,
-        )
-    message = view.error or view.message or ""
-    return message, view.error_type or view.type, _bounded(view.estimated_time)
-
-
-def parse_upstream_error(
-    status: int, body: bytes, *, retry_after: float | None = None
-) -> UpstreamError:
-    """Map an upstream error answer (status, body, ``Retry-After`` in seconds as
-    ``retry_after_seconds`` reads it) onto the client-facing error.
-
-    Pure: tested by a table in ``tests/test_errors.py``.
-    """
-    error = _error_for(status, body, retry_after)
-    error.upstream_status = status
-    return error
-
-
-def _error_for(status: int, body: bytes, retry_after: float | None) -> UpstreamError:
-    message, kind, estimated = _message_of(body)
-    message = message or f"HTTP {status}"
-    lowered = (kind or "").lower()
-    after = retry_after if retry_after is not None else estimated
-    if status == 503 or lowered in ("unhealthy", "healthcheck") or "currently loading" in message:
-        return UpstreamUnavailableError(
-            f"The upstream model is not ready: {message}",
-            retry_after=5.0 if after is None else after,
-        )
-    if status == 429 or lowered == "overloaded":
-        return UpstreamOverloadedError(f"The upstream is overloaded: {message}", retry_after=after)
-    if status in (401, 403):
-        return UpstreamError(
-            f"The upstream refused shim's credentials (HTTP {status}); check the model's token.",
-            reason="http_4xx",
-            code="upstream_auth_failed",
-            retryable=False,
-        )
-    if status == 404:
-        return UpstreamError(
-            f"The upstream has no such route or model (HTTP 404): {message}",
-            reason="http_4xx",
-            code="upstream_not_found",
-            retryable=False,
-        )
-    if status == 408:
-        return UpstreamTimeoutError(f"The upstream timed out: {message}", reason="timeout")
-    if 400 <= status < 500 and status != 424:
-        # (424 is TGI's "generation failed" / TEI's "backend error": a server fault.)
-        code = "context_length_exceeded" if _CONTEXT_LENGTH.search(message) else None
-        return UpstreamRejectedError(message, code=code)
-    return UpstreamError(f"The upstream failed (HTTP {status}): {message}", reason="http_5xx")
-
-
-def retry_after_seconds(value: str | None, *, now: float) -> float | None:
-    """A ``Retry-After`` header (delay-seconds or an HTTP date, RFC 9110 §10.2.3) as seconds
-    from ``now`` (a Unix time): finite, at most ``RETRY_AFTER_MAX``; None when absent or
-    unreadable (``inf``, ``nan``, negative, garbage). A date in the past is 0."""
-    if not value:
-        return None
-    try:
-        return _bounded(float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when.tzinfo is None:  # HTTP dates are GMT
-        when = when.replace(tzinfo=UTC)
-    return _bounded(max(0.0, when.timestamp() - now))
-
-
-def _bounded(seconds: float | None) -> float | None:
-    if seconds is None or not math.isfinite(seconds) or seconds < 0:
-        return None
-    return min(seconds, RETRY_AFTER_MAX)
+# --- unreadable answers ----------------------------------------------------------------------
 
 
 def invalid_response(what: str) -> UpstreamError:
+    """An upstream answer shim cannot read (adapters raise it; never retried)."""
     return UpstreamError(
         f"The upstream sent an invalid response: {what}",
         reason="invalid_response",
@@ -359,53 +240,3 @@ def decode_answer(decoder: msgspec.json.Decoder[T], data: bytes, what: str) -> T
         raise invalid_response(f"{what}: {exc}") from None
     except RecursionError:
         raise invalid_response(f"{what}: nested too deeply") from None
-
-
-# --- transport errors ------------------------------------------------------------------------
-
-
-@contextmanager
-def map_transport_errors(target: str) -> Iterator[None]:
-    """Turn httpx's transport exceptions into client-facing errors (as httpx maps httpcore's).
-
-    ``target`` names the upstream without credentials (scheme, host and path only).
-    """
-    try:
-        yield
-    except httpx.TransportError as exc:
-        raise transport_error(exc, target) from exc
-
-
-def transport_error(exc: httpx.TransportError, target: str) -> UpstreamError:
-    """The client-facing error for a transport failure (``map_transport_errors`` without the
-    context manager, for loops that run per chunk). httpx's exception types only: the
-    transport (``shim.transport``) already told them apart."""
-    if isinstance(exc, httpx.ConnectTimeout):
-        # Nothing reached the upstream: safe to retry.
-        return UpstreamTimeoutError(
-            f"Timed out connecting to the upstream {target}.", reason="connect", retryable=True
-        )
-    if isinstance(exc, httpx.TimeoutException):
-        return UpstreamTimeoutError(f"The upstream {target} timed out.")
-    if isinstance(exc, httpx.ConnectError):
-        return UpstreamError(
-            f"Could not connect to the upstream {target}: {str(exc) or 'connection refused'}.",
-            reason="connect",
-            code="upstream_unreachable",
-        )
-    if isinstance(exc, ClosedBeforeResponseError):
-        # Usually a pooled keep-alive connection the server had closed: safe to retry.
-        return UpstreamError(
-            f"The upstream {target} closed the connection before answering.", reason="connect"
-        )
-    if isinstance(exc, httpx.ReadError | httpx.RemoteProtocolError | httpx.WriteError):
-        return UpstreamError(
-            f"The connection to the upstream {target} broke: {str(exc) or type(exc).__name__}.",
-            reason="stream_aborted",
-            retryable=False,
-        )
-    return UpstreamError(
-        f"The upstream {target} could not be reached: {type(exc).__name__}.",
-        reason="connect",
-        code="upstream_unreachable",
-    )

@@ -1,4 +1,5 @@
-"""Hugging Face wire types (the upstream side): TGI, the inference-toolkit pipeline, TEI.
+"""Hugging Face wire types (the upstream side): TGI, the inference-toolkit pipeline, TEI, the
+error bodies HF backends send, and the Hub files shim reads.
 
 Request types omit unset fields (``omit_defaults``): TGI and the pipelines reject values they do
 not expect, so nothing is sent that was not chosen. Response types are *views*: only the
@@ -107,10 +108,62 @@ class PipelineEmbedRequest(msgspec.Struct, omit_defaults=True):
 
 
 class TEIInfo(msgspec.Struct):
-    """TEI ``GET /info``, the fields shim reads."""
+    """TEI ``GET /info``, the field shim reads (its batch limit)."""
 
     max_client_batch_size: int | None = None
-    max_input_length: int | None = None
+
+
+class ErrorResponse(msgspec.Struct):
+    """Every error body HF backends send, read tolerantly.
+
+    TGI/TEI/serverless: ``{"error": str, "error_type": str}`` (+ ``estimated_time`` when loading);
+    OpenAI-style routes: ``{"error": {"message", ...}}``; TEI ``/v1/embeddings``: flat
+    ``{"message", "code", "type"}``.
+    """
+
+    error: str | dict[str, Any] | None = None
+    error_type: str | None = None
+    message: str | None = None
+    type: str | None = None
+    estimated_time: float | None = None
+
+
+class TokenizerConfig(msgspec.Struct):
+    """A Hub repo's ``tokenizer_config.json``: the chat template and its special tokens."""
+
+    # One template, or named ones ([{"name": "default", "template": ...}, ...]).
+    chat_template: str | list[dict[str, str]] | None = None
+    bos_token: str | dict[str, Any] | None = None
+    eos_token: str | dict[str, Any] | None = None
+
+
+# --- an OpenAI-style upstream's embeddings (TEI's /v1/embeddings, vLLM), as shim reads them ---
+
+
+class PromptUsage(msgspec.Struct):
+    prompt_tokens: Count = 0
+
+
+class FloatEmbedding(msgspec.Struct):
+    index: int
+    embedding: list[float]
+
+
+class FloatEmbeddingList(msgspec.Struct):
+    data: list[FloatEmbedding]
+    usage: PromptUsage | None = None
+
+
+class RawEmbedding(msgspec.Struct):
+    """The embedding as the upstream's own JSON (floats or base64), passed through unparsed."""
+
+    index: int
+    embedding: msgspec.Raw
+
+
+class RawEmbeddingList(msgspec.Struct):
+    data: list[RawEmbedding]
+    usage: PromptUsage | None = None
 
 
 class RerankRequest(msgspec.Struct, omit_defaults=True, kw_only=True):

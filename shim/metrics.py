@@ -120,23 +120,27 @@ class Metrics:
             child = self._children[key] = metric.labels(*labels)
         return child
 
-    def start(self, ctx: RequestContext) -> None:
-        """Called once the request is routed to a model."""
+    def enter(self, model: str) -> None:
+        """A reply to ``model`` begins (the in-flight gauge; ``leave`` when its last byte went)."""
         if self.enabled:
-            self._child(self.in_flight, ctx.model).inc()
+            self._child(self.in_flight, model).inc()
 
-    def finish(self, ctx: RequestContext, now: float, *, routed: bool) -> None:
+    def leave(self, model: str) -> None:
+        if self.enabled:
+            self._child(self.in_flight, model).dec()
+
+    def finish(self, ctx: RequestContext, now: float) -> None:
+        """A request is over: its counters and histograms."""
         if not self.enabled:
             return
-        model, endpoint = ctx.model, ctx.endpoint
-        if routed:
-            self._child(self.in_flight, model).dec()
-        labels: tuple[str, ...] = (model, endpoint, str(ctx.status))
+        # The `endpoint` label (a dashboard contract) is the API operation.
+        model, api = ctx.model, ctx.api
+        labels: tuple[str, ...] = (model, api, str(ctx.status))
         if self.key_label:
             labels = (*labels, ctx.key_name or "")
         self._child(self.requests, *labels).inc()
-        self._child(self.duration, model, endpoint).observe(now - ctx.start)
-        self._child(self.overhead, model, endpoint).observe(ctx.overhead(now))
+        self._child(self.duration, model, api).observe(now - ctx.start)
+        self._child(self.overhead, model, api).observe(ctx.overhead(now))
         if ctx.upstream_seconds:
             self._child(self.upstream_duration, model).observe(ctx.upstream_seconds)
         if ctx.prompt_tokens:

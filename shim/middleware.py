@@ -10,18 +10,19 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from typing import Any
 from urllib.parse import quote
-
-from litestar.types import ASGIApp, Receive, Send
 
 from shim import accesslog
 from shim.context import SCOPE_KEY, RequestContext, new_id
 from shim.errors import ShimError
+from shim.serve.responses import send_error
 from shim.services import Services
+from shim.state.rate import RateWindow
+from shim.types import ASGIApp, Message, Receive, Scope, Send
 
-#: Metric `endpoint` label by path; other paths are not counted as API requests.
-ENDPOINTS = {
+#: The API operation by path (the metrics' `endpoint` label); other paths are not counted as
+#: API requests.
+APIS = {
     "/v1/chat/completions": "chat",
     "/v1/completions": "completions",
     "/v1/embeddings": "embeddings",
@@ -57,7 +58,7 @@ def canonical_path(path: str) -> str:
     return "/" + "/".join(segments)
 
 
-def _canonicalise(scope: Any) -> str:
+def _canonicalise(scope: Scope) -> str:
     """Write the canonical path back into the scope (``path`` and ``raw_path``), so the router,
     authentication, the metrics and the access log all see the same path."""
     path: str = scope["path"]
@@ -78,7 +79,7 @@ def _canonicalise(scope: Any) -> str:
     return path
 
 
-def _request_id(scope: Any) -> str:
+def _request_id(scope: Scope) -> str:
     for name, value in scope["headers"]:
         if name == b"x-request-id":
             text: str = value.decode("latin-1")
@@ -88,7 +89,7 @@ def _request_id(scope: Any) -> str:
     return new_id(32)
 
 
-def _header(scope: Any, wanted: bytes) -> bytes | None:
+def _header(scope: Scope, wanted: bytes) -> bytes | None:
     for name, value in scope["headers"]:
         if name == wanted:
             return bytes(value)
@@ -105,19 +106,19 @@ class ShimMiddleware:
     def __init__(self, app: ASGIApp, services: Services) -> None:
         self.app = app
         self.services = services
-        server = services.config.server
+        server = services.active.config.server
         self.cors = frozenset(server.cors_origins)
         self.cors_any = "*" in self.cors
         self.metrics_auth = server.metrics_auth
 
-    def _public(self, path: str, scope: Any) -> bool:
+    def _public(self, path: str, scope: Scope) -> bool:
         if path not in PUBLIC_PATHS:
             return False
         if path == "/metrics":
             return not self.metrics_auth
         return path != "/ready" or not scope.get("query_string")
 
-    def _allowed_origin(self, scope: Any) -> bytes | None:
+    def _allowed_origin(self, scope: Scope) -> bytes | None:
         if not self.cors:
             return None
         origin = _header(scope, b"origin")
@@ -127,15 +128,15 @@ class ShimMiddleware:
             return b"*"
         return origin if origin.decode("latin-1") in self.cors else None
 
-    async def __call__(self, scope: Any, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         services = self.services
         path = _canonicalise(scope)
         method: str = scope["method"]
-        endpoint = ENDPOINTS.get(path) or ("models" if path.startswith("/v1/models/") else None)
-        ctx = RequestContext(_request_id(scope), endpoint or "other")
+        api = APIS.get(path) or ("models" if path.startswith("/v1/models/") else None)
+        ctx = RequestContext(_request_id(scope), api or "other")
         scope.setdefault("state", {})[SCOPE_KEY] = ctx
         origin = self._allowed_origin(scope)
         if origin is not None and method == "OPTIONS":
@@ -143,7 +144,7 @@ class ShimMiddleware:
             return
         head = method == "HEAD"
 
-        async def send_wrapper(message: Any) -> None:
+        async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 if not ctx.status:
                     ctx.status = message["status"]
@@ -163,43 +164,36 @@ class ShimMiddleware:
                 message = {**message, "body": b""}
             await send(message)
 
+        windows: RateWindow | None = None
         try:
             if not self._public(path, scope):
+                active = services.active
                 try:
-                    key = services.keyring.authenticate(_header(scope, b"authorization"))
+                    key = active.keyring.authenticate(_header(scope, b"authorization"))
                     if key is not None:
                         ctx.key, ctx.key_name = key, key.name
-                        if method == "POST" and (
-                            path.startswith("/v1/") or path in _UNVERSIONED_API
-                        ):
-                            key.admit()
+                        windows = active.windows.get(key.name)
+                        api_call = path[:4] == "/v1/" or path in _UNVERSIONED_API
+                        if windows is not None and method == "POST" and api_call:
+                            await windows.admit(services.clock.monotonic())
                 except ShimError as exc:
-                    await _send_error(send_wrapper, services.scrubber.envelope(exc), exc)
+                    await send_error(send_wrapper, active.scrubber, exc)
                     return
             # HEAD is served as GET wherever GET is (the server, the scope's owner, still sees
             # HEAD and sends no body); the access log says HEAD.
-            app_scope: Any = {**scope, "method": "GET"} if head else scope
+            app_scope: Scope = {**scope, "method": "GET"} if head else scope
             await self.app(app_scope, receive, send_wrapper)
         except asyncio.CancelledError:
             ctx.status = 499
             raise
         finally:
             now = time.perf_counter()
-            if endpoint is not None:
-                services.metrics.finish(ctx, now, routed=ctx.routed)
-                if ctx.key is not None:
-                    ctx.key.spend(ctx.prompt_tokens + ctx.completion_tokens)
+            if api is not None:
+                services.metrics.finish(ctx, now)
+                if windows is not None:
+                    tokens = ctx.prompt_tokens + ctx.completion_tokens
+                    await windows.spend(tokens, services.clock.monotonic())
             accesslog.write(ctx, scope, now)
-
-
-async def _send_error(send: Any, body: bytes, exc: ShimError) -> None:
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        *((name.encode(), value.encode()) for name, value in exc.headers().items()),
-    ]
-    await send({"type": "http.response.start", "status": exc.status_code, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 # What browser clients (the openai JS SDK included) send along with a request.
@@ -218,7 +212,7 @@ _HEADER_NAMES = re.compile(rb"[A-Za-z0-9_\-]+(?:[ \t]*,[ \t]*[A-Za-z0-9_\-]+)*")
 
 
 async def _preflight(
-    send: Any, origin: bytes, ctx: RequestContext, requested: bytes | None
+    send: Send, origin: bytes, ctx: RequestContext, requested: bytes | None
 ) -> None:
     ctx.status = 204
     allowed = _ALLOWED_HEADERS

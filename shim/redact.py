@@ -2,8 +2,8 @@
 
 One ``Scrubber`` per config, built at load (and on reload): every configured secret, matched
 literally in one pass, then token-like text. Every error a client gets (the exception handler,
-a stream's error event) is rendered by ``envelope``, and every log line about a failure by
-``describe``; nothing else renders an error's message.
+a reply's error, a stream's error event) is rendered by ``envelope`` (or built from ``body``),
+and every log line about a failure by ``describe``; nothing else renders an error's message.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from urllib.parse import unquote
 
 import msgspec
 
-from shim.config import Config, urls_of, userinfo_of
+from shim.config import Config, urls_of
 from shim.errors import ErrorBody, ErrorDetail, ShimError, UpstreamError
+from shim.urls import userinfo_of
 
 #: Token-like text, whatever the config: ``Bearer <x>`` and ``api_key=<x>`` (the prefix is
 #: kept), Hugging Face tokens, OpenAI-style ``sk-`` keys.
@@ -76,13 +77,16 @@ class Scrubber:
             text = TOKEN_LIKE.sub(_mask, text)
         return text[:MAX_MESSAGE]
 
-    def envelope(self, error: ShimError) -> bytes:
-        """OpenAI's error envelope for ``error``, its message scrubbed if it is an upstream's
+    def body(self, error: ShimError) -> ErrorBody:
+        """OpenAI's error object for ``error``, its message scrubbed if it is an upstream's
         (only an ``UpstreamError`` carries upstream text; shim's own messages, such as the
         404 for an unknown model, are sent as they are: scrubbing costs ~10 µs)."""
         message = self(error.message) if isinstance(error, UpstreamError) else error.message
-        detail = ErrorDetail(message, error.type, error.param, error.code)
-        return _encoder.encode(ErrorBody(detail))
+        return ErrorBody(ErrorDetail(message, error.type, error.param, error.code))
+
+    def envelope(self, error: ShimError) -> bytes:
+        """``body`` as JSON: what a client gets."""
+        return _encoder.encode(self.body(error))
 
     def describe(self, error: ShimError) -> str:
         """A failure for a log line: status, code, and for an upstream failure its reason and
@@ -128,7 +132,7 @@ def secrets_of(config: Config) -> list[str]:
 def _url_credentials(url: str) -> list[str]:
     """The password and the whole ``user:password`` of a URL's userinfo, or a lone user name
     (``https://TOKEN@host``), raw and percent-decoded; and the Basic auth credential shim
-    sends for them (``shim.routing``)."""
+    sends for them (``shim.urls``)."""
     try:
         userinfo = userinfo_of(url)
     except ValueError:

@@ -1,26 +1,34 @@
-"""Routing resolved once at config load: public model name → ``Route`` (URLs, headers,
+"""Routing resolved once per config: public model name → a frozen ``Route`` (URLs, headers,
 adapter, template, timeouts, limits), so the request path does a single dict lookup.
+
+Routes are data: nothing writes to them after they are built. What a model's upstreams are
+doing (health, load, a wake-up) is live state in ``shim.live``; what startup learns about them
+(TEI batch limits, tokenizers, Hub templates) is in ``shim.discovery``, keyed by the
+``HubRepo`` and URLs a route names.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import itertools
 import time
-import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from typing import Any, NamedTuple
 
 import httpx
 import msgspec
 
-from shim import templates, token_ids
+from shim import templates, token_ids, urls
+from shim.adapters import (
+    FeatureExtraction,
+    TextGeneration,
+    TextRanking,
+    feature_extraction,
+    text_generation,
+    text_ranking,
+)
 from shim.adapters._reasoning import resolve_reasoning_parser
 from shim.adapters._tools import resolve_tool_parser
-from shim.adapters.text_generation import TGI, Pipeline
 from shim.config import (
     Config,
     ConfigError,
@@ -28,361 +36,239 @@ from shim.config import (
     Protocol,
     ReasoningParser,
     Task,
+    TokenIds,
     ToolParser,
+    cache_dir,
     protocol_of,
     urls_of,
-    userinfo_of,
-    without_userinfo,
 )
-from shim.errors import InvalidRequestError, ModelNotFoundError, RateLimitError
+from shim.errors import InvalidRequestError, ModelNotFoundError
 from shim.openai import common
 
-GenerationAdapter = TGI | Pipeline
-_GENERATION = ("text-generation", "text2text-generation")
+RawHeaders = tuple[tuple[bytes, bytes], ...]
+GENERATION_TASKS: tuple[Task, ...] = ("text-generation", "text2text-generation")
+_FROM_HUB = "auto (from the Hub template)"
 
 
-class TokenCounter(typing.Protocol):
-    """What shim needs of a ``tokenizers.Tokenizer``."""
+class HubRepo(NamedTuple):
+    """A model's repo on the Hub, as what is learned from it is keyed (and cached on disk)."""
 
-    def encode_batch(self, inputs: list[str]) -> list[Any]: ...
-
-
-class Endpoint:
-    """One upstream base URL of a model, with its load and health."""
-
-    __slots__ = (
-        "_urls",
-        "base",
-        "cooled_until",
-        "display",
-        "failures",
-        "host",
-        "in_flight",
-    )
-
-    def __init__(self, base: str) -> None:
-        self.base = base
-        self._urls: dict[str, httpx.URL] = {}
-        # The Host header, encoded once (requests are built without httpx's header merging).
-        self.host = httpx.URL(base).netloc
-        self.display = display_url(base)
-        self.in_flight = 0
-        self.failures = 0
-        self.cooled_until = 0.0
-
-    def url(self, path: str) -> httpx.URL:
-        """``base + path``, parsed once (URL parsing is a measurable per-request cost)."""
-        url = self._urls.get(path)
-        if url is None:
-            url = self._urls[path] = httpx.URL(self.base + path)
-        return url
-
-    def healthy(self, now: float) -> bool:
-        return self.cooled_until <= now
-
-    def record_success(self) -> None:
-        self.failures = 0
-        self.cooled_until = 0.0
-
-    def record_failure(self, threshold: int, cooldown: float) -> None:
-        self.failures += 1
-        if threshold > 0 and self.failures >= threshold:
-            self.cooled_until = time.monotonic() + cooldown
+    hub_url: str
+    hf_model: str
+    cache_dir: str
 
 
-def display_url(url: str) -> str:
-    """Scheme, host and path only: no credentials or query string in logs and messages."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return f"{parts.scheme}://{host}{parts.path}"
-
-
-@dataclass(frozen=True, slots=True)
-class Paths:
-    """Path (appended to an endpoint base) of each operation; None = not offered."""
-
-    generate: str | None = None
-    generate_stream: str | None = None
-    chat: str | None = None
-    completions: str | None = None
-    embeddings: str | None = None
-    rerank: str | None = None
-
-
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Route:
     """Everything needed to serve one public model name."""
 
-    def __init__(self, name: str, model: ModelConfig, config: Config) -> None:
-        self.name = name
-        self.config = model
-        self.task: Task = model.task
-        self.protocol: Protocol = protocol_of(model)
-        self.hf_model = model.hf_model
-        self.serverless = not model.url
-        hf = config.huggingface
-        self.owned_by = model.owned_by or (
-            model.hf_model.split("/")[0] if model.hf_model and "/" in model.hf_model else "shim"
-        )
-        bases, self.paths = _bases_and_paths(model, self.protocol, hf.base_url.rstrip("/"))
-        self.endpoints = [Endpoint(base) for base in bases]
-        self._rotation = itertools.cycle(range(len(self.endpoints)))
-        token = model.token if model.token is not None else hf.token
-        headers = {"content-type": "application/json", "accept": "application/json"}
-        if token:
-            headers["authorization"] = f"Bearer {token}"
-        elif (userinfo := next(map(userinfo_of, urls_of(model)), None)) is not None:
-            headers["authorization"] = _basic_auth(userinfo)
-        self.headers = headers
-        # Sent on a retry after a 503 "loading": makes HF hold the request until the model is up.
-        loading = dict(headers)
-        if self.serverless:
-            loading["x-wait-for-model"] = "true"
-        elif any(".endpoints.huggingface.cloud" in e.base for e in self.endpoints):
-            loading["x-scale-up-timeout"] = str(int(model.wait_for_model))
-        self.raw_headers = [(k.encode(), v.encode()) for k, v in headers.items()]
-        self.loading_raw_headers = [(k.encode(), v.encode()) for k, v in loading.items()]
-        # --- generation ---
-        self.adapter: GenerationAdapter | None = None
-        if self.protocol == "tgi":
-            self.adapter = TGI()
-        elif self.protocol == "pipeline" and model.task in _GENERATION:
-            self.adapter = Pipeline(full_text_flag=model.task == "text-generation")
-        self.template: templates.ChatTemplate | None = None
-        if model.chat_template is not None:
-            try:
-                self.template = templates.resolve(
-                    model.chat_template,
-                    base_dir=Path(config.source).parent,
-                    bos_token=model.bos_token,
-                    eos_token=model.eos_token,
-                )
-            except templates.TemplateError as exc:
-                raise ConfigError(f"{config.source}: models.{name}.chat_template: {exc}") from None
-        # Hub templates are fetched at startup for rendered text-generation without one.
-        self.needs_hub_template = (
-            self.template is None
-            and self.task == "text-generation"
-            and self.protocol in ("tgi", "pipeline")
-            and model.hf_model is not None
-        )
-        # Parsers resolved from the template it was resolved for (Hub templates arrive later).
-        self._parsers_for: templates.ChatTemplate | None = None
-        self._parsers: tuple[ToolParser, ReasoningParser] = self._resolve_parsers()
-        self.default_max_tokens = model.max_tokens
-        self.max_tokens_limit = model.max_tokens_limit
-        self.max_messages = model.max_messages
-        self.max_n = model.max_n
-        self.max_prompts = model.max_prompts
-        self.max_choices = model.max_choices
-        # --- embeddings ---
-        self.max_batch_size = model.max_batch_size or 32
-        self.token_ids = model.token_ids
-        if model.task == "feature-extraction" and model.token_ids == "cl100k":
-            # Loaded (once per process) at config load, never by a request.
-            try:
-                token_ids.cl100k()
-            except token_ids.VocabularyError as exc:
-                raise ConfigError(f"{config.source}: models.{name}.token_ids: {exc}") from None
-        # The model's tokenizer (``tokenizers``), loaded at startup when available offline:
-        # counts prompt tokens when the upstream reports none.
-        self.tokenizer: TokenCounter | None = None
-        # --- timeouts and resilience ---
-        self.timeout = model.timeout
-        self.first_token_timeout = model.first_token_timeout
-        self.idle_timeout = model.idle_timeout
-        # httpx.Request extensions, built once. Streams have no total limit and no transport
-        # read timeout: OpenStream's watchdog bounds the first token and each later gap.
-        connect = model.connect_timeout
-        self.request_extensions = {
-            "timeout": httpx.Timeout(model.timeout, connect=connect, pool=connect).as_dict()
-        }
-        self.stream_extensions = {
-            "timeout": httpx.Timeout(None, connect=connect, pool=connect).as_dict()
-        }
-        self.retries = model.retries
-        self.wait_for_model = model.wait_for_model
-        self.cooldown = model.cooldown
-        self.cooldown_after = model.cooldown_after
-        self.fallbacks = tuple(model.fallbacks)
-        self._waking: asyncio.Event | None = None
-        self._limit = asyncio.Semaphore(model.max_concurrency) if model.max_concurrency else None
-        self._queued = 0
-        self.max_queue = model.max_queue
+    name: str
+    config: ModelConfig
+    task: Task
+    protocol: Protocol
+    hf_model: str | None
+    serverless: bool
+    owned_by: str
+    upstreams: tuple[urls.Upstream, ...]
+    paths: urls.Paths
+    # For plain GETs (TEI /info, health probes); POSTs use the ready-made raw forms.
+    headers: Mapping[str, str]
+    raw_headers: RawHeaders
+    # Sent on a retry after a 503 "loading": makes HF hold the request until the model is up.
+    loading_raw_headers: RawHeaders
+    # --- generation ---
+    generator: TextGeneration | None
+    # The configured template; without one, a Hub template learned for ``hub_template``.
+    template: templates.ChatTemplate | None
+    hub_template: HubRepo | None
+    max_messages: int
+    max_n: int
+    max_prompts: int
+    max_choices: int
+    default_max_tokens: int | None
+    max_tokens_limit: int | None
+    # --- embeddings and rerank ---
+    embedder: FeatureExtraction | None
+    ranker: TextRanking | None
+    # The configured batch size; without one, TEI's, learned from ``info_url``.
+    max_batch_size: int | None
+    info_url: str | None
+    # A tokenizer.json file, or a Hub repo's: counts prompt tokens the upstream reports none of.
+    tokenizer: HubRepo | Path | None
+    token_ids: TokenIds
+    # --- timeouts and resilience ---
+    timeout: float
+    first_token_timeout: float
+    idle_timeout: float
+    # httpx.Request extensions, built once. Streams have no total limit and no transport
+    # read timeout: OpenStream's watchdog bounds the first token and each later gap.
+    request_extensions: dict[str, Any]
+    stream_extensions: dict[str, Any]
+    retries: int
+    wait_for_model: float
+    cooldown: float
+    cooldown_after: int
+    fallbacks: tuple[str, ...]
 
-    @property
-    def stops(self) -> tuple[str, ...]:
-        extra = tuple(self.config.stop)
-        return (self.template.stop if self.template else ()) + extra
-
-    @property
-    def tool_parser(self) -> ToolParser:
-        """How tool calls are read from this model's text (rendered protocols)."""
-        return self._current_parsers()[0]
-
-    @property
-    def reasoning_parser(self) -> ReasoningParser:
-        return self._current_parsers()[1]
-
-    def _current_parsers(self) -> tuple[ToolParser, ReasoningParser]:
-        if self.template is not self._parsers_for:
-            self._parsers = self._resolve_parsers()
-        return self._parsers
-
-    def _resolve_parsers(self) -> tuple[ToolParser, ReasoningParser]:
-        self._parsers_for = self.template
-        source = self.template.source if self.template is not None else None
+    def parsers(
+        self, template: templates.ChatTemplate | None = None
+    ) -> tuple[ToolParser, ReasoningParser]:
+        """How tool calls and reasoning are read from this model's text: as configured, or
+        for "auto" from the chat template (``template``: a Hub one, once learned)."""
+        template = template or self.template
+        source = template.source if template is not None else None
         return (
             resolve_tool_parser(self.config.tool_parser, source),
             resolve_reasoning_parser(self.config.reasoning_parser, source),
         )
 
-    def describe(self) -> str:
-        urls = ", ".join(e.display for e in self.endpoints)
-        line = f"{self.name} -> {self.task}, {self.protocol}, {urls}"
-        if self.adapter is None or self.task == "feature-extraction":
-            return line  # the upstream reads tool calls itself (openai), or there are none
-        if self.needs_hub_template and self.template is None:
-            # Read from the Hub template once fetched (startup; `shim check` does not fetch).
-            tools = self.config.tool_parser.replace("auto", "auto (from the Hub template)")
-            reasoning = self.config.reasoning_parser.replace("auto", "auto (from the Hub template)")
-            return f"{line}, tools: {tools}, reasoning: {reasoning}"
-        return f"{line}, tools: {self.tool_parser}, reasoning: {self.reasoning_parser}"
-
-    def pick_endpoint(self, avoid: set[Endpoint] | frozenset[Endpoint] = frozenset()) -> Endpoint:
-        """Least in-flight among healthy endpoints not in ``avoid`` (round robin on ties); if
-        none is left, the one whose cooldown ends first (a probe)."""
-        endpoints = self.endpoints
-        if len(endpoints) == 1:
-            return endpoints[0]
-        now = time.monotonic()
-        start = next(self._rotation)
-        ordered = endpoints[start:] + endpoints[:start]
-        healthy = [e for e in ordered if e.healthy(now) and e not in avoid]
-        if not healthy:
-            healthy = [e for e in ordered if e not in avoid] or ordered
-            return min(healthy, key=lambda e: e.cooled_until)
-        return min(healthy, key=lambda e: e.in_flight)
-
-    # --- waking a loading model (one request polls; the others wait for it) ------------------
+    @property
+    def tool_parser(self) -> ToolParser:
+        return self.parsers()[0]
 
     @property
-    def waking(self) -> bool:
-        return self._waking is not None
+    def reasoning_parser(self) -> ReasoningParser:
+        return self.parsers()[1]
 
-    def begin_waking(self) -> bool:
-        self._waking = asyncio.Event()
-        return True
-
-    def end_waking(self) -> None:
-        event, self._waking = self._waking, None
-        if event is not None:
-            event.set()
-
-    async def wait_awake(self, remaining: float) -> None:
-        event = self._waking
-        if event is None or remaining <= 0:
-            return
-        try:
-            async with asyncio.timeout(remaining):
-                await event.wait()
-        except TimeoutError:
-            pass
-
-    def acquire_slot(self) -> Slot:
-        """A concurrency slot (``max_concurrency``) to wait for, or 429 when the wait queue is
-        full."""
-        if self._limit is None:
-            return NO_SLOT
-        if self._limit.locked() and self._queued >= self.max_queue:
-            raise RateLimitError(
-                f"Too many concurrent requests for `{self.name}`; try again shortly.",
-                retry_after=1.0,
-            )
-        return Slot(self)
+    def describe(self, template: templates.ChatTemplate | None = None) -> str:
+        """One line for the log and ``shim check`` (``template``: a Hub one, once learned)."""
+        line = f"{self.name} -> {self.task}, {self.protocol}, "
+        line += ", ".join(u.display for u in self.upstreams)
+        if self.generator is None:
+            return line  # the upstream reads tool calls itself (openai), or there are none
+        if self.hub_template is not None and template is None:
+            tools = self.config.tool_parser.replace("auto", _FROM_HUB)
+            reasoning = self.config.reasoning_parser.replace("auto", _FROM_HUB)
+            return f"{line}, tools: {tools}, reasoning: {reasoning}"
+        tools, reasoning = self.parsers(template)
+        return f"{line}, tools: {tools}, reasoning: {reasoning}"
 
 
-class Slot:
-    """One request's place under its model's ``max_concurrency``, released exactly once: when
-    the answer is built, or for a stream when its reply ends (``api.api_route``)."""
-
-    __slots__ = ("_held", "_route")
-
-    def __init__(self, route: Route | None) -> None:
-        self._route = route
-        self._held = False
-
-    async def acquire(self) -> None:
-        route = self._route
-        if route is None or route._limit is None:
-            return
-        route._queued += 1
-        try:
-            await route._limit.acquire()
-        finally:
-            route._queued -= 1
-        self._held = True
-
-    def release(self) -> None:
-        if self._held:
-            self._held = False
-            assert self._route is not None and self._route._limit is not None
-            self._route._limit.release()
+def _raw(headers: Mapping[str, str]) -> RawHeaders:
+    return tuple((k.encode(), v.encode()) for k, v in headers.items())
 
 
-#: The slot of a model without ``max_concurrency``: nothing to wait for or release.
-NO_SLOT = Slot(None)
-
-
-def _bases_and_paths(
-    model: ModelConfig, protocol: Protocol, base_url: str
-) -> tuple[list[str], Paths]:
-    # Credentials in a URL were made an Authorization header: never part of the URL sent.
-    urls = [without_userinfo(u).rstrip("/") for u in urls_of(model)]
-    hf_model = quote(model.hf_model or "", safe="/")
-    if protocol == "openai":
-        if not urls:
-            # The HF router's OpenAI API serves chat only (legacy completions go as chat).
-            return [base_url + "/v1"], Paths(chat="/chat/completions")
-        bases = [_strip_v1(u) + "/v1" for u in urls]
-        return bases, Paths(
-            chat="/chat/completions",
-            completions="/completions",
-            embeddings="/embeddings",
-            rerank="/rerank",
+def _template(name: str, model: ModelConfig, config: Config) -> templates.ChatTemplate | None:
+    if model.chat_template is None:
+        return None
+    try:
+        return templates.resolve(
+            model.chat_template,
+            base_dir=Path(config.source).parent,
+            bos_token=model.bos_token,
+            eos_token=model.eos_token,
         )
-    if protocol == "tgi":
-        return urls, Paths(generate="/generate", generate_stream="/generate_stream")
-    if protocol == "tei":
-        return urls, Paths(embeddings="/embed", rerank="/rerank")
-    # pipeline
-    if model.task == "text-ranking":
-        return urls or [f"{base_url}/hf-inference/models/{hf_model}"], Paths(rerank="")
-    if model.task == "feature-extraction":
-        serverless = f"{base_url}/hf-inference/models/{hf_model}/pipeline/feature-extraction"
-        return urls or [serverless], Paths(embeddings="")
-    return urls or [f"{base_url}/hf-inference/models/{hf_model}"], Paths(generate="")
+    except templates.TemplateError as exc:
+        raise ConfigError(f"{config.source}: models.{name}.chat_template: {exc}") from None
 
 
-def _basic_auth(userinfo: str) -> str:
-    """RFC 7617 Basic credentials from a URL's percent-encoded ``user:password``."""
-    user, _, password = userinfo.partition(":")
-    pair = f"{unquote(user)}:{unquote(password)}".encode()
-    return "Basic " + base64.b64encode(pair).decode("ascii")
+def _tokenizer(model: ModelConfig, config: Config, repo: HubRepo | None) -> HubRepo | Path | None:
+    spec = model.tokenizer
+    if spec is None or model.task != "feature-extraction":
+        return None
+    if spec == "hub":
+        return repo
+    path = Path(spec).expanduser()
+    return path if path.is_absolute() else Path(config.source).parent / path
 
 
-def _strip_v1(url: str) -> str:
-    return url[: -len("/v1")] if url.endswith("/v1") else url
+def _load_cl100k(name: str, config: Config) -> None:
+    """cl100k_base, loaded once per process at config load, never by a request."""
+    try:
+        token_ids.cl100k()
+    except token_ids.VocabularyError as exc:
+        raise ConfigError(f"{config.source}: models.{name}.token_ids: {exc}") from None
+
+
+def build_route(name: str, model: ModelConfig, config: Config) -> Route:
+    hf = config.huggingface
+    protocol = protocol_of(model)
+    bases, paths = urls.bases_and_paths(model, protocol, hf.base_url.rstrip("/"))
+    token = model.token if model.token is not None else hf.token
+    headers = {"content-type": "application/json", "accept": "application/json"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    elif (userinfo := next(map(urls.userinfo_of, urls_of(model)), None)) is not None:
+        headers["authorization"] = urls.basic_auth(userinfo)
+    loading = dict(headers)
+    if not model.url:
+        loading["x-wait-for-model"] = "true"
+    elif any(".endpoints.huggingface.cloud" in base for base in bases):
+        loading["x-scale-up-timeout"] = str(int(model.wait_for_model))
+    template = _template(name, model, config)
+    repo = (
+        HubRepo(hf.hub_url.rstrip("/"), model.hf_model, cache_dir(hf)) if model.hf_model else None
+    )
+    generator = embedder = ranker = None
+    if model.task in GENERATION_TASKS:
+        generator = text_generation.for_protocol(model.task, protocol)
+    elif model.task == "feature-extraction":
+        embedder = feature_extraction.for_protocol(
+            protocol, truncate=model.truncate, normalize=model.normalize,
+            pooling=model.pooling, upstream_model=model.hf_model or "tei",
+        )  # fmt: skip
+        if model.token_ids == "cl100k":
+            _load_cl100k(name, config)
+    else:
+        ranker = text_ranking.for_protocol(
+            protocol, truncate=model.truncate, raw_scores=model.raw_scores,
+            upstream_model=model.hf_model or name,
+        )  # fmt: skip
+    connect = model.connect_timeout
+    return Route(
+        name=name,
+        config=model,
+        task=model.task,
+        protocol=protocol,
+        hf_model=model.hf_model,
+        serverless=not model.url,
+        owned_by=model.owned_by
+        or (model.hf_model.split("/")[0] if model.hf_model and "/" in model.hf_model else "shim"),
+        upstreams=tuple(urls.Upstream.of(base, paths) for base in bases),
+        paths=paths,
+        headers=headers,
+        raw_headers=_raw(headers),
+        loading_raw_headers=_raw(loading),
+        generator=generator,
+        template=template,
+        # Hub templates are learned for rendered text-generation without one configured.
+        hub_template=repo
+        if template is None and model.task == "text-generation" and generator is not None
+        else None,
+        max_messages=model.max_messages,
+        max_n=model.max_n,
+        max_prompts=model.max_prompts,
+        max_choices=model.max_choices,
+        default_max_tokens=model.max_tokens,
+        max_tokens_limit=model.max_tokens_limit,
+        embedder=embedder,
+        ranker=ranker,
+        max_batch_size=model.max_batch_size,
+        info_url=bases[0] + "/info" if protocol == "tei" and model.max_batch_size is None else None,
+        tokenizer=_tokenizer(model, config, repo),
+        token_ids=model.token_ids,
+        timeout=model.timeout,
+        first_token_timeout=model.first_token_timeout,
+        idle_timeout=model.idle_timeout,
+        request_extensions={
+            "timeout": httpx.Timeout(model.timeout, connect=connect, pool=connect).as_dict()
+        },
+        stream_extensions={"timeout": httpx.Timeout(None, connect=connect, pool=connect).as_dict()},
+        retries=model.retries,
+        wait_for_model=model.wait_for_model,
+        cooldown=model.cooldown,
+        cooldown_after=model.cooldown_after,
+        fallbacks=tuple(model.fallbacks),
+    )
 
 
 class Router:
-    """All routes of one config; replaced whole (atomically) on reload."""
+    """All routes of one config, built once; a reload builds a new one."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self.routes: dict[str, Route] = {
-            name: Route(name, model, config) for name, model in config.models.items()
+            name: build_route(name, model, config) for name, model in config.models.items()
         }
         created = int(time.time())
         self.models = {
@@ -397,11 +283,12 @@ class Router:
             raise ModelNotFoundError(name)
         return route
 
-    def for_task(self, name: str, *tasks: Task, endpoint: str) -> Route:
+    def for_task(self, name: str, tasks: tuple[Task, ...], *, path: str) -> Route:
+        """The route of ``name``, which must serve one of ``tasks`` (the API route at ``path``)."""
         route = self.get(name)
         if route.task not in tasks:
             raise InvalidRequestError(
-                f"The model `{name}` serves task `{route.task}`; {endpoint} needs "
+                f"The model `{name}` serves task `{route.task}`; {path} needs "
                 f"{' or '.join(f'`{t}`' for t in tasks)}.",
                 param="model",
                 code="model_task_mismatch",

@@ -1,28 +1,25 @@
-"""What handlers share, built once per app: the router, the upstream client, metrics, keys,
-the scrubber of upstream text."""
+"""What the app shares, built once per process: the upstream client, metrics, the clock, the
+live state, what discovery learned, and the active config (replaced whole on reload)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from shim.auth import Keyring
-from shim.config import Config
+from shim.clock import Clock
+from shim.discovery import Discovery
+from shim.live import Active, LiveState
 from shim.metrics import Metrics
-from shim.redact import Scrubber
-from shim.routing import Router
-from shim.upstream import Upstream
+from shim.upstream.client import Client
 
 
 @dataclass(slots=True)
 class Services:
-    config: Config
-    # Replaced whole on reload; a request keeps the Route it resolved.
-    router: Router
-    upstream: Upstream
+    client: Client
     metrics: Metrics
-    keyring: Keyring
-    # Built from the config's secrets; replaced whole on reload, as the router is.
-    scrubber: Scrubber
+    clock: Clock
+    state: LiveState
+    discovery: Discovery
+    # A request reads it once and keeps what it read, whatever a reload does meanwhile.
+    active: Active
     draining: bool = False
     ready: bool = False
-    reloads: int = field(default=0)

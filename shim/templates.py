@@ -2,8 +2,8 @@
 
 Rendered as transformers renders them (``ImmutableSandboxedEnvironment`` with ``trim_blocks``,
 ``lstrip_blocks``, ``raise_exception``, ``strftime_now`` and a non-escaping ``tojson``), compiled
-once at config load. Hub templates are fetched at startup (never in the request path) and
-cached on disk.
+once at config load. Hub templates are fetched by ``shim.discovery`` (never in the request
+path) and cached on disk.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import jinja2
 import msgspec
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from shim import hf
 from shim._builtin_templates import BUILTINS
 
 log = logging.getLogger("shim.templates")
@@ -146,13 +147,7 @@ def resolve(
 # --- templates from the Hub --------------------------------------------------------------------
 
 
-class _TokenizerConfig(msgspec.Struct):
-    chat_template: str | list[dict[str, str]] | None = None
-    bos_token: str | dict[str, Any] | None = None
-    eos_token: str | dict[str, Any] | None = None
-
-
-_tokenizer_config = msgspec.json.Decoder(_TokenizerConfig)
+_tokenizer_config = msgspec.json.Decoder(hf.TokenizerConfig)
 
 
 def _token(value: str | dict[str, Any] | None) -> str:

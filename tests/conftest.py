@@ -16,7 +16,9 @@ from litestar.testing import AsyncTestClient
 from prometheus_client import CollectorRegistry
 
 from shim.app import create_app
-from shim.config import Config, parse_config
+from shim.clock import Clock
+from shim.config import Config
+from shim.loader import parse_config
 from tests.fake_hf import FakeHF
 
 FAKE = "http://fake-hf.test"
@@ -76,12 +78,16 @@ def fake() -> FakeHF:
 
 @contextlib.asynccontextmanager
 async def app_client(
-    fake: FakeHF, config: Config | None = None, registry: CollectorRegistry | None = None
+    fake: FakeHF,
+    config: Config | None = None,
+    registry: CollectorRegistry | None = None,
+    clock: Clock | None = None,
 ) -> AsyncIterator[AsyncTestClient[Litestar]]:
     app = create_app(
         config or make_config(),
         transport=fake.transport(),
         registry=registry if registry is not None else CollectorRegistry(),
+        clock=clock,
     )
     async with AsyncTestClient(app=app) as client:
         yield client
@@ -165,11 +171,19 @@ async def read_request(reader: asyncio.StreamReader) -> bytes:
 
 @contextlib.asynccontextmanager
 async def shim_server(
-    fake: FakeHF, config: Config, registry: CollectorRegistry | None = None
+    fake: FakeHF,
+    config: Config,
+    registry: CollectorRegistry | None = None,
+    clock: Clock | None = None,
 ) -> AsyncIterator[str]:
     """shim on a real loopback socket (concurrent requests really run concurrently, unlike the
     in-process test client), its upstream the fake's MockTransport."""
-    app = create_app(config, transport=fake.transport(), registry=registry or CollectorRegistry())
+    app = create_app(
+        config,
+        transport=fake.transport(),
+        registry=registry or CollectorRegistry(),
+        clock=clock,
+    )
     async with serve_asgi(app) as base:
         yield base
 

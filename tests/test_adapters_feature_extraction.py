@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from shim.adapters import _vectors
 from shim.adapters import feature_extraction as fx
 from shim.errors import InvalidRequestError, UpstreamError
 
@@ -19,6 +20,14 @@ V1, V2 = [3.0, 4.0], [0.0, 2.0]
 def unit(v: list[float]) -> list[float]:
     n = math.sqrt(sum(x * x for x in v))
     return [x / n for x in v]
+
+
+def adapter(
+    protocol: Any, *, pooling: Any = "mean", normalize: bool = True, truncate: Any = None
+) -> Any:
+    return fx.for_protocol(
+        protocol, truncate=truncate, normalize=normalize, pooling=pooling, upstream_model="m"
+    )
 
 
 @pytest.mark.parametrize(
@@ -47,18 +56,14 @@ def test_inputs_rejected(value: Any) -> None:
 
 
 def test_payloads_per_protocol() -> None:
-    tei = json.loads(fx.to_payload("tei", ["a"], truncate=True, normalize=True, upstream_model="m"))
+    tei = json.loads(adapter("tei", truncate=True).to_payload(["a"], encoding_format="float"))
     assert tei == {"inputs": ["a"], "truncate": True, "normalize": True}
-    pipe = json.loads(
-        fx.to_payload("pipeline", ["a"], truncate=None, normalize=True, upstream_model="m")
-    )
+    pipe = json.loads(adapter("pipeline").to_payload(["a"], encoding_format="float"))
     assert pipe == {"inputs": ["a"]}
-    oai = json.loads(
-        fx.to_payload("openai", [[1, 2]], truncate=None, normalize=True, upstream_model="m")
-    )
+    oai = json.loads(adapter("openai").to_payload([[1, 2]], encoding_format="float"))
     assert oai == {"input": [[1, 2]], "model": "m", "encoding_format": "float"}
     with pytest.raises(InvalidRequestError):
-        fx.to_payload("pipeline", [[1, 2]], truncate=None, normalize=True, upstream_model="m")
+        adapter("pipeline").to_payload([[1, 2]], encoding_format="float")
 
 
 SHAPES = [
@@ -86,9 +91,7 @@ SHAPES = [
 def test_shapes(
     protocol: Any, body: Any, n: int, pooling: Any, expected: list[list[float]]
 ) -> None:
-    result = fx.parse_response(
-        protocol, json.dumps(body).encode(), n=n, pooling=pooling, normalize=True
-    )
+    result = adapter(protocol, pooling=pooling).parse_response(json.dumps(body).encode(), n=n)
     got = result.vectors
     assert len(got) == len(expected)
     for a, b in zip(got, expected, strict=True):
@@ -97,8 +100,8 @@ def test_shapes(
 
 def test_mean_pools_every_token_not_the_first() -> None:
     tokens = [[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]
-    (vector,) = fx.parse_response(
-        "pipeline", json.dumps([tokens]).encode(), n=1, pooling="mean", normalize=False
+    (vector,) = (
+        adapter("pipeline", normalize=False).parse_response(json.dumps([tokens]).encode(), n=1)
     ).vectors
     assert vector == pytest.approx([1 / 3, 2 / 3])
 
@@ -108,9 +111,7 @@ def test_openai_shape_sorted_by_index_with_usage() -> None:
         "data": [{"index": 1, "embedding": V2}, {"index": 0, "embedding": V1}],
         "usage": {"prompt_tokens": 8, "total_tokens": 8},
     }
-    result = fx.parse_response(
-        "openai", json.dumps(body).encode(), n=2, pooling="mean", normalize=True
-    )
+    result = adapter("openai").parse_response(json.dumps(body).encode(), n=2)
     assert result.vectors == [V1, V2]
     assert result.prompt_tokens == 8
 
@@ -122,32 +123,30 @@ def test_openai_shape_sorted_by_index_with_usage() -> None:
 )
 def test_bad_shapes_are_invalid_responses(body: bytes, n: int) -> None:
     with pytest.raises(UpstreamError) as info:
-        fx.parse_response("pipeline", body, n=n, pooling="mean", normalize=True)
+        adapter("pipeline").parse_response(body, n=n)
     assert info.value.reason == "invalid_response"
 
 
 def test_pooling_none_rejects_token_level_output() -> None:
     with pytest.raises(UpstreamError, match="token-level"):
-        fx.parse_response(
-            "pipeline", json.dumps([[V1, V2]]).encode(), n=1, pooling="none", normalize=True
-        )
+        adapter("pipeline", pooling="none").parse_response(json.dumps([[V1, V2]]).encode(), n=1)
 
 
 def test_base64_is_little_endian_float32() -> None:
-    encoded = fx.to_base64([1.0, -2.5, 0.1])
+    encoded = _vectors.to_base64([1.0, -2.5, 0.1])
     assert struct.unpack("<3f", base64.b64decode(encoded)) == pytest.approx((1.0, -2.5, 0.1))
 
 
 def test_dimensions_truncate_and_renormalise() -> None:
-    (short,) = fx.shorten([[3.0, 4.0, 12.0]], 2)
+    (short,) = _vectors.shorten([[3.0, 4.0, 12.0]], 2)
     assert short == pytest.approx([0.6, 0.8])
     with pytest.raises(InvalidRequestError):
-        fx.shorten([[1.0, 2.0]], 5)
+        _vectors.shorten([[1.0, 2.0]], 5)
 
 
 def test_token_estimate() -> None:
-    assert fx.estimate_tokens([[1, 2, 3]]) == 3
-    assert fx.estimate_tokens(["abcd"]) == 3
+    assert fx.estimate_batch_tokens([[1, 2, 3]]) == 3
+    assert fx.estimate_batch_tokens(["abcd"]) == 3
 
 
 @pytest.mark.parametrize(
@@ -171,20 +170,20 @@ def test_token_estimate() -> None:
 )
 def test_parse_verbatim(protocol: Any, body: bytes, ok: bool) -> None:
     if ok:
-        items, _ = fx.parse_verbatim(protocol, body, n=2)
+        items, _ = adapter(protocol).parse_verbatim(body, n=2)
         assert len(items) == 2
         if protocol == "openai":
             assert bytes(items[0]) == b"[1]"  # sorted by index
     else:
         with pytest.raises(UpstreamError):
-            fx.parse_verbatim(protocol, body, n=2)
+            adapter(protocol).parse_verbatim(body, n=2)
 
 
 def test_conform_converts_between_encodings() -> None:
     import msgspec
 
     floats = msgspec.Raw(b"[0.5,-0.25]")
-    assert fx.conform(floats, "float") is floats
-    encoded = fx.conform(floats, "base64")
+    assert _vectors.conform(floats, "float") is floats
+    encoded = _vectors.conform(floats, "base64")
     assert isinstance(encoded, str)
-    assert fx.conform(msgspec.Raw(msgspec.json.encode(encoded)), "float") == [0.5, -0.25]
+    assert _vectors.conform(msgspec.Raw(msgspec.json.encode(encoded)), "float") == [0.5, -0.25]

@@ -49,8 +49,13 @@ def test_every_rerank_field_is_accounted_for() -> None:
     ids=["tei", "tei-truncate-raw", "pipeline-pairs", "openai"],
 )  # fmt: skip
 def test_payloads(protocol: Any, options: dict[str, Any], expected: dict[str, Any]) -> None:
-    body = tr.to_payload(protocol, query="q", texts=["a", "b"], upstream_model="served", **options)
+    adapter = tr.for_protocol(protocol, upstream_model="served", **options)
+    body = adapter.to_payload(query="q", texts=["a", "b"])
     assert json.loads(body) == expected
+
+
+def _adapter(protocol: Any) -> Any:
+    return tr.for_protocol(protocol, truncate=None, raw_scores=False, upstream_model="m")
 
 
 @pytest.mark.parametrize(
@@ -70,7 +75,7 @@ def test_payloads(protocol: Any, options: dict[str, Any], expected: dict[str, An
 def test_answers_become_scores_in_document_order(
     protocol: Any, answer: Any, n: int, scores: list[float], tokens: int | None
 ) -> None:
-    result = tr.parse_response(protocol, json.dumps(answer).encode(), n=n)
+    result = _adapter(protocol).parse_response(json.dumps(answer).encode(), n=n)
     assert result.scores == scores
     assert result.prompt_tokens == tokens
 
@@ -94,7 +99,7 @@ def test_answers_become_scores_in_document_order(
 )  # fmt: skip
 def test_bad_answers_are_invalid_responses(protocol: Any, body: bytes, n: int) -> None:
     with pytest.raises(UpstreamError) as error:
-        tr.parse_response(protocol, body, n=n)
+        _adapter(protocol).parse_response(body, n=n)
     assert error.value.code == "upstream_invalid_response"
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from shim.__main__ import main
-from shim.config import ConfigError, load_config, parse_config
+from shim.config import ConfigError
+from shim.loader import load_config, parse_config
 from shim.routing import Router
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -152,7 +153,7 @@ def test_protocol_defaults() -> None:
             env={},
         )
     )
-    got = {name: (r.protocol, r.endpoints[0].base) for name, r in router.routes.items()}
+    got = {name: (r.protocol, r.upstreams[0].base) for name, r in router.routes.items()}
     assert got == {
         "a": ("openai", "https://router.huggingface.co/v1"),
         "b": ("tgi", "http://b"),
@@ -174,8 +175,8 @@ def test_openai_url_normalised_with_or_without_v1() -> None:
             env={},
         )
     )
-    assert router.routes["a"].endpoints[0].base == "http://a/v1"
-    assert router.routes["b"].endpoints[0].base == "http://b/v1"
+    assert router.routes["a"].upstreams[0].base == "http://a/v1"
+    assert router.routes["b"].upstreams[0].base == "http://b/v1"
 
 
 def test_request_limits_are_accepted_with_documented_defaults() -> None:

@@ -18,10 +18,10 @@ import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
-from shim.config import parse_config
 from shim.errors import UpstreamReason
+from shim.loader import parse_config
 from shim.metrics import Metrics
-from shim.middleware import ENDPOINTS
+from shim.middleware import APIS
 from shim.routing import Router
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,7 +58,7 @@ FAMILIES = {re.sub(r"_(bucket|count|sum|created|total)$", "", name) for name in 
 LABEL_VALUES = {
     "reason": set(typing.get_args(UpstreamReason)),
     "kind": {"prompt", "completion"},
-    "endpoint": {*ENDPOINTS.values(), "other"},
+    "endpoint": {*APIS.values(), "other"},
 }
 
 _SELECTOR = re.compile(r"\b(shim_[a-z_]+)(?:\{([^}]*)\})?")

@@ -252,9 +252,10 @@ url = "{FAKE}/tei"
 hf_model = "org/other"
 """
     async with app_client(fake, make_config(models)) as client:
-        route = client.app.state.shim.router.routes["counted"]
+        services = client.app.state.shim
+        route = services.active.router.routes["counted"]
         for _ in range(100):  # loaded in the background after startup
-            if route.tokenizer is not None:
+            if services.discovery.tokenizer(route) is not None:
                 break
             await asyncio.sleep(0.01)
         r = await client.post(
@@ -279,9 +280,10 @@ async def test_tokenizer_from_a_file(fake: FakeHF, tmp_path: Any) -> None:
         f'tokenizer = "{tmp_path / "tok.json"}"\n'
     )
     async with app_client(fake, config) as client:
-        route = client.app.state.shim.router.routes["m"]
+        services = client.app.state.shim
+        route = services.active.router.routes["m"]
         for _ in range(100):
-            if route.tokenizer is not None:
+            if services.discovery.tokenizer(route) is not None:
                 break
             await asyncio.sleep(0.01)
         r = await client.post("/v1/embeddings", json={"model": "m", "input": "a b c d"})

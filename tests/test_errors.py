@@ -10,9 +10,10 @@ import msgspec
 import pytest
 
 from shim import errors
-from shim.errors import map_transport_errors, parse_upstream_error
 from shim.redact import Scrubber
-from shim.transport import ClosedBeforeResponseError
+from shim.upstream import failures
+from shim.upstream.failures import map_transport_errors, parse_upstream_error
+from shim.upstream.transport import ClosedBeforeResponseError
 
 UPSTREAM = [
     # (status, body, expected status, code, reason)
@@ -114,7 +115,7 @@ def test_every_transport_error_is_mapped(exc_type: type[httpx.TransportError]) -
 def test_transport_error_kinds(
     exc_type: type[httpx.TransportError], status: int, reason: str, retryable: bool
 ) -> None:
-    error = errors.transport_error(exc_type("boom"), "http://u/x")
+    error = failures.transport_error(exc_type("boom"), "http://u/x")
     assert (error.status_code, error.reason, error.retryable) == (status, reason, retryable)
     assert "http://u/x" in error.message
 
@@ -123,10 +124,12 @@ def test_error_tree_statuses() -> None:
     expected = {
         errors.InvalidRequestError: 400,
         errors.AuthenticationError: 401,
-        errors.PermissionDeniedError: 403,
         errors.ModelNotFoundError: 404,
+        errors.MethodNotAllowedError: 405,
         errors.RequestTooLargeError: 413,
+        errors.UnsupportedMediaTypeError: 415,
         errors.RateLimitError: 429,
+        errors.ClientDisconnectedError: 499,
         errors.UpstreamError: 502,
         errors.UpstreamTimeoutError: 504,
         errors.UpstreamUnavailableError: 503,

@@ -1,19 +1,23 @@
 """Upstream faults, each with a scripted fake: loading, retries, failover, fallbacks, timeouts,
-broken streams, client disconnects; and client keys, limits, CORS, reload, draining."""
+broken streams, client disconnects; and client keys, limits, CORS, reload, draining.
+
+Waits that shim chooses (backoff, loading pauses, cooldowns, rate windows) run on a fake clock;
+I/O deadlines (timeouts) and disconnects run on real time, kept short.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
 from typing import Any
 
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from shim.app import create_app, reload_config
-from shim.config import load_config
+from shim.app import create_app
+from shim.lifecycle import reload_config
+from shim.loader import load_config
 from tests.conftest import (
     FAKE,
     app_client,
@@ -23,6 +27,7 @@ from tests.conftest import (
     serve_asgi,
     shim_server,
 )
+from tests.fake_clock import FakeClock, until
 from tests.fake_hf import FakeHF, Reply, sse, tgi_stream_events
 
 USER = [{"role": "user", "content": "Hi"}]
@@ -43,9 +48,11 @@ def hf(base: str = FAKE) -> str:
 async def test_serverless_loading_is_waited_out_with_wait_header(fake: FakeHF) -> None:
     fake.script("/v1/chat/completions", LOADING, LOADING)
     models = hf() + '[models.s]\ntask = "text-generation"\nhf_model = "org/m"\nwait_for_model = 5\n'
-    async with app_client(fake, make_config(models)) as client:
+    clock = FakeClock()
+    async with app_client(fake, make_config(models), clock=clock) as client:
         r = await client.post("/v1/chat/completions", json={"model": "s", "messages": USER})
     assert r.status_code == 200, r.text
+    assert clock.sleeps == [0.05, 0.05]  # the upstream's estimated_time, each time
     seen = fake.requests("/v1/chat/completions")
     assert len(seen) == 3
     assert "x-wait-for-model" not in seen[0].headers
@@ -55,25 +62,27 @@ async def test_serverless_loading_is_waited_out_with_wait_header(fake: FakeHF) -
 async def test_endpoint_scale_up_header(fake: FakeHF) -> None:
     url = '"http://xyz.us-east-1.aws.endpoints.huggingface.cloud"'
     fake.script("/generate", Reply(503, body=b"scaling up", headers={"retry-after": "0"}))
-    async with app_client(
-        fake, make_config(hf() + model("e", url, "wait_for_model = 30"))
-    ) as client:
+    clock = FakeClock()
+    config = make_config(hf() + model("e", url, "wait_for_model = 30"))
+    async with app_client(fake, config, clock=clock) as client:
         r = await client.post("/v1/chat/completions", json={"model": "e", "messages": USER})
     assert r.status_code == 200
+    assert clock.sleeps == [0.05]  # Retry-After: 0, and the shortest pause
     assert fake.requests("/generate")[-1].headers["x-scale-up-timeout"] == "30"
 
 
 async def test_loading_past_budget_is_503_with_retry_after(fake: FakeHF) -> None:
     fake.script("/generate", *([LOADING] * 50))
     models = hf() + model("e", f'"{FAKE}"', "wait_for_model = 0.3")
-    async with app_client(fake, make_config(models)) as client:
-        started = time.monotonic()
+    clock = FakeClock()
+    async with app_client(fake, make_config(models), clock=clock) as client:
         r = await client.post("/v1/chat/completions", json={"model": "e", "messages": USER})
-        elapsed = time.monotonic() - started
     assert r.status_code == 503
     assert r.json()["error"]["code"] == "model_loading"
     assert int(r.headers["retry-after"]) >= 1
-    assert 0.25 < elapsed < 2
+    # Waited out the whole budget, in the upstream's estimated_time steps, then gave up.
+    assert 0.3 <= sum(clock.sleeps) < 0.36
+    assert len(fake.requests("/generate")) == len(clock.sleeps) + 1
 
 
 async def test_concurrent_requests_share_one_wake_up(fake: FakeHF) -> None:
@@ -81,13 +90,21 @@ async def test_concurrent_requests_share_one_wake_up(fake: FakeHF) -> None:
     fake.script("/generate", loading, loading)
     models = hf() + model("e", f'"{FAKE}"', "wait_for_model = 10")
     body = {"model": "e", "messages": USER}
+    clock = FakeClock(auto=False)
     async with (
-        shim_server(fake, make_config(models)) as base,
+        shim_server(fake, make_config(models), clock=clock) as base,
         httpx.AsyncClient(base_url=base, timeout=10) as client,
     ):
         first = asyncio.create_task(client.post("/v1/chat/completions", json=body))
-        await asyncio.sleep(0.1)  # the first request found the model loading
-        others = [client.post("/v1/chat/completions", json=body) for _ in range(5)]
+        await until(lambda: clock.sleeping == 1)  # the leader found the model loading
+        others = [
+            asyncio.create_task(client.post("/v1/chat/completions", json=body)) for _ in range(5)
+        ]
+        await until(lambda: clock.sleeping == 6)  # the followers wait for the leader
+        assert len(fake.requests("/generate")) == 1
+        clock.advance(0.2)  # the leader polls again: still loading
+        await until(lambda: len(fake.requests("/generate")) == 2 and clock.sleeping == 6)
+        clock.advance(0.2)  # the leader polls again: up
         responses = await asyncio.gather(first, *others)
     assert [r.status_code for r in responses] == [200] * 6
     # The leader: 2 loading answers then success; the 5 followers sent nothing while it was
@@ -104,12 +121,13 @@ async def test_5xx_and_429_are_retried_then_succeed(fake: FakeHF) -> None:
         Reply(500, body=b"x"),
         Reply(429, json={"error": "busy"}, headers={"retry-after": "0"}),
     )
-    async with app_client(
-        fake, make_config(hf() + model("e", f'"{FAKE}"', "retries = 2"))
-    ) as client:
+    clock = FakeClock(jitter=0.5)
+    config = make_config(hf() + model("e", f'"{FAKE}"', "retries = 2"))
+    async with app_client(fake, config, clock=clock) as client:
         r = await client.post("/v1/chat/completions", json={"model": "e", "messages": USER})
     assert r.status_code == 200
     assert len(fake.requests("/generate")) == 3
+    assert clock.sleeps == [0.25, 0.5]  # exponential backoff (jitter 1x)
 
 
 async def test_4xx_is_not_retried(fake: FakeHF) -> None:
@@ -124,9 +142,8 @@ async def test_4xx_is_not_retried(fake: FakeHF) -> None:
 
 async def test_retries_exhausted_tells_clients_not_to_retry(fake: FakeHF) -> None:
     fake.script("/generate", *([Reply(500, body=b"down")] * 3))
-    async with app_client(
-        fake, make_config(hf() + model("e", f'"{FAKE}"', "retries = 2"))
-    ) as client:
+    config = make_config(hf() + model("e", f'"{FAKE}"', "retries = 2"))
+    async with app_client(fake, config, clock=FakeClock()) as client:
         r = await client.post("/v1/chat/completions", json={"model": "e", "messages": USER})
     assert r.status_code == 502
     assert r.headers["x-should-retry"] == "false"
@@ -137,7 +154,8 @@ async def test_failover_and_cooldown_across_upstreams(fake: FakeHF) -> None:
     fake.script("/a/generate", *([Reply(500, body=b"a is down")] * 20))
     urls = f'["{FAKE}/a", "{FAKE}/b"]'
     extra = "retries = 1\ncooldown_after = 2\ncooldown = 60"
-    async with app_client(fake, make_config(hf() + model("e", urls, extra))) as client:
+    config = make_config(hf() + model("e", urls, extra))
+    async with app_client(fake, config, clock=FakeClock()) as client:
         for _ in range(6):
             r = await client.post("/v1/chat/completions", json={"model": "e", "messages": USER})
             assert r.status_code == 200
@@ -149,14 +167,17 @@ async def test_failover_and_cooldown_across_upstreams(fake: FakeHF) -> None:
 async def test_cooled_upstream_is_probed_back(fake: FakeHF) -> None:
     fake.script("/a/generate", Reply(500, body=b"x"))
     urls = f'["{FAKE}/a", "{FAKE}/b"]'
-    extra = "retries = 1\ncooldown_after = 1\ncooldown = 0.2"
-    async with app_client(fake, make_config(hf() + model("e", urls, extra))) as client:
+    extra = "retries = 1\ncooldown_after = 1\ncooldown = 60"
+    clock = FakeClock()
+    body = {"model": "e", "messages": USER}
+    async with app_client(fake, make_config(hf() + model("e", urls, extra)), clock=clock) as client:
         for _ in range(3):
-            await client.post("/v1/chat/completions", json={"model": "e", "messages": USER})
-        await asyncio.sleep(0.25)
+            assert (await client.post("/v1/chat/completions", json=body)).status_code == 200
+        assert len(fake.requests("/a/generate")) == 1  # failed once, then rested
+        clock.advance(61)
         for _ in range(4):
-            await client.post("/v1/chat/completions", json={"model": "e", "messages": USER})
-    assert len(fake.requests("/a/generate")) >= 2
+            assert (await client.post("/v1/chat/completions", json=body)).status_code == 200
+    assert len(fake.requests("/a/generate")) >= 2  # probed back once the cooldown ended
 
 
 async def test_fallback_model_used_when_all_upstreams_fail(fake: FakeHF) -> None:
@@ -181,11 +202,9 @@ async def test_non_stream_timeout_is_504(fake: FakeHF) -> None:
     async with app_client(
         fake, make_config(hf() + model("e", f'"{FAKE}"', "timeout = 0.2"))
     ) as client:
-        started = time.monotonic()
         r = await client.post("/v1/chat/completions", json={"model": "e", "messages": USER})
-    assert r.status_code == 504
+    assert r.status_code == 504  # not the hung upstream's answer, 5 s later
     assert r.json()["error"]["code"] == "upstream_timeout"
-    assert time.monotonic() - started < 2
 
 
 async def test_first_token_timeout_is_504(fake: FakeHF) -> None:
@@ -352,7 +371,8 @@ rpm = 2
 
 async def test_api_keys(fake: FakeHF) -> None:
     models = hf() + model("e", f'"{FAKE}/a"') + model("f", f'"{FAKE}/b"')
-    async with app_client(fake, make_config(models, server=KEYS)) as client:
+    clock = FakeClock()
+    async with app_client(fake, make_config(models, server=KEYS), clock=clock) as client:
         body = {"model": "e", "messages": USER}
         r = await client.post("/v1/chat/completions", json=body)
         assert r.status_code == 401 and r.json()["error"]["code"] == "missing_api_key"
@@ -375,6 +395,9 @@ async def test_api_keys(fake: FakeHF) -> None:
         assert r.status_code == 200  # the 2nd request of the minute (the 404 counted too)
         r = await client.post("/v1/chat/completions", json=body, headers=team)
         assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+        clock.advance(60)  # the window moved on
+        r = await client.post("/v1/chat/completions", json=body, headers=team)
+        assert r.status_code == 200
         assert (await client.get("/health")).status_code == 200
         assert (await client.get("/metrics")).status_code == 200
 

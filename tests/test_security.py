@@ -22,11 +22,13 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from prometheus_client import CollectorRegistry
 
-from shim import errors
-from shim.app import create_app, reload_config
-from shim.config import ConfigError, load_config
+from shim.app import create_app
+from shim.config import ConfigError
+from shim.lifecycle import reload_config
+from shim.loader import load_config
 from shim.openai import chat, completions, embeddings
 from shim.redact import MAX_MESSAGE, SCAN_LIMIT, Scrubber, secrets_of
+from shim.upstream import failures
 from tests.conftest import FAKE, MODELS, app_client, make_config, serve_asgi, shim_server
 from tests.fake_hf import FakeHF, Reply, Seen, sse, tgi_stream_events
 
@@ -1428,10 +1430,10 @@ RETRY_AFTER = [
     pytest.param("1e400", None, id="overflowing"),
     pytest.param("nan", None, id="nan"),
     pytest.param("-5", None, id="negative"),
-    pytest.param("99999999999", errors.RETRY_AFTER_MAX, id="huge-clamped"),
+    pytest.param("99999999999", failures.RETRY_AFTER_MAX, id="huge-clamped"),
     pytest.param("Tue, 01 Dec 2026 12:00:30 GMT", 30.0, id="http-date"),
     pytest.param("Tue, 01 Dec 2026 11:00:00 GMT", 0.0, id="http-date-past"),
-    pytest.param("Fri, 01 Dec 9999 12:00:00 GMT", errors.RETRY_AFTER_MAX, id="http-date-far"),
+    pytest.param("Fri, 01 Dec 9999 12:00:00 GMT", failures.RETRY_AFTER_MAX, id="http-date-far"),
     pytest.param("Tue, 01 Dec 2026 12:00:30", 30.0, id="http-date-no-zone"),
     pytest.param("soon", None, id="garbage"),
     pytest.param("", None, id="empty"),
@@ -1440,7 +1442,7 @@ RETRY_AFTER = [
 
 @pytest.mark.parametrize(("header", "expected"), RETRY_AFTER)
 def test_retry_after_is_read_defensively(header: str, expected: float | None) -> None:
-    assert errors.retry_after_seconds(header, now=NOW) == expected
+    assert failures.retry_after_seconds(header, now=NOW) == expected
 
 
 @pytest.mark.parametrize("status", [429, 503])
@@ -1463,7 +1465,7 @@ async def test_any_retry_after_is_an_enveloped_answer(
     }
     after = r.headers.get("retry-after")  # none when the upstream's was unreadable (429)
     assert after is not None or status == 429
-    assert after is None or 1 <= int(after) <= errors.RETRY_AFTER_MAX
+    assert after is None or 1 <= int(after) <= failures.RETRY_AFTER_MAX
 
 
 # --- answers missing (or mistyping) their fields --------------------------------------------
@@ -1557,9 +1559,9 @@ async def test_an_invalid_answer_is_not_an_endpoint_success(fake: FakeHF) -> Non
         for _ in range(3):
             r = await client.post(CHAT, json={"model": "tgi", "messages": USER}, headers=AUTH)
             assert r.status_code == 502
-        (endpoint,) = client.app.state.shim.router.routes["tgi"].endpoints
-    # The garbage answer between the two failures did not reset the count: the endpoint rests.
-    assert endpoint.failures == 2 and endpoint.cooled_until > 0
+        (upstream,) = client.app.state.shim.active.pools["tgi"].states
+    # The garbage answer between the two failures did not reset the count: the upstream rests.
+    assert upstream.failures == 2 and upstream.cooled_until > 0
 
 
 @pytest.mark.parametrize("count", [-5, 10**400, True], ids=["negative", "huge", "bool"])

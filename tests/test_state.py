@@ -17,8 +17,9 @@ import pytest
 import redis.asyncio
 from openai.types.responses import ResponseItemList
 
-from shim.config import ConfigError, StateConfig, parse_config
+from shim.config import ConfigError, StateConfig
 from shim.errors import InvalidRequestError
+from shim.loader import parse_config
 from shim.openai import responses as rs
 from shim.state import SHARED_OWNER, ResponseStore, open_state, page_items
 from shim.state import redis as shared

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from shim.adapters._stop import StopScanner, truncate_at_stop
-from shim.streaming import iter_sse_data
+from shim.upstream.sse import iter_sse_data
 
 
 async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:

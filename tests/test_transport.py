@@ -18,8 +18,8 @@ import httpx
 import pytest
 from yarl import URL
 
-from shim import transport
-from shim.transport import AiohttpTransport, ClosedBeforeResponseError, map_exception
+from shim.upstream import transport
+from shim.upstream.transport import AiohttpTransport, ClosedBeforeResponseError, map_exception
 from tests.conftest import free_port, raw_server, read_request
 
 OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
@@ -42,7 +42,7 @@ def _aiohttp_client_errors() -> list[type[BaseException]]:
 def test_every_aiohttp_exception_is_mapped(exc_type: type[BaseException]) -> None:
     # Listed by name, not caught by a base class's row: a new aiohttp class needs a decision.
     rows = {row[0]: row[1:] for row in transport.EXCEPTIONS}
-    assert exc_type in rows, f"{exc_type.__name__} is not in shim.transport.EXCEPTIONS"
+    assert exc_type in rows, f"{exc_type.__name__} is not in shim.upstream.transport.EXCEPTIONS"
     for mapped in rows[exc_type]:
         assert issubclass(mapped, httpx.TransportError)
 

@@ -1,13 +1,76 @@
-"""One adapter module per Hugging Face task; adapters are pure translators.
+"""The translators between OpenAI's API and what each upstream speaks: one contract per task,
+each implemented by one class per protocol. Adapters are pure (no I/O, clock, randomness or
+logging); ids, timestamps and the OpenAI responses themselves are the serving layer's.
 
-- ``text_generation``: TGI native routes and the inference-toolkit pipeline (also text2text);
-- ``openai_compat``: OpenAI-speaking upstreams (TGI Messages API, vLLM, the HF router);
-- ``feature_extraction``: TEI, pipelines and OpenAI-style embeddings;
-- ``text_ranking``: rerank on TEI, the toolkit's text-ranking pipeline and rerank APIs.
+Where is X translated?
+
+- text-generation (``TextGeneration``): ``text_generation.TGI``, ``text_generation.Pipeline``;
+  tool calls and reasoning in a rendered model's text: ``_tools`` (a request's tools →
+  ``ToolPlan``, TGI's grammar) and ``_answer`` (a model's text → reasoning, content and calls,
+  streamed or whole; over ``_tool_parser``, ``_tool_call``, ``_json_stream``, ``_reasoning``);
+- feature-extraction (``FeatureExtraction``): ``feature_extraction.TEI``, ``.Pipeline``,
+  ``.OpenAIStyle``;
+- text-ranking (``TextRanking``): ``text_ranking.TEI``, ``.Pipeline``, ``.RerankAPI``;
+- OpenAI-speaking upstreams, any task (``ChunkRewriter``): ``openai_compat.Rewriter``, the
+  request side by ``openai_compat.to_payload``.
 
 Shared pieces: ``_params`` (OpenAI parameters → neutral), ``_prompt`` (chat → prompt),
-``_stop`` (stop sequences), ``_result`` (neutral results); tool calling on rendered protocols:
-``_tools`` (a request's tools → ``ToolPlan``, TGI's grammar) and ``_answer`` (a model's text →
-reasoning, content and calls, streamed or whole; over ``_tool_parser``, ``_tool_call``,
-``_json_stream`` and ``_reasoning``).
+``_stop`` (stop sequences), ``_vectors`` (embedding shapes), ``_result`` (neutral results).
 """
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import msgspec
+
+from shim import hf
+from shim.adapters._params import GenerationParams
+from shim.adapters._result import Embeddings, Generation, Scores, StreamDelta
+
+
+class TextGeneration(Protocol):
+    """OpenAI chat/completions → an HF generation payload; HF answers → neutral results."""
+
+    path: str
+    #: None: the protocol cannot stream (its one answer is replayed as a stream).
+    stream_path: str | None
+    #: False: answers carry no finish reason (shim infers "length" from the token budget).
+    reports_finish: bool
+
+    def to_payload(
+        self, params: GenerationParams, *, prompt: str, stop: Sequence[str], default_max: int | None
+    ) -> hf.GenerateRequest: ...
+
+    def parse_response(self, body: bytes, *, prompt: str) -> Generation: ...
+
+    def parse_event(self, data: bytes) -> StreamDelta: ...
+
+
+class FeatureExtraction(Protocol):
+    """Inputs → an upstream embeddings payload; its answer → one vector per input."""
+
+    #: Whether ``parse_verbatim`` may pass the upstream's JSON through unparsed.
+    verbatim: bool
+
+    def to_payload(self, batch: list[str] | list[list[int]], *, encoding_format: str) -> bytes: ...
+
+    def parse_response(self, body: bytes, *, n: int) -> Embeddings: ...
+
+    def parse_verbatim(self, body: bytes, *, n: int) -> tuple[list[msgspec.Raw], int | None]: ...
+
+
+class TextRanking(Protocol):
+    """A query and documents → an upstream rerank payload; its answer → one score per document,
+    in the order the documents were sent."""
+
+    def to_payload(self, *, query: str, texts: list[str]) -> bytes: ...
+
+    def parse_response(self, body: bytes, *, n: int) -> Scores: ...
+
+
+class ChunkRewriter(Protocol):
+    """An OpenAI-speaking upstream's answer or stream chunk → what the client must see."""
+
+    def __call__(self, data: dict[str, Any], *, stream: bool) -> bytes: ...

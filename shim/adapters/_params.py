@@ -129,6 +129,23 @@ def _repetition(presence: float | None, explicit: float | None) -> float | None:
     return None
 
 
+def _shared(
+    req: chat.ChatCompletionRequest | completions.CompletionRequest, *, max_tokens: int | None
+) -> GenerationParams:
+    """The parameters chat and completions spell alike."""
+    return GenerationParams(
+        max_tokens=max_tokens,
+        temperature=req.temperature,
+        top_p=req.top_p,
+        top_k=req.top_k,
+        seed=req.seed,
+        frequency_penalty=req.frequency_penalty or None,
+        repetition_penalty=_repetition(req.presence_penalty, req.repetition_penalty),
+        stop=_stop_list(req.stop),
+        n=req.n or 1,
+    )
+
+
 def from_chat(req: chat.ChatCompletionRequest) -> GenerationParams:
     _reject_set(req, CHAT_REJECTED)
     # With `tool_choice` "auto" (the default) the model may always answer in text, which is
@@ -142,20 +159,11 @@ def from_chat(req: chat.ChatCompletionRequest) -> GenerationParams:
         )
     if req.top_logprobs and not req.logprobs:
         raise InvalidRequestError("`top_logprobs` requires `logprobs: true`.", param="top_logprobs")
-    return GenerationParams(
-        max_tokens=req.max_completion_tokens or req.max_tokens,
-        temperature=req.temperature,
-        top_p=req.top_p,
-        top_k=req.top_k,
-        seed=req.seed,
-        frequency_penalty=req.frequency_penalty or None,
-        repetition_penalty=_repetition(req.presence_penalty, req.repetition_penalty),
-        stop=_stop_list(req.stop),
-        n=req.n or 1,
-        logprobs=bool(req.logprobs),
-        top_logprobs=req.top_logprobs or 0,
-        grammar=_grammar(req.response_format),
-    )
+    params = _shared(req, max_tokens=req.max_completion_tokens or req.max_tokens)
+    params.logprobs = bool(req.logprobs)
+    params.top_logprobs = req.top_logprobs or 0
+    params.grammar = _grammar(req.response_format)
+    return params
 
 
 def from_completion(req: completions.CompletionRequest) -> GenerationParams:
@@ -168,20 +176,11 @@ def from_completion(req: completions.CompletionRequest) -> GenerationParams:
     max_tokens = req.max_tokens
     if max_tokens == 0:
         raise InvalidRequestError("`max_tokens` must be at least 1.", param="max_tokens")
-    return GenerationParams(
-        max_tokens=max_tokens,
-        temperature=req.temperature,
-        top_p=req.top_p,
-        top_k=req.top_k,
-        seed=req.seed,
-        frequency_penalty=req.frequency_penalty or None,
-        repetition_penalty=_repetition(req.presence_penalty, req.repetition_penalty),
-        stop=_stop_list(req.stop),
-        n=req.n or 1,
-        logprobs=req.logprobs is not None and req.logprobs > 0,
-        top_logprobs=req.logprobs or 0,
-        echo=bool(req.echo),
-    )
+    params = _shared(req, max_tokens=max_tokens)
+    params.logprobs = req.logprobs is not None and req.logprobs > 0
+    params.top_logprobs = req.logprobs or 0
+    params.echo = bool(req.echo)
+    return params
 
 
 def sampling(

@@ -1,12 +1,17 @@
 """Neutral results: what every adapter returns, whatever the wire format.
 
-The OpenAI response (id, created, choices, usage) is built once from these in ``shim.generation``,
-and metrics read token counts from them.
+The OpenAI response (id, created, choices, usage) is built once from these in
+``shim.serve.formats``, and metrics read token counts from them.
 """
 
 from __future__ import annotations
 
 import msgspec
+
+
+def estimate_tokens(text: str) -> int:
+    """Documented estimate when the upstream reports no counts: ~4 characters per token."""
+    return (len(text) + 3) // 4 if text else 0
 
 
 class TokenInfo(msgspec.Struct, frozen=True):

@@ -9,7 +9,7 @@ object (TGI < 3.2) and integer call ids.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -22,6 +22,8 @@ from shim.errors import (
     invalid_response,
 )
 
+#: Which OpenAI operation a request is: chat or (legacy) completions.
+Kind = Literal["chat", "completions"]
 _FINISH = {"eos_token": "stop", "stop_sequence": "stop", "": None}
 _decoder = msgspec.json.Decoder(dict[str, Any])
 _encoder = msgspec.json.Encoder()
@@ -198,3 +200,53 @@ def stream_error(data: dict[str, Any]) -> UpstreamError:
     if isinstance(status, int) and 400 <= status < 500 and status != 429:
         return UpstreamRejectedError(text)
     return UpstreamError(f"The upstream failed: {text}")
+
+
+def has_content(data: dict[str, Any]) -> bool:
+    """Whether a chunk carries output (text or a tool call): a token for the stream's clock."""
+    for choice in data.get("choices") or ():
+        delta = choice.get("delta") or {}
+        if delta.get("content") or delta.get("tool_calls") or choice.get("text"):
+            return True
+    return False
+
+
+def finished(data: dict[str, Any]) -> bool:
+    """Whether a chunk ends a choice (a stream may still send its usage after it)."""
+    return any(choice.get("finish_reason") for choice in data.get("choices") or ())
+
+
+class Rewriter:
+    """An upstream answer or chunk as the client must see it: our model name, the reply's one
+    id and creation time (made by the caller), OpenAI's ``object``, and a chat answer turned
+    back into a completion when the upstream serves chat only."""
+
+    __slots__ = ("as_completion", "chat", "created", "id", "model", "objects")
+
+    def __init__(self, *, model: str, id: str, created: int, kind: Kind, as_completion: bool):
+        self.model = model
+        self.id = id
+        self.created = created
+        self.as_completion = as_completion
+        # Whether the upstream is asked (and answers) a chat request.
+        self.chat = kind == "chat" or as_completion
+        # (answer, chunk) `object`. Always set: the openai SDK's stream helpers drop chunks
+        # whose `object` is not "chat.completion.chunk" (TGI < 2.1 sends "text_completion";
+        # some upstreams leave it out of the usage chunk).
+        self.objects = (
+            ("chat.completion", "chat.completion.chunk")
+            if kind == "chat"
+            else ("text_completion", "text_completion")
+        )
+
+    def __call__(self, data: dict[str, Any], *, stream: bool) -> bytes:
+        return rewrite(
+            data,
+            model=self.model,
+            id=self.id,
+            created=self.created,
+            stream=stream,
+            chat=self.chat,
+            as_completion=self.as_completion,
+            object=self.objects[stream],
+        )

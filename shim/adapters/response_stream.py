@@ -18,7 +18,7 @@ from shim.adapters.responses import item_id
 from shim.errors import ShimError
 from shim.openai import response_events as ev
 from shim.openai import responses as rs
-from shim.streaming import encode_named_event
+from shim.openai.sse import encode_named_event
 
 _encoder = msgspec.json.Encoder()
 

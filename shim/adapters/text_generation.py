@@ -13,6 +13,7 @@ import msgspec
 from shim import hf
 from shim.adapters._params import GenerationParams, sampling
 from shim.adapters._result import Generation, StreamDelta, TokenInfo
+from shim.config import Protocol, Task
 from shim.errors import (
     InvalidRequestError,
     UpstreamError,
@@ -56,9 +57,9 @@ def _token_info(token: hf.Token, top: Sequence[hf.Token] | None) -> TokenInfo:
 class TGI:
     """TGI's native routes. Streams; reports finish reasons and token counts (``details``)."""
 
-    path = "/generate"
-    stream_path = "/generate_stream"
-    streams = True
+    path: str = "/generate"
+    stream_path: str | None = "/generate_stream"
+    reports_finish: bool = True
 
     def to_payload(
         self, params: GenerationParams, *, prompt: str, stop: Sequence[str], default_max: int | None
@@ -140,13 +141,12 @@ class Pipeline:
     """The HF inference toolkit / serverless hf-inference pipeline. Cannot stream; rejects
     parameters it does not know with 400, so only what it accepts is sent (PROTOCOLS.md §11)."""
 
-    path = ""
-    stream_path = None
-    streams = False
+    path: str = ""
+    stream_path: str | None = None
+    # No details: the finish reason is inferred by the caller (stop, or length at the budget).
+    reports_finish: bool = False
 
     def __init__(self, *, full_text_flag: bool) -> None:
-        # text-generation pipelines echo the prompt unless told not to; text2text ones reject
-        # the flag (and never echo).
         self.full_text_flag = full_text_flag
 
     def to_payload(
@@ -188,3 +188,15 @@ class Pipeline:
 
     def parse_event(self, data: bytes) -> StreamDelta:  # pragma: no cover - never streams
         raise NotImplementedError
+
+
+def for_protocol(task: Task, protocol: Protocol) -> TGI | Pipeline | None:
+    """The adapter for a generation model's rendered protocol (None: ``openai`` forwards the
+    request as sent), chosen at config load."""
+    if protocol == "tgi":
+        return TGI()
+    if protocol == "pipeline":
+        # text-generation pipelines echo the prompt unless told not to; text2text ones reject
+        # the flag (and never echo).
+        return Pipeline(full_text_flag=task == "text-generation")
+    return None

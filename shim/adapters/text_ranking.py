@@ -1,5 +1,6 @@
 """text-ranking (rerank) on TEI (``/rerank``), the inference toolkit's text-ranking pipeline
-(``[query, text]`` pairs) and upstreams that serve the Cohere/Jina rerank API (vLLM). Pure.
+(``[query, text]`` pairs) and upstreams that serve the Cohere/Jina rerank API (vLLM): one
+adapter per protocol, options bound at config load. Pure.
 
 Every answer becomes one score per document in the order the documents were sent (``Scores``),
 whatever order the upstream ranked them in, so batches merge by concatenation; ranking best
@@ -13,7 +14,7 @@ import msgspec
 from shim import hf
 from shim.adapters._result import Scores
 from shim.config import Protocol
-from shim.errors import InvalidRequestError, invalid_response
+from shim.errors import InvalidRequestError, decode_answer, invalid_response
 from shim.openai import rerank
 
 #: Request fields shim acts on.
@@ -45,34 +46,6 @@ def texts_of(req: rerank.RerankRequest) -> list[str]:
     return [d if isinstance(d, str) else d.text for d in req.documents]
 
 
-def to_payload(
-    protocol: Protocol,
-    *,
-    query: str,
-    texts: list[str],
-    truncate: bool | None,
-    raw_scores: bool,
-    upstream_model: str,
-) -> bytes:
-    if protocol == "tei":
-        return _encoder.encode(
-            hf.RerankRequest(
-                query=query,
-                texts=texts,
-                raw_scores=raw_scores,
-                return_text=False,
-                truncate=truncate,
-            )
-        )
-    if protocol == "openai":
-        return _encoder.encode(
-            rerank.UpstreamRerankRequest(
-                model=upstream_model, query=query, documents=texts, return_documents=False
-            )
-        )
-    return _encoder.encode(hf.PipelineRankRequest(inputs=[(query, text) for text in texts]))
-
-
 def _scatter(ranks: list[tuple[int, float]], n: int) -> list[float]:
     """Scores in document order from (index, score) pairs in any order; each index once."""
     if len(ranks) != n:
@@ -85,25 +58,73 @@ def _scatter(ranks: list[tuple[int, float]], n: int) -> list[float]:
     return [s for s in scores if s is not None]
 
 
-def parse_response(protocol: Protocol, body: bytes, *, n: int) -> Scores:
-    try:
-        if protocol == "tei":
-            return Scores(_scatter([(r.index, r.score) for r in _tei.decode(body)], n))
-        if protocol == "openai":
-            answer = _openai.decode(body)
-            ranks = [(r.index, r.relevance_score) for r in answer.results]
-            tokens = answer.usage.total_tokens if answer.usage else None
-            return Scores(_scatter(ranks, n), tokens or None)
-        decoded = _pipeline.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise invalid_response(f"rerank: {exc}") from None
-    if isinstance(decoded, list):
-        return Scores(_scatter([(r.index, r.score) for r in decoded], n))
-    values = decoded.scores
-    scores = [values] if isinstance(values, float) else values
-    if len(scores) != n:
-        raise invalid_response(f"{len(scores)} scores for {n} documents")
-    return Scores(scores)
+class TEI:
+    """TEI ``POST /rerank``: ranks best first, with indices."""
+
+    def __init__(self, *, truncate: bool | None, raw_scores: bool) -> None:
+        self.truncate = truncate
+        self.raw_scores = raw_scores
+
+    def to_payload(self, *, query: str, texts: list[str]) -> bytes:
+        request = hf.RerankRequest(
+            query=query,
+            texts=texts,
+            raw_scores=self.raw_scores,
+            return_text=False,
+            truncate=self.truncate,
+        )
+        return _encoder.encode(request)
+
+    def parse_response(self, body: bytes, *, n: int) -> Scores:
+        ranks = decode_answer(_tei, body, "rerank")
+        return Scores(_scatter([(r.index, r.score) for r in ranks], n))
+
+
+class Pipeline:
+    """The toolkit's text-ranking pipeline: ``[query, text]`` pairs, scores in input order."""
+
+    def to_payload(self, *, query: str, texts: list[str]) -> bytes:
+        return _encoder.encode(hf.PipelineRankRequest(inputs=[(query, text) for text in texts]))
+
+    def parse_response(self, body: bytes, *, n: int) -> Scores:
+        decoded = decode_answer(_pipeline, body, "rerank")
+        if isinstance(decoded, list):
+            return Scores(_scatter([(r.index, r.score) for r in decoded], n))
+        values = decoded.scores
+        scores = [values] if isinstance(values, float) else values
+        if len(scores) != n:
+            raise invalid_response(f"{len(scores)} scores for {n} documents")
+        return Scores(scores)
+
+
+class RerankAPI:
+    """An upstream serving the Cohere/Jina rerank API (vLLM): documents back never asked for."""
+
+    def __init__(self, *, upstream_model: str) -> None:
+        self.upstream_model = upstream_model
+
+    def to_payload(self, *, query: str, texts: list[str]) -> bytes:
+        request = rerank.UpstreamRerankRequest(
+            model=self.upstream_model, query=query, documents=texts, return_documents=False
+        )
+        return _encoder.encode(request)
+
+    def parse_response(self, body: bytes, *, n: int) -> Scores:
+        answer = decode_answer(_openai, body, "rerank")
+        ranks = [(r.index, r.relevance_score) for r in answer.results]
+        tokens = answer.usage.total_tokens if answer.usage else None
+        return Scores(_scatter(ranks, n), tokens or None)
+
+
+def for_protocol(
+    protocol: Protocol, *, truncate: bool | None, raw_scores: bool, upstream_model: str
+) -> TEI | Pipeline | RerankAPI:
+    """The adapter for a text-ranking model's protocol (chosen at config load)."""
+    if protocol == "tei":
+        return TEI(truncate=truncate, raw_scores=raw_scores)
+    if protocol == "openai":
+        return RerankAPI(upstream_model=upstream_model)
+    return Pipeline()
 
 
 def ranked(scores: list[float], top_n: int | None) -> list[tuple[int, float]]:

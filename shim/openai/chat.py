@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from shim.openai.common import StreamOptions, Usage
+from shim.openai.common import Answer, StreamOptions, Usage
 
 Temperature = Annotated[float, msgspec.Meta(ge=0, le=2)]
 Probability = Annotated[float, msgspec.Meta(ge=0, le=1)]
@@ -138,13 +138,8 @@ class Choice(msgspec.Struct, kw_only=True):
     finish_reason: str
 
 
-class ChatCompletion(msgspec.Struct, kw_only=True):
-    id: str
+class ChatCompletion(Answer, kw_only=True):
     object: Literal["chat.completion"] = "chat.completion"
-    created: int
-    model: str
-    # A string in OpenAI's schema, never null: omitted when unknown (always, on rendered protocols).
-    system_fingerprint: str | msgspec.UnsetType = msgspec.UNSET
     choices: list[Choice]
     usage: Usage
 
@@ -161,13 +156,8 @@ class ChunkChoice(msgspec.Struct, kw_only=True):
     finish_reason: str | None = None
 
 
-class ChatCompletionChunk(msgspec.Struct, kw_only=True):
-    id: str
+class ChatCompletionChunk(Answer, kw_only=True):
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
-    created: int
-    model: str
-    # A string in OpenAI's schema, never null: omitted when unknown (always, on rendered protocols).
-    system_fingerprint: str | msgspec.UnsetType = msgspec.UNSET
     choices: list[ChunkChoice]
     # Only the final chunk of a stream with include_usage carries usage (and no choices).
     usage: Usage | None = None

@@ -1,4 +1,5 @@
-"""Types shared by the OpenAI endpoints: usage, models, stream options.
+"""Types shared by the OpenAI API routes: usage, models, stream options, the fields every answer
+starts with.
 
 Spec: https://github.com/openai/openai-openapi (``CompletionUsage``, ``Model``,
 ``ListModelsResponse``).
@@ -26,6 +27,18 @@ class Usage(msgspec.Struct):
 class EmbeddingUsage(msgspec.Struct):
     prompt_tokens: int
     total_tokens: int
+
+
+class Answer(msgspec.Struct, kw_only=True):
+    """What every chat and completions answer and stream chunk starts with (a subclass sets
+    ``object``; fields keep this order)."""
+
+    id: str
+    object: str
+    created: int
+    model: str
+    # A string in OpenAI's schema, never null: omitted when unknown (always, on rendered protocols).
+    system_fingerprint: str | msgspec.UnsetType = msgspec.UNSET
 
 
 class Model(msgspec.Struct):

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from shim.openai.chat import Penalty, PositiveInt, Probability, StopList, Temperature
-from shim.openai.common import StreamOptions, Usage
+from shim.openai.common import Answer, StreamOptions, Usage
 
 # str | list[str] | list[int] | list[list[int]]; msgspec takes one array type per union, so the
 # list's items are checked by the handler.
@@ -58,13 +58,8 @@ class CompletionChoice(msgspec.Struct, kw_only=True):
     finish_reason: str | None
 
 
-class Completion(msgspec.Struct, kw_only=True):
-    id: str
+class Completion(Answer, kw_only=True):
     object: Literal["text_completion"] = "text_completion"
-    created: int
-    model: str
-    # A string in OpenAI's schema, never null: omitted when unknown (always, on rendered protocols).
-    system_fingerprint: str | msgspec.UnsetType = msgspec.UNSET
     choices: list[CompletionChoice]
     # null on stream chunks but the usage chunk.
     usage: Usage | None = None

@@ -1,24 +1,12 @@
-"""Server-sent events, both ways: a tolerant parser for upstream streams and the framing of
-the client stream. Nothing else in shim touches SSE bytes.
+"""Reading server-sent events from an upstream: a tolerant parser (the framing of the client's
+stream is ``shim.openai.sse``).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-DONE = b"data: [DONE]\n\n"
 _DONE_PAYLOAD = b"[DONE]"
-#: Response headers of every client stream (no proxy buffering, no caching).
-STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
-
-
-def encode_event(payload: bytes) -> bytes:
-    return b"data: " + payload + b"\n\n"
-
-
-def encode_named_event(name: bytes, payload: bytes) -> bytes:
-    """An event with an ``event:`` field, as the Responses API streams (and no ``[DONE]``)."""
-    return b"event: " + name + b"\ndata: " + payload + b"\n\n"
 
 
 async def iter_sse_batches(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:

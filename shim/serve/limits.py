@@ -1,6 +1,7 @@
-"""Request bounds for chat and completions: what one request asks of a model, measured once from
+"""Request bounds for chat and completions: what one request asks of a model, measured from
 the typed request, checked against the model's limits before any upstream call, whatever the
-model's protocol. A fallback model whose limits the request exceeds is not tried.
+model's protocol (``Service.fault``). A fallback model whose limits the request exceeds is not
+tried.
 """
 
 from __future__ import annotations
@@ -92,12 +93,6 @@ def _fault(route: Route, demand: Demand) -> InvalidRequestError | None:
     return None
 
 
-def check(route: Route, demand: Demand) -> None:
-    """A 400 naming the parameter when ``demand`` exceeds a limit of ``route``."""
-    fault = _fault(route, demand)
-    if fault is not None:
-        raise fault
-
-
-def fits(route: Route, demand: Demand) -> bool:
-    return _fault(route, demand) is None
+def fault(route: Route, demand: Demand) -> InvalidRequestError | None:
+    """The 400 naming the parameter when ``demand`` exceeds a limit of ``route``; else None."""
+    return _fault(route, demand)

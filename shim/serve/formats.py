@@ -1,0 +1,188 @@
+"""OpenAI's response formats: the chat and completions responses and stream chunks built from
+neutral results (the SSE framing is ``shim.openai.sse``).
+
+Ids and timestamps are made here (adapters have no clock), once per request: every chunk of a
+stream carries the same ``id`` and ``created``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+
+from shim.adapters._result import Generation, TokenInfo
+from shim.context import new_id
+from shim.errors import ErrorBody
+from shim.openai import chat, completions
+from shim.openai.common import Usage
+from shim.openai.sse import DONE, encode_event
+
+_encoder = msgspec.json.Encoder()
+
+
+def error_events(error: ErrorBody) -> bytes:
+    """A failure after the first byte: one ``data: {"error": ...}`` event, then ``[DONE]``."""
+    return encode_event(_encoder.encode(error)) + DONE
+
+
+def _bytes(text: str) -> list[int]:
+    return list(text.encode("utf-8"))
+
+
+_MARK = "\u0000shim-text\u0000"
+_ENCODED_MARK = _encoder.encode(_MARK)
+
+
+def _event_template(chunk: bytes) -> tuple[bytes, bytes]:
+    """Split an encoded chunk whose text is the marker into the SSE event's fixed prefix and
+    suffix: per token only the text is encoded (msgspec does the JSON escaping)."""
+    prefix, suffix = chunk.split(_ENCODED_MARK)
+    return b"data: " + prefix, suffix + b"\n\n"
+
+
+class _Format:
+    """What every response of one request shares: id, creation time, model name, and the
+    pre-encoded frame of its text chunks. Subclasses say how a choice and a whole answer or
+    stream chunk are spelled."""
+
+    id_prefix = ""
+
+    def __init__(self, model: str) -> None:
+        self.id = self.id_prefix + new_id(24)
+        self.created = int(time.time())
+        self.model = model
+        self._template: tuple[bytes, bytes] | None = None
+
+    def _answer(self, choices: list[Any], usage: Usage) -> msgspec.Struct:
+        raise NotImplementedError
+
+    def _piece(self, choices: list[Any], usage: Usage | None = None) -> msgspec.Struct:
+        """A stream chunk."""
+        raise NotImplementedError
+
+    def _choice(self, index: int, generation: Generation, *, logprobs: bool) -> msgspec.Struct:
+        raise NotImplementedError
+
+    def response(self, generations: list[Generation], usage: Usage, *, logprobs: bool) -> bytes:
+        choices = [self._choice(i, g, logprobs=logprobs) for i, g in enumerate(generations)]
+        return _encoder.encode(self._answer(choices, usage))
+
+    def usage(self, usage: Usage) -> bytes:
+        """The last chunk of a stream with ``include_usage``: usage and no choices."""
+        return _encoder.encode(self._piece([], usage))
+
+    def text(self, text: str, token: TokenInfo | None, *, logprobs: bool) -> bytes:
+        raise NotImplementedError
+
+    def text_event(self, text: str) -> bytes:
+        """The SSE event of a text delta without logprobs: the hot path of every stream."""
+        if self._template is None:
+            self._template = _event_template(self.text(_MARK, None, logprobs=False))
+        prefix, suffix = self._template
+        return prefix + _encoder.encode(text) + suffix
+
+
+class ChatFormat(_Format):
+    id_prefix = "chatcmpl-"
+
+    @staticmethod
+    def logprobs(tokens: list[TokenInfo] | None) -> chat.ChoiceLogprobs | None:
+        if tokens is None:
+            return None
+        return chat.ChoiceLogprobs(
+            content=[
+                chat.TokenLogprob(
+                    token=t.text,
+                    logprob=t.logprob,
+                    bytes=_bytes(t.text),
+                    top_logprobs=[chat.TopLogprob(a, lp, _bytes(a)) for a, lp in t.top],
+                )
+                for t in tokens
+            ]
+        )
+
+    def _answer(self, choices: list[Any], usage: Usage) -> msgspec.Struct:
+        return chat.ChatCompletion(
+            id=self.id, created=self.created, model=self.model, choices=choices, usage=usage
+        )
+
+    def _piece(self, choices: list[Any], usage: Usage | None = None) -> msgspec.Struct:
+        return chat.ChatCompletionChunk(
+            id=self.id, created=self.created, model=self.model, choices=choices, usage=usage
+        )
+
+    def _choice(self, index: int, generation: Generation, *, logprobs: bool) -> msgspec.Struct:
+        return chat.Choice(
+            index=index,
+            message=chat.AssistantMessage(content=generation.text),
+            finish_reason=generation.finish_reason,
+            logprobs=self.logprobs(generation.tokens) if logprobs else None,
+        )
+
+    def first(self) -> bytes | None:
+        choice = chat.ChunkChoice(index=0, delta=chat.Delta(role="assistant", content=""))
+        return _encoder.encode(self._piece([choice]))
+
+    def text(self, text: str, token: TokenInfo | None, *, logprobs: bool) -> bytes:
+        lp = self.logprobs([token]) if logprobs and token is not None else None
+        choice = chat.ChunkChoice(index=0, delta=chat.Delta(content=text), logprobs=lp)
+        return _encoder.encode(self._piece([choice]))
+
+    def finish(self, reason: str) -> bytes:
+        choice = chat.ChunkChoice(index=0, delta=chat.Delta(), finish_reason=reason)
+        return _encoder.encode(self._piece([choice]))
+
+
+class CompletionFormat(_Format):
+    id_prefix = "cmpl-"
+
+    @staticmethod
+    def logprobs(
+        tokens: list[TokenInfo] | None, offset: int = 0
+    ) -> completions.CompletionLogprobs | None:
+        if tokens is None:
+            return None
+        offsets = []
+        for t in tokens:
+            offsets.append(offset)
+            offset += len(t.text)
+        return completions.CompletionLogprobs(
+            tokens=[t.text for t in tokens],
+            token_logprobs=[t.logprob for t in tokens],
+            top_logprobs=[dict(t.top) for t in tokens],
+            text_offset=offsets,
+        )
+
+    def _answer(self, choices: list[Any], usage: Usage) -> msgspec.Struct:
+        return self._piece(choices, usage)
+
+    def _piece(self, choices: list[Any], usage: Usage | None = None) -> msgspec.Struct:
+        # A stream chunk has the shape of the whole answer (usage only on the last).
+        return completions.Completion(
+            id=self.id, created=self.created, model=self.model, choices=choices, usage=usage
+        )
+
+    def _choice(self, index: int, generation: Generation, *, logprobs: bool) -> msgspec.Struct:
+        return completions.CompletionChoice(
+            text=generation.text,
+            index=index,
+            finish_reason=generation.finish_reason,
+            logprobs=self.logprobs(generation.tokens) if logprobs else None,
+        )
+
+    def first(self) -> bytes | None:
+        return None
+
+    def text(self, text: str, token: TokenInfo | None, *, logprobs: bool) -> bytes:
+        lp = self.logprobs([token]) if logprobs and token is not None else None
+        choice = completions.CompletionChoice(text=text, index=0, finish_reason=None, logprobs=lp)
+        return _encoder.encode(self._piece([choice]))
+
+    def finish(self, reason: str) -> bytes:
+        choice = completions.CompletionChoice(text="", index=0, finish_reason=reason)
+        return _encoder.encode(self._piece([choice]))
+
+
+Format = ChatFormat | CompletionFormat
