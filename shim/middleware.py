@@ -15,7 +15,7 @@ from urllib.parse import quote
 from shim import accesslog
 from shim.context import SCOPE_KEY, RequestContext, new_id
 from shim.errors import ShimError
-from shim.serve.responses import send_error
+from shim.serve.replies import send_error
 from shim.services import Services
 from shim.state.rate import RateWindow
 from shim.types import ASGIApp, Message, Receive, Scope, Send
