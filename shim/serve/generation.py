@@ -187,12 +187,13 @@ class RenderedStream:
     ``shim.serve.responses``."""
 
     __slots__ = (
-        "_finish", "_job", "_last", "_produced", "_scanner", "complete", "completion_tokens",
-        "done", "prompt_tokens", "tokens",
+        "_finish", "_job", "_last", "_parse", "_produced", "_scanner", "complete",
+        "completion_tokens", "done", "prompt_tokens", "tokens",
     )  # fmt: skip
 
     def __init__(self, job: Job) -> None:
         self._job = job
+        self._parse = job.adapter.parse_event
         self._scanner = StopScanner(job.stops)
         self._produced: list[str] = []
         self._finish = "stop"
@@ -210,8 +211,7 @@ class RenderedStream:
         return out
 
     def feed(self, data: bytes) -> bytes:
-        job = self._job
-        delta = job.adapter.parse_event(data)
+        delta = self._parse(data)
         scanner = self._scanner
         text = scanner.feed(delta.text)
         out = b""
