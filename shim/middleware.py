@@ -8,6 +8,7 @@ hides ``http.disconnect`` from the handlers.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from urllib.parse import quote
@@ -19,6 +20,8 @@ from shim.serve.replies import send_error
 from shim.services import Services
 from shim.state.rate import RateWindow
 from shim.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("shim")
 
 #: The API operation by path (the metrics' `endpoint` label); other paths are not counted as
 #: API requests.
@@ -201,9 +204,17 @@ class ShimMiddleware:
             if api is not None:
                 services.metrics.finish(ctx, now)
                 if windows is not None:
-                    tokens = ctx.prompt_tokens + ctx.completion_tokens
-                    await windows.spend(tokens)
+                    await _spend(windows, ctx.prompt_tokens + ctx.completion_tokens)
             accesslog.write(ctx, scope, now)
+
+
+async def _spend(windows: RateWindow, tokens: int) -> None:
+    """Count a finished request's tokens; the answer is out, so a shared window that cannot
+    be reached (Redis down) is only logged."""
+    try:
+        await windows.spend(tokens)
+    except ShimError as exc:
+        log.warning("tokens not counted against the key's tpm: %s", exc.message)
 
 
 # What browser clients (the openai JS SDK included) send along with a request.
