@@ -16,11 +16,12 @@ import pytest_asyncio
 from tests.clients.stack import KEYS, Stack, running_stack
 
 # --- features not wired into the request path yet -----------------------------------------------
-# Tool calling on rendered protocols (test_tools_*) and the Responses API (test_responses_*)
-# are tested by these files before the features serve requests; until then they are skipped,
-# and run with SHIM_TEST_UNWIRED=1 (they fail today). The commit that wires both deletes this
-# block, the hook below, and the tests listed in REPLACED (they assert today's behaviour).
-UNWIRED = ("test_tools_", "test_responses_")
+# Tool calling on rendered protocols (test_tools_*, and the Responses API's cases that need it:
+# test_responses_tools) is tested by these files before the feature serves requests; until then
+# they are skipped, and run with SHIM_TEST_UNWIRED=1 (they fail today). The commit that wires it
+# deletes this block, the hook below, and the tests listed in REPLACED (they assert today's
+# behaviour).
+UNWIRED = ("test_tools_", "test_responses_tools")
 REPLACED = {"test_openai_python.py::test_tools_on_a_rendered_protocol"}
 UNWIRED_ON = os.environ.get("SHIM_TEST_UNWIRED") == "1"
 
