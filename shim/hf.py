@@ -117,8 +117,10 @@ class ErrorResponse(msgspec.Struct):
     """Every error body HF backends send, read tolerantly.
 
     TGI/TEI/serverless: ``{"error": str, "error_type": str}`` (+ ``estimated_time`` when loading);
-    OpenAI-style routes: ``{"error": {"message", ...}}``; TEI ``/v1/embeddings``: flat
-    ``{"message", "code", "type"}``.
+    OpenAI-style routes: ``{"error": {"message", ...}}``; TEI ``/v1/embeddings`` and vLLM's
+    older ``{"object": "error", "message", "type"}``: flat; FastAPI/pydantic servers
+    (``transformers serve``, the inference toolkit's starlette app): ``{"detail": str}`` or
+    ``{"detail": [{"loc", "msg", "type"}]}``.
     """
 
     error: str | dict[str, Any] | None = None
@@ -126,6 +128,7 @@ class ErrorResponse(msgspec.Struct):
     message: str | None = None
     type: str | None = None
     estimated_time: float | None = None
+    detail: str | list[Any] | None = None
 
 
 class TokenizerConfig(msgspec.Struct):
