@@ -99,12 +99,24 @@ class EmbedRequest(msgspec.Struct, omit_defaults=True):
     normalize: bool | None = None
 
 
+class PipelineEmbedParameters(msgspec.Struct, omit_defaults=True):
+    # transformers' FeatureExtractionPipeline keyword (tokenizer truncation to the model's max).
+    truncation: bool | None = None
+
+
 class PipelineEmbedRequest(msgspec.Struct, omit_defaults=True):
-    """Feature-extraction pipeline (toolkit / serverless hf-inference)."""
+    """Feature-extraction pipeline (toolkit / serverless hf-inference).
+
+    Serverless hf-inference reads ``truncate`` at the top level (HF's feature-extraction task
+    spec); the inference toolkit ignores top-level keys and passes ``parameters`` to the
+    transformers pipeline as keywords (its ``handler.py``; sentence-transformers pipelines get
+    none), so truncation is sent both ways.
+    """
 
     inputs: str | list[str]
     truncate: bool | None = None
     normalize: bool | None = None
+    parameters: PipelineEmbedParameters | None = None
 
 
 class TEIInfo(msgspec.Struct):
