@@ -117,9 +117,10 @@ class ModelConfig(_Base):
     truncate: bool | None = None
     dimensions: bool = False
     max_inputs: int = 2048
-    # Count prompt tokens with the model's tokenizer (needs the `tokenizers` package) when the
-    # upstream reports none: a `tokenizer.json` path, or "hub" to fetch it at startup.
-    tokenizer: str | None = None
+    # Count tokens with the model's tokenizer (needs the `tokenizers` package) when the
+    # upstream reports none: a `tokenizer.json` path, "hub" (fetched at startup), "none"
+    # (the estimate), or "auto": the Hub's where the protocol reports no counts (pipelines).
+    tokenizer: str = "auto"
     token_ids: TokenIds = "cl100k"
     # --- rerank (also max_batch_size, max_inputs, truncate) ---
     # TEI's raw_scores: the model's logits instead of sigmoid-normalised scores.

@@ -36,7 +36,7 @@ _info = msgspec.json.Decoder(hf.TEIInfo)
 class TokenCounter(typing.Protocol):
     """What shim needs of a ``tokenizers.Tokenizer``."""
 
-    def encode_batch(self, inputs: list[str]) -> list[Any]: ...
+    def encode_batch(self, input: list[str], *, add_special_tokens: bool = True) -> list[Any]: ...
 
 
 class Discovery:
@@ -189,17 +189,19 @@ class Discovery:
         try:
             from tokenizers import Tokenizer
         except ImportError:
-            log.warning("%s: `tokenizer` is set but the tokenizers package is missing", route.name)
+            level = logging.INFO if route.config.tokenizer == "auto" else logging.WARNING
+            log.log(level, "%s: no tokenizers package; token counts are estimated", route.name)
             return
         text = await self._tokenizer_text(route, source)
         if text is None:
+            log.info("%s: no tokenizer.json; token counts are estimated", route.name)
             return
         try:
             self.tokenizers[source] = Tokenizer.from_str(text)
         except Exception as exc:  # the tokenizers library raises plain Exceptions
             log.warning("%s: unusable tokenizer.json: %s", route.name, type(exc).__name__)
             return
-        log.info("%s: prompt tokens counted with the model's tokenizer", route.name)
+        log.info("%s: tokens counted with the model's tokenizer", route.name)
 
     async def _tokenizer_text(self, route: Route, source: HubRepo | Path) -> str | None:
         if isinstance(source, Path):

@@ -93,7 +93,7 @@ class Route:
     # The configured batch size; without one, TEI's, learned from ``info_url``.
     max_batch_size: int | None
     info_url: str | None
-    # A tokenizer.json file, or a Hub repo's: counts prompt tokens the upstream reports none of.
+    # A tokenizer.json file, or a Hub repo's: counts the tokens the upstream reports none of.
     tokenizer: HubRepo | Path | None
     token_ids: TokenIds
     # --- timeouts and resilience ---
@@ -162,10 +162,17 @@ def _template(name: str, model: ModelConfig, config: Config) -> templates.ChatTe
         raise ConfigError(f"{config.source}: models.{name}.chat_template: {exc}") from None
 
 
-def _tokenizer(model: ModelConfig, config: Config, repo: HubRepo | None) -> HubRepo | Path | None:
+def _tokenizer(
+    model: ModelConfig, config: Config, protocol: Protocol, repo: HubRepo | None
+) -> HubRepo | Path | None:
+    """Where token counts come from when the upstream reports none. ``auto`` fetches the Hub's
+    tokenizer only for pipelines (TGI, TEI and OpenAI-style servers count themselves, and a
+    tokenizer.json is megabytes); rerank counts are always estimated."""
     spec = model.tokenizer
-    if spec is None or model.task != "feature-extraction":
+    if spec == "none" or model.task == "text-ranking":
         return None
+    if spec == "auto":
+        return repo if protocol == "pipeline" else None
     if spec == "hub":
         return repo
     path = Path(spec).expanduser()
@@ -245,7 +252,7 @@ def build_route(name: str, model: ModelConfig, config: Config) -> Route:
         ranker=ranker,
         max_batch_size=model.max_batch_size,
         info_url=bases[0] + "/info" if protocol == "tei" and model.max_batch_size is None else None,
-        tokenizer=_tokenizer(model, config, repo),
+        tokenizer=_tokenizer(model, config, protocol, repo),
         token_ids=model.token_ids,
         timeout=model.timeout,
         first_token_timeout=model.first_token_timeout,
