@@ -44,6 +44,7 @@ from shim.config import (
 )
 from shim.errors import InvalidRequestError, ModelNotFoundError
 from shim.openai import common
+from shim.providers import HF_INFERENCE, POLICIES, ProviderKey
 
 RawHeaders = tuple[tuple[bytes, bytes], ...]
 GENERATION_TASKS: tuple[Task, ...] = ("text-generation", "text2text-generation")
@@ -68,6 +69,12 @@ class Route:
     protocol: Protocol
     hf_model: str | None
     serverless: bool
+    # The Inference Provider (serverless only), and what to look up about it at startup (its
+    # id for the model; none for hf-inference and the router's policies).
+    provider: str | None
+    provider_key: ProviderKey | None
+    # `model` as OpenAI-style upstreams get it (chat through a provider: `hf_model:provider`).
+    upstream_model: str
     owned_by: str
     upstreams: tuple[urls.Upstream, ...]
     paths: urls.Paths
@@ -130,10 +137,18 @@ class Route:
     def reasoning_parser(self) -> ReasoningParser:
         return self.parsers()[1]
 
-    def describe(self, template: templates.ChatTemplate | None = None) -> str:
-        """One line for the log and ``shim check`` (``template``: a Hub one, once learned)."""
+    def describe(
+        self, template: templates.ChatTemplate | None = None, *, provider_id: str | None = None
+    ) -> str:
+        """One line for the log and ``shim check`` (``template``: a Hub one, once learned;
+        ``provider_id``: the provider's id for the model, once resolved)."""
         line = f"{self.name} -> {self.task}, {self.protocol}, "
         line += ", ".join(u.display for u in self.upstreams)
+        if self.provider is not None:
+            parts = [self.upstream_model] if self.task == "text-generation" else []
+            if self.provider_key is not None:
+                parts.append(provider_id or "resolved at startup")
+            line += f", provider: {self.provider}" + (f" ({'; '.join(parts)})" if parts else "")
         if self.generator is None:
             return line  # the upstream reads tool calls itself (openai), or there are none
         if self.hub_template is not None and template is None:
@@ -222,6 +237,14 @@ def build_route(name: str, model: ModelConfig, config: Config) -> Route:
             upstream_model=model.hf_model or name,
         )  # fmt: skip
     connect = model.connect_timeout
+    provider_key = None
+    if model.provider not in (None, HF_INFERENCE, *POLICIES) and model.hf_model:
+        provider_key = ProviderKey(
+            hf.hub_url.rstrip("/"), model.hf_model, model.provider, model.task, cache_dir(hf)
+        )
+    upstream_model = model.hf_model or "tgi"
+    if model.provider is not None and model.task == "text-generation":
+        upstream_model = f"{model.hf_model}:{model.provider}"
     return Route(
         name=name,
         config=model,
@@ -229,6 +252,9 @@ def build_route(name: str, model: ModelConfig, config: Config) -> Route:
         protocol=protocol,
         hf_model=model.hf_model,
         serverless=not model.url,
+        provider=model.provider,
+        provider_key=provider_key,
+        upstream_model=upstream_model,
         owned_by=model.owned_by
         or (model.hf_model.split("/")[0] if model.hf_model and "/" in model.hf_model else "shim"),
         upstreams=tuple(urls.Upstream.of(base, paths) for base in bases),

@@ -153,10 +153,11 @@ class Embeddings:
 
     async def answer(self, attempt: Attempt, request: embeddings.EmbeddingRequest) -> Reply:
         route = attempt.route
-        assert route.embedder is not None
+        embedder = attempt.call.services.discovery.embedder(route)
+        assert embedder is not None
         inputs = _for_route(route, fx.inputs_of(request.input)[0])
-        plan = plan_for(route, route.embedder, request)
-        items, tokens = await embed(attempt, route.embedder, inputs, plan)
+        plan = plan_for(route, embedder, request)
+        items, tokens = await embed(attempt, embedder, inputs, plan)
         attempt.call.ctx.prompt_tokens = tokens
         body = embeddings.CreateEmbeddingResponse(
             data=[
