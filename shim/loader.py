@@ -1,8 +1,9 @@
 """Reading a config file: TOML, ``${VAR}`` expansion, the schema (``shim.config``) and the rules
 beyond types.
 
-``${VAR}`` in the file is expanded from the environment here (the other variables shim reads
-are ``SHIM_CONFIG``, ``PROMETHEUS_MULTIPROC_DIR`` and ``XDG_CACHE_HOME``). ``load_config``
+``${VAR}`` in the file is expanded from the environment here, where the default state path is
+read too (``XDG_DATA_HOME``, ``HOME``); the other variables shim reads are ``SHIM_CONFIG``,
+``PROMETHEUS_MULTIPROC_DIR`` and ``XDG_CACHE_HOME``. ``load_config``
 either returns a complete, valid ``Config`` or raises ``ConfigError`` with one line naming the
 file, the key and the fault.
 """

@@ -189,12 +189,13 @@ class RenderedStream:
     back only while it may still become a stop), usage at the end."""
 
     __slots__ = (
-        "_finish", "_job", "_last", "_produced", "_scanner", "complete", "completion_tokens",
-        "done", "prompt_tokens", "tokens",
+        "_finish", "_job", "_last", "_parse", "_produced", "_scanner", "complete",
+        "completion_tokens", "done", "prompt_tokens", "tokens",
     )  # fmt: skip
 
     def __init__(self, job: Job) -> None:
         self._job = job
+        self._parse = job.adapter.parse_event
         self._scanner = StopScanner(job.stops)
         self._produced: list[str] = []
         self._finish = "stop"
@@ -212,14 +213,14 @@ class RenderedStream:
         return out
 
     def feed(self, data: bytes) -> bytes:
-        job = self._job
-        delta = job.adapter.parse_event(data)
+        delta = self._parse(data)
         scanner = self._scanner
         text = scanner.feed(delta.text)
         out = b""
         if text:
             self.tokens += 1
             self._produced.append(text)
+            job = self._job
             if job.params.logprobs:
                 out = encode_event(job.fmt.text(text, delta.token, logprobs=True))
             else:
