@@ -209,44 +209,11 @@ class Discovery:
         )  # fmt: skip
 
     async def _provider(self, route: Route, key: ProviderKey) -> None:
-        """The Hub's provider mapping of the model (cached on disk), resolved for the route's
-        provider and task."""
-        entries = providers.cached(key)
-        if entries is None:
-            entries = await self._provider_mapping(route, key)
-            if entries is None:
-                log.warning(
-                    "%s: provider mapping not readable from the Hub; sending %s as the model",
-                    route.name, key.hf_model,
-                )  # fmt: skip
-                return
-            _write(key.cache_path(), providers.encode_entries(entries), f"{route.name}: mapping")
-        resolution = providers.resolve(entries, key)
-        self.providers[key] = resolution
-        if resolution.provider_id is None:
-            log.warning(
-                "%s: provider %s does not serve %s for %s (%s); its requests answer 400",
-                route.name, key.provider, key.hf_model, key.task, resolution.detail,
-            )  # fmt: skip
-        else:
-            log.info(
-                "%s: provider %s serves %s as %s (%s)",
-                route.name, key.provider, key.hf_model, resolution.provider_id, resolution.detail,
-            )  # fmt: skip
-
-    async def _provider_mapping(
-        self, route: Route, key: ProviderKey
-    ) -> list[providers.Entry] | None:
+        """The provider's id for the route's model (``shim.providers.learn``)."""
         headers = {k: v for k, v in route.headers.items() if k == "authorization"}
-        try:
-            response = await self.client.get(key.url(), headers=headers, limit=HUB_TIMEOUT)
-            if response.status_code != 200:
-                log.warning("%s: Hub answered %d for the provider mapping",
-                            route.name, response.status_code)  # fmt: skip
-                return None
-            return providers.entries_of(response.content)
-        except (ShimError, msgspec.DecodeError, msgspec.ValidationError):
-            return None
+        resolution = await providers.learn(self.client, key, headers=headers, name=route.name)
+        if resolution is not None:
+            self.providers[key] = resolution
 
     async def _tei_info(self, route: Route, url: str) -> None:
         """TEI's ``max_client_batch_size`` (the route configures no ``max_batch_size``)."""

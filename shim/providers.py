@@ -12,13 +12,23 @@ provider's own OpenAI-style routes under ``{base_url}/{provider}/v1`` with its `
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import quote
 
 import msgspec
 
 from shim.config import Task
+from shim.errors import ShimError
+
+if TYPE_CHECKING:  # (routing imports this module, and the client imports routing)
+    from shim.upstream.client import Client
+
+log = logging.getLogger("shim.discovery")
+#: Seconds a Hub lookup may take at startup.
+HUB_TIMEOUT = 10.0
 
 HF_INFERENCE = "hf-inference"
 #: Router policies: the router picks the provider per request (chat only).
@@ -124,3 +134,51 @@ def describe_cached(key: ProviderKey) -> str | None:
     if resolution.provider_id is None:
         return f"NOT SERVED: {resolution.detail}"
     return f"id {resolution.provider_id}, cached"
+
+
+async def learn(
+    client: Client, key: ProviderKey, *, headers: Mapping[str, str], name: str
+) -> Resolution | None:
+    """At startup: the mapping (cached on disk, else fetched with the model's token and
+    cached), resolved for ``key``; None when the Hub cannot be read (the Hub id is sent)."""
+    entries = cached(key)
+    if entries is None:
+        entries = await _fetch(client, key, headers=headers, name=name)
+        if entries is None:
+            log.warning("%s: provider mapping not readable from the Hub; sending %s as the "
+                        "model", name, key.hf_model)  # fmt: skip
+            return None
+        _write(key.cache_path(), encode_entries(entries), name)
+    resolution = resolve(entries, key)
+    if resolution.provider_id is None:
+        log.warning(
+            "%s: provider %s does not serve %s for %s (%s); its requests answer 400",
+            name, key.provider, key.hf_model, key.task, resolution.detail,
+        )  # fmt: skip
+    else:
+        log.info(
+            "%s: provider %s serves %s as %s (%s)",
+            name, key.provider, key.hf_model, resolution.provider_id, resolution.detail,
+        )  # fmt: skip
+    return resolution
+
+
+async def _fetch(
+    client: Client, key: ProviderKey, *, headers: Mapping[str, str], name: str
+) -> list[Entry] | None:
+    try:
+        response = await client.get(key.url(), headers=headers, limit=HUB_TIMEOUT)
+        if response.status_code != 200:
+            log.warning("%s: Hub answered %d for the provider mapping", name, response.status_code)
+            return None
+        return entries_of(response.content)
+    except (ShimError, msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
+def _write(path: Path, data: bytes, name: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    except OSError as exc:
+        log.warning("%s: cannot cache the provider mapping: %s", name, exc.strerror)
