@@ -9,6 +9,8 @@ Default answers by path: TGI ``/generate`` and ``/generate_stream``, the pipelin
 ``{"query", "texts"}``), OpenAI ``/v1/chat/completions``, ``/v1/completions`` and vLLM's
 ``/v1/rerank``, TEI ``/embed``, ``/rerank``, ``/info``, ``/health``. ``fake.script(path, reply,
 ...)`` queues replies for a path.
+With ``fake.model = ToolModel(...)`` (``tests/fake_model.py``) the generation answers depend on
+the prompt (tool calls, tool results, TGI grammars) as a tool-calling model's would.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+
+from tests.fake_model import ModelError, ToolModel, tokens, vllm_chat, vllm_chat_events
 
 TOKENS = ["Hello", " from", " TGI", "!"]
 DIM = 8
@@ -148,6 +152,8 @@ class FakeHF:
         self.seen: list[Seen] = []
         self._scripts: dict[str, deque[Reply | Callable[[Seen], Reply]]] = defaultdict(deque)
         self.tokens = list(TOKENS)
+        # When set, generation answers come from this model instead of ``tokens``.
+        self.model: ToolModel | None = None
         self.open_streams = 0
         self.closed_early = 0
         # Requests whose client (shim) went away while the fake was still working on them.
@@ -187,32 +193,57 @@ class FakeHF:
         except (ValueError, RecursionError):
             # As TGI's axum answers a body it cannot read: plain text, 422.
             return Reply(422, body=b"Failed to parse the request body as JSON")
-        text = "".join(self.tokens)
+        if path.endswith(("/chat/completions", "/completions")):
+            return self._openai(body, path.endswith("/chat/completions"))
+        if path.endswith(("/embed", "/rerank", "/embeddings", "/pipeline/feature-extraction")):
+            return self._embed(path, body)
+        ranking = self._pipeline_ranking(body.get("inputs"))
+        if ranking is not None:
+            return ranking
+        tgi = path.endswith(("/generate", "/generate_stream"))
+        try:
+            answer = self._generate(body, tgi=tgi)
+        except ModelError as exc:
+            if not tgi:  # the toolkit answers every failure with 400 {"error"}
+                return Reply(400, json={"error": str(exc)})
+            error = f"Input validation error: {exc}"
+            return Reply(422, json={"error": error, "error_type": "validation"})
+        text = "".join(answer)
         if path.endswith("/generate_stream"):
-            return Reply(chunks=sse(*tgi_stream_events(self.tokens), space=False))
+            return Reply(chunks=sse(*tgi_stream_events(answer), space=False))
         if path.endswith("/generate"):
             params = body.get("parameters", {})
             details = {
                 "finish_reason": "eos_token",
-                "generated_tokens": len(self.tokens),
+                "generated_tokens": len(answer),
                 "seed": None,
                 "prefill": [],
                 "tokens": [
                     {"id": i, "text": t, "logprob": -0.5, "special": False}
-                    for i, t in enumerate(self.tokens)
+                    for i, t in enumerate(answer)
                 ],
             }
             if params.get("top_n_tokens"):
                 details["top_tokens"] = [
                     [{"id": i, "text": t, "logprob": -0.5, "special": False}]
-                    for i, t in enumerate(self.tokens)
+                    for i, t in enumerate(answer)
                 ]
             return Reply(
                 json={"generated_text": text, "details": details},
-                headers={"x-prompt-tokens": "7", "x-generated-tokens": str(len(self.tokens))},
+                headers={"x-prompt-tokens": "7", "x-generated-tokens": str(len(answer))},
             )
-        if path.endswith(("/chat/completions", "/completions")):
-            return self._openai(body, path.endswith("/chat/completions"))
+        return self._pipeline(seen, body, text)
+
+    def _generate(self, body: dict[str, Any], *, tgi: bool) -> list[str]:
+        """The answer's tokens: ``tokens``, or the model's answer to the prompt (pipelines have
+        no grammar: theirs is the 400 for an unknown parameter)."""
+        if self.model is None:
+            return self.tokens
+        prompt = body.get("inputs", "")
+        grammar = (body.get("parameters") or {}).get("grammar") if tgi else None
+        return tokens(self.model.complete(prompt if isinstance(prompt, str) else "", grammar))
+
+    def _embed(self, path: str, body: dict[str, Any]) -> Reply:
         if path.endswith("/embed"):
             inputs = body["inputs"]
             items = (
@@ -247,10 +278,10 @@ class FakeHF:
             if isinstance(inputs, str):
                 return Reply(json=[[vector(inputs + str(t)) for t in range(3)]])
             return Reply(json=[[[vector(s + str(t)) for t in range(3)]] for s in inputs])
-        ranking = self._pipeline_ranking(body.get("inputs"))
-        if ranking is not None:
-            return ranking
-        # The pipeline (toolkit / hf-inference): [{"generated_text"}], never streams.
+        raise AssertionError(path)
+
+    def _pipeline(self, seen: Seen, body: dict[str, Any], text: str) -> Reply:
+        """The pipeline (toolkit / hf-inference): [{"generated_text"}], never streams."""
         params = body.get("parameters", {})
         unknown = set(params) - {
             "max_new_tokens", "do_sample", "temperature", "top_p", "top_k",
@@ -320,6 +351,14 @@ class FakeHF:
         return Reply(json={"scores": [relevance(q, t) for q, t in inputs]})
 
     def _openai(self, body: dict[str, Any], chat: bool) -> Reply:
+        if chat and self.model is not None:
+            try:
+                if body.get("stream"):
+                    return Reply(chunks=sse(*vllm_chat_events(body, self.model), done=True))
+                return Reply(json=vllm_chat(body, self.model))
+            except ModelError as exc:  # vLLM's 400 for a request it cannot serve
+                return Reply(400, json={"object": "error", "message": str(exc),
+                                        "type": "BadRequestError", "code": 400})  # fmt: skip
         text = "".join(self.tokens)
         base = {"id": "", "created": 1, "model": body.get("model"), "system_fingerprint": "fake"}
         if not body.get("stream"):

@@ -15,6 +15,7 @@ import contextlib
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from prometheus_client import CollectorRegistry
@@ -57,6 +58,14 @@ task = "text-generation"
 url = "{{fake}}/pipe"
 protocol = "pipeline"
 chat_template = "zephyr"
+retries = 0
+
+# A pipeline whose template renders tools (the chatml built-in, Hermes/Qwen2.5 style).
+[models.pipe-chatml]
+task = "text-generation"
+url = "{{fake}}/pipe-chatml"
+protocol = "pipeline"
+chat_template = "chatml"
 retries = 0
 
 [models.t5]
@@ -126,6 +135,36 @@ hf_model = "served-reranker"
 retries = 0
 """
 
+# A reasoning model on TGI: its inline template (ChatML that drops the thinking of earlier
+# assistant turns, as Qwen3's does) shows `</think>`, so reasoning_parser "auto" reads <think>.
+MODELS += """
+[models.tgi-think]
+task = "text-generation"
+url = "{fake}/tgi-think"
+chat_template = '''{% for message in messages %}{% set content = message['content'] %}\
+{% if message['role'] == 'assistant' and '</think>' in content %}\
+{% set content = content.split('</think>')[-1].lstrip() %}{% endif %}\
+{{ '<|im_start|>' + message['role'] + '\\n' + content + '<|im_end|>\\n' }}{% endfor %}\
+{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}'''
+retries = 0
+"""
+#: What the fake's reasoning model answers (with ``REASONING_TOKENS``), thinking then ANSWER.
+REASONING = "I should greet."
+REASONING_TOKENS = ["<thi", "nk>", "I should", " greet.", "</th", "ink>", "\n\n", *TOKENS]
+
+#: Chat models whose chat template renders tools, one per rendered protocol (tool calling).
+TOOL_MODELS = {"tgi": "tgi", "pipeline": "pipe-chatml"}
+
+
+def state_toml(directory: Path) -> str:
+    """A ``[state]`` table keeping stored responses in a SQLite file under ``directory``
+    (the default backend, never the user's data directory), or nothing while shim's config
+    has no ``[state]`` (before the Responses API existed)."""
+    if "state" not in Config.__struct_fields__:
+        return ""
+    return f'\n[state]\nbackend = "sqlite"\npath = "{directory / "state.db"}"\n'
+
+
 #: Client keys: any model; `tgi` only; one request per minute.
 GOOD_KEY = "sk-shim-good"
 TGI_ONLY_KEY = "sk-shim-tgi-only"
@@ -168,9 +207,14 @@ class Stack:
 
 
 @contextlib.asynccontextmanager
-async def running_stack(server: str = "", *, models: str = MODELS) -> AsyncIterator[Stack]:
+async def running_stack(
+    server: str = "", *, models: str = MODELS, state: Path | None = None
+) -> AsyncIterator[Stack]:
     """The fake and shim, both on real loopback ports; ``server`` is extra ``[server]`` TOML,
-    ``models`` the rest (``{fake}`` stands for the fake's URL)."""
+    ``models`` the rest (``{fake}`` stands for the fake's URL); stored responses go under
+    ``state`` (``state_toml``)."""
+    if state is not None:
+        models += state_toml(state)
     stack: Stack | None = None
 
     async def upstream(scope: Any, receive: Any, send: Any) -> None:

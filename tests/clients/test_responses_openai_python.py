@@ -1,0 +1,431 @@
+"""The Responses API (``/v1/responses``) with the official openai Python SDK.
+
+Every assertion is on what the SDK returns, raises or streams. Event order follows OpenAI's
+contract (openai-python ``types/responses``: ``ResponseStreamEvent``): ``response.created``,
+``response.in_progress``, then per output item ``output_item.added`` … ``output_item.done``, then
+``response.completed``; the stored state lives in the stack's SQLite file (the default backend).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from typing import Any
+
+import openai
+import pytest
+from openai.types.responses import FunctionToolParam
+from pydantic import BaseModel
+
+from tests.clients.stack import (
+    ANSWER,
+    CHAT_MODELS,
+    GOOD_KEY,
+    REASONING,
+    REASONING_TOKENS,
+    TGI_ONLY_KEY,
+    TOOL_MODELS,
+    Stack,
+    bounded,
+)
+from tests.fake_hf import Reply
+from tests.fake_model import ToolModel
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+TIMEOUT = 10.0
+PLAIN_MODELS = {k: CHAT_MODELS[k] for k in ("tgi", "pipeline", "openai")}
+TOOL_CALLERS = {**TOOL_MODELS, "openai": "vllm"}
+UPSTREAM = {"tgi": "/tgi/generate", "pipe": "/pipe", "pipe-chatml": "/pipe-chatml",
+            "vllm": "/vllm/v1/chat/completions"}  # fmt: skip
+WEATHER: FunctionToolParam = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "The weather in a city",
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+        "additionalProperties": False,
+    },
+    "strict": True,
+}
+PARIS = {"city": "Paris"}
+#: A text answer's events, each delta run collapsed to one.
+TEXT_EVENTS = [
+    "response.created",
+    "response.in_progress",
+    "response.output_item.added",
+    "response.content_part.added",
+    "response.output_text.delta",
+    "response.output_text.done",
+    "response.content_part.done",
+    "response.output_item.done",
+    "response.completed",
+]
+CALL_EVENTS = [
+    "response.created",
+    "response.in_progress",
+    "response.output_item.added",
+    "response.function_call_arguments.delta",
+    "response.function_call_arguments.done",
+    "response.output_item.done",
+    "response.completed",
+]
+
+
+def client(stack: Stack, key: str = "sk-unused") -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=stack.api, api_key=key, max_retries=0, timeout=TIMEOUT)
+
+
+def prompt(stack: Stack, model: str, call: int = 0) -> str:
+    """What the upstream was asked on its ``call``-th request (rendered prompt or messages)."""
+    body = stack.fake.requests(UPSTREAM[model])[call].json()
+    return body["inputs"] if "inputs" in body else json.dumps(body["messages"])
+
+
+def collapsed(events: list[Any]) -> list[str]:
+    return [kind for kind, _ in itertools.groupby(e.type for e in events)]
+
+
+def assert_sequenced(events: list[Any]) -> None:
+    numbers = [e.sequence_number for e in events]
+    assert all(a < b for a, b in itertools.pairwise(numbers)), numbers
+
+
+# --- plain text ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", PLAIN_MODELS.values(), ids=PLAIN_MODELS.keys())
+@bounded()
+async def test_create(stack: Stack, model: str) -> None:
+    async with client(stack) as c:
+        response = await c.responses.create(
+            model=model, input="Say hello.", instructions="You are terse."
+        )
+    assert response.object == "response"
+    assert response.id.startswith("resp_")
+    assert response.status == "completed"
+    assert response.model == model
+    assert response.output_text == ANSWER
+    assert response.instructions == "You are terse."
+    [item] = response.output
+    assert item.type == "message"
+    assert item.role == "assistant"
+    assert [part.type for part in item.content] == ["output_text"]
+    assert response.usage is not None
+    assert response.usage.output_tokens > 0
+    assert response.usage.total_tokens == response.usage.input_tokens + response.usage.output_tokens
+    # The instructions reached the model as the system turn, before the input.
+    asked = prompt(stack, model)
+    assert asked.index("You are terse.") < asked.index("Say hello.")
+
+
+@pytest.mark.parametrize("model", PLAIN_MODELS.values(), ids=PLAIN_MODELS.keys())
+@bounded()
+async def test_create_streamed(stack: Stack, model: str) -> None:
+    async with client(stack) as c:
+        stream = await c.responses.create(model=model, input="Say hello.", stream=True)
+        events = [event async for event in stream]
+    assert collapsed(events) == TEXT_EVENTS
+    assert_sequenced(events)
+    created, in_progress, *_, completed = events
+    assert created.response.status == "in_progress"
+    assert created.response.id == in_progress.response.id == completed.response.id
+    deltas = [e for e in events if e.type == "response.output_text.delta"]
+    assert "".join(e.delta for e in deltas) == ANSWER
+    item_id = events[2].item.id
+    assert {e.item_id for e in deltas} == {item_id}
+    assert {(e.output_index, e.content_index) for e in deltas} == {(0, 0)}
+    [done] = [e for e in events if e.type == "response.output_text.done"]
+    assert done.text == ANSWER
+    assert completed.response.status == "completed"
+    assert completed.response.output_text == ANSWER
+    assert completed.response.usage is not None
+
+
+@bounded()
+async def test_stream_helper(stack: Stack) -> None:
+    async with (
+        client(stack) as c,
+        c.responses.stream(model="tgi", input="Say hello.") as stream,
+    ):
+        deltas = [e.delta async for e in stream if e.type == "response.output_text.delta"]
+        final = await stream.get_final_response()
+    assert "".join(deltas) == ANSWER
+    assert final.output_text == ANSWER
+    assert final.status == "completed"
+
+
+@bounded()
+async def test_max_output_tokens_cut_is_incomplete(stack: Stack) -> None:
+    details = {"finish_reason": "length", "generated_tokens": 5, "seed": None}
+    stack.fake.script("/tgi/generate", Reply(json={"generated_text": "Hello", "details": details}))
+    async with client(stack) as c:
+        response = await c.responses.create(model="tgi", input="Count.", max_output_tokens=5)
+    assert response.status == "incomplete"
+    assert response.incomplete_details is not None
+    assert response.incomplete_details.reason == "max_output_tokens"
+    assert response.max_output_tokens == 5
+    assert response.output_text == "Hello"
+    assert stack.fake.requests("/tgi/generate")[0].json()["parameters"]["max_new_tokens"] == 5
+
+
+@bounded()
+async def test_reasoning_item(stack: Stack) -> None:
+    """A ``<think>`` block (model ``tgi-think``) is a ``reasoning`` output item before the message,
+    streamed as ``response.reasoning_text`` events in its own content part."""
+    stack.fake.tokens = list(REASONING_TOKENS)
+    async with client(stack) as c:
+        response = await c.responses.create(model="tgi-think", input="Say hello.")
+        stream = await c.responses.create(model="tgi-think", input="Say hello.", stream=True)
+        events = [event async for event in stream]
+    assert [item.type for item in response.output] == ["reasoning", "message"]
+    assert response.output_text == ANSWER
+    reasoning = response.output[0]
+    assert reasoning.type == "reasoning"
+    texts = [part.text for part in [*(reasoning.content or []), *reasoning.summary]]
+    assert REASONING in texts
+    assert collapsed(events) == [
+        *TEXT_EVENTS[:3],
+        "response.content_part.added",
+        "response.reasoning_text.delta",
+        "response.reasoning_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        *TEXT_EVENTS[2:],
+    ]
+    assert_sequenced(events)
+    streamed = "".join(e.delta for e in events if e.type == "response.reasoning_text.delta")
+    assert streamed == REASONING
+    assert events[-1].response.output_text == ANSWER
+
+
+# --- state: previous_response_id, retrieve, delete, input items ---------------------------------
+
+
+@bounded()
+async def test_previous_response_id_chain_of_three(stack: Stack) -> None:
+    stack.fake.script(
+        "/tgi/generate", *(Reply(json={"generated_text": t}) for t in ("One.", "Two.", "Three."))
+    )
+    async with client(stack) as c:
+        first = await c.responses.create(model="tgi", input="Say one.")
+        second = await c.responses.create(
+            model="tgi", input="Say two.", previous_response_id=first.id
+        )
+        third = await c.responses.create(
+            model="tgi", input="Say three.", previous_response_id=second.id
+        )
+    assert [r.output_text for r in (first, second, third)] == ["One.", "Two.", "Three."]
+    assert third.previous_response_id == second.id
+    # The third prompt holds the whole conversation, in order, each answer as an assistant turn.
+    asked = prompt(stack, "tgi", 2)
+    turns = ["Say one.", "One.", "Say two.", "Two.", "Say three."]
+    positions = [asked.index(t) for t in turns]
+    assert positions == sorted(positions), asked
+    assert "<|im_start|>assistant\nOne.<|im_end|>" in asked
+
+
+@bounded()
+async def test_retrieve_and_delete(stack: Stack) -> None:
+    async with client(stack) as c:
+        created = await c.responses.create(
+            model="tgi", input="Say hello.", metadata={"ticket": "T-1"}
+        )
+        got = await c.responses.retrieve(created.id)
+        await c.responses.delete(created.id)
+        with pytest.raises(openai.NotFoundError) as gone:
+            await c.responses.retrieve(created.id)
+        with pytest.raises(openai.NotFoundError):
+            await c.responses.delete(created.id)
+        with pytest.raises(openai.NotFoundError):
+            await c.responses.retrieve("resp_does_not_exist")
+    assert got.id == created.id
+    assert got.output_text == ANSWER
+    assert got.status == "completed"
+    assert got.metadata == {"ticket": "T-1"}
+    assert got.created_at == created.created_at
+    assert gone.value.status_code == 404
+
+
+@bounded()
+async def test_store_false_is_not_kept(stack: Stack) -> None:
+    async with client(stack) as c:
+        response = await c.responses.create(model="tgi", input="Say hello.", store=False)
+        with pytest.raises(openai.NotFoundError):
+            await c.responses.retrieve(response.id)
+    assert response.output_text == ANSWER
+
+
+@bounded()
+async def test_input_items(stack: Stack) -> None:
+    texts = ["First.", "Second.", "Third."]
+    async with client(stack) as c:
+        response = await c.responses.create(
+            model="tgi",
+            input=[{"role": "user", "content": t} for t in texts],
+            instructions="Not an input item.",
+        )
+        newest_first = await c.responses.input_items.list(response.id)
+        oldest_first = [
+            i async for i in c.responses.input_items.list(response.id, order="asc", limit=2)
+        ]
+        page = await c.responses.input_items.list(response.id, order="asc", limit=2)
+
+    def text(item: Any) -> str:
+        assert item.type == "message"
+        return "".join(part.text for part in item.content)
+
+    assert [text(i) for i in newest_first.data] == texts[::-1]
+    # Auto-pagination over pages of two (the SDK follows `after` while `has_more`).
+    assert [text(i) for i in oldest_first] == texts
+    assert page.has_more is True
+    assert [text(i) for i in page.data] == texts[:2]
+    assert all(i.id for i in oldest_first)
+
+
+@bounded()
+async def test_responses_belong_to_their_key(keyed: Stack) -> None:
+    async with client(keyed, TGI_ONLY_KEY) as owner, client(keyed, GOOD_KEY) as other:
+        response = await owner.responses.create(model="tgi", input="Say hello.")
+        mine = await owner.responses.retrieve(response.id)
+        with pytest.raises(openai.NotFoundError):
+            await other.responses.retrieve(response.id)
+        with pytest.raises(openai.NotFoundError):
+            await other.responses.create(
+                model="tgi", input="Go on.", previous_response_id=response.id
+            )
+    assert mine.id == response.id
+
+
+# --- function tools -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", TOOL_CALLERS.values(), ids=TOOL_CALLERS.keys())
+@bounded()
+async def test_function_tool_round_trip(stack: Stack, model: str) -> None:
+    stack.fake.model = ToolModel(arguments={"get_weather": PARIS})
+    async with client(stack) as c:
+        first = await c.responses.create(
+            model=model, input="What is the weather in Paris?", tools=[WEATHER]
+        )
+        calls = [item for item in first.output if item.type == "function_call"]
+        assert len(calls) == 1, first.output
+        [call] = calls
+        second = await c.responses.create(
+            model=model,
+            previous_response_id=first.id,
+            input=[{"type": "function_call_output", "call_id": call.call_id, "output": "18 C"}],
+            tools=[WEATHER],
+        )
+    assert call.name == "get_weather"
+    assert json.loads(call.arguments) == PARIS
+    assert call.call_id
+    assert call.id
+    assert first.output_text == ""
+    assert first.status == "completed"
+    assert second.output_text == "The tool says: 18 C"
+    assert [item.type for item in second.output] == ["message"]
+    # The second call carried the question, the call and its result.
+    asked = prompt(stack, model, 1)
+    assert "What is the weather in Paris?" in asked
+    assert "get_weather" in asked
+    assert "18 C" in asked
+
+
+@pytest.mark.parametrize("model", TOOL_CALLERS.values(), ids=TOOL_CALLERS.keys())
+@bounded()
+async def test_function_call_streamed(stack: Stack, model: str) -> None:
+    stack.fake.model = ToolModel(arguments={"get_weather": PARIS})
+    async with client(stack) as c:
+        stream = await c.responses.create(
+            model=model, input="What is the weather in Paris?", tools=[WEATHER], stream=True
+        )
+        events = [event async for event in stream]
+    assert collapsed(events) == CALL_EVENTS
+    assert_sequenced(events)
+    added = events[2]
+    assert added.item.type == "function_call"
+    assert added.item.name == "get_weather"
+    deltas = [e for e in events if e.type == "response.function_call_arguments.delta"]
+    [done] = [e for e in events if e.type == "response.function_call_arguments.done"]
+    assert json.loads("".join(e.delta for e in deltas)) == PARIS
+    assert done.arguments == "".join(e.delta for e in deltas)
+    assert {e.item_id for e in [*deltas, done]} == {added.item.id}
+    final = events[-1].response
+    [item] = final.output
+    assert item.type == "function_call"
+    assert json.loads(item.arguments) == PARIS
+
+
+@bounded()
+async def test_forced_function_call_on_tgi(stack: Stack) -> None:
+    stack.fake.model = ToolModel(arguments={"get_weather": PARIS})
+    async with client(stack) as c:
+        response = await c.responses.create(
+            model="tgi",
+            input="Anything.",
+            tools=[WEATHER],
+            tool_choice={"type": "function", "name": "get_weather"},
+        )
+    [item] = response.output
+    assert item.type == "function_call"
+    assert json.loads(item.arguments) == PARIS
+    grammar = stack.fake.requests("/tgi/generate")[0].json()["parameters"]["grammar"]
+    assert [b["properties"]["name"]["const"] for b in grammar["value"]["anyOf"]] == ["get_weather"]
+
+
+# --- text.format ------------------------------------------------------------------------------
+
+
+class Weather(BaseModel):
+    city: str
+    temperature_c: int
+
+
+@bounded()
+async def test_text_format_json_schema_on_tgi(stack: Stack) -> None:
+    stack.fake.model = ToolModel(json={"city": "Paris", "temperature_c": 21})
+    schema = Weather.model_json_schema() | {"additionalProperties": False}
+    async with client(stack) as c:
+        response = await c.responses.create(
+            model="tgi",
+            input="The weather in Paris?",
+            text={
+                "format": {
+                    "type": "json_schema",
+                    "name": "weather",
+                    "schema": schema,
+                    "strict": True,
+                }
+            },
+        )
+        parsed = await c.responses.parse(model="tgi", input="The weather?", text_format=Weather)
+    assert json.loads(response.output_text) == {"city": "Paris", "temperature_c": 21}
+    assert response.text.format is not None
+    assert response.text.format.type == "json_schema"
+    assert parsed.output_parsed == Weather(city="Paris", temperature_c=21)
+    grammar = stack.fake.requests("/tgi/generate")[0].json()["parameters"]["grammar"]
+    assert grammar["type"] == "json"
+    assert set(grammar["value"]["properties"]) == {"city", "temperature_c"}
+
+
+# --- errors: the SDK's typed exceptions -------------------------------------------------------
+
+
+@bounded()
+async def test_errors(stack: Stack) -> None:
+    async with client(stack) as c:
+        with pytest.raises(openai.NotFoundError) as missing:
+            await c.responses.create(model="gpt-99", input="hi")
+        with pytest.raises(openai.BadRequestError) as hosted:
+            await c.responses.create(model="tgi", input="hi", tools=[{"type": "web_search"}])
+        with pytest.raises(openai.NotFoundError) as no_previous:
+            await c.responses.create(model="tgi", input="hi", previous_response_id="resp_nope")
+    assert missing.value.code == "model_not_found"
+    assert missing.value.param == "model"
+    assert hosted.value.param == "tools[0].type"
+    assert "web_search" in hosted.value.message
+    assert no_previous.value.status_code == 404
+    assert no_previous.value.param == "previous_response_id"
+    assert stack.upstream_calls("/tgi/generate") == 0

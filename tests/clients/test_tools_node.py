@@ -1,0 +1,24 @@
+"""Tool calling with Node.js clients (``tests/clients/node/tools.test.mjs``): the Vercel AI SDK's
+``openai.chat(...)`` model (``generateText`` / ``streamText`` with a tool and ``stopWhen``) and
+the openai SDK, on ``tgi``, ``pipe-chatml`` and ``vllm``. Needs Node.js, as ``test_node_sdk``."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.clients.node_sdk import NODE_TIMEOUT, ensure_node_sdk, run_node_tests
+from tests.clients.stack import GOOD_KEY, Stack, bounded
+from tests.fake_model import ToolModel
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest.fixture(scope="module")
+def node() -> str:
+    return ensure_node_sdk()
+
+
+@bounded(NODE_TIMEOUT + 10)
+async def test_tools_node(node: str, keyed: Stack) -> None:
+    keyed.fake.model = ToolModel(arguments={"get_weather": {"city": "Paris"}})
+    await run_node_tests(node, "tools.test.mjs", base_url=keyed.api, api_key=GOOD_KEY)
