@@ -11,6 +11,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, cast
 
 import httpx
@@ -37,6 +38,7 @@ from shim.metrics import Metrics
 from shim.middleware import ShimMiddleware
 from shim.serve import api
 from shim.services import Services
+from shim.state import open_state
 from shim.types import ASGIApp
 from shim.upstream.client import Client
 
@@ -50,8 +52,8 @@ def _as_shim_error(exc: Exception) -> ShimError:
         status = exc.status_code
         if status == 404:
             return NotFoundError("Unknown route. shim serves /v1/chat/completions, "
-                                 "/v1/completions, /v1/embeddings, /v1/rerank "
-                                 "and /v1/models.")  # fmt: skip
+                                 "/v1/completions, /v1/responses, /v1/embeddings, "
+                                 "/v1/rerank and /v1/models.")  # fmt: skip
         if status == 405:
             return MethodNotAllowedError(
                 "Method not allowed on this route.", allow=_allow(exc.headers or {})
@@ -115,13 +117,17 @@ def create_app(
         enabled=config.server.metrics,
     )
     client = Client(transport, clock=clock, on_error=metrics.upstream_error)
-    state = LiveState(clock)
+    # Nothing is opened yet: SQLite and Redis connect on first use.
+    stored = open_state(config.state, base_dir=Path(config.source).parent)
+    # Redis windows are shared by every worker and replica; else this process counts its own.
+    state = LiveState(clock, rates=stored.rates if config.state.backend == "redis" else None)
     services = Services(
         client=client,
         metrics=metrics,
         clock=clock,
         state=state,
         discovery=Discovery(client),
+        stored=stored,
         active=state.activate(config),
     )
 
@@ -147,6 +153,7 @@ def create_app(
             services.discovery.close()
             restore()
             await client.aclose()
+            await stored.aclose()
             accesslog.ACCESS.flush()
             log.info("shutdown complete")
 

@@ -11,6 +11,7 @@ OpenAI's envelope ``{"error": {"message", "type", "param", "code"}}`` by ``envel
     ├── UnsupportedMediaTypeError (415)
     ├── RateLimitError (429, rate_limit_exceeded)
     ├── ClientDisconnectedError (499: counted and logged, never sent)
+    ├── StateUnavailableError (503, state_unavailable: the response store or Redis failed)
     └── UpstreamError (502; ``reason`` labels the metric)
         ├── UpstreamTimeoutError (504)
         ├── UpstreamUnavailableError (503, model_loading)
@@ -152,6 +153,14 @@ class ClientDisconnectedError(ShimError):
 
     status_code = 499
     type = "client_closed_request"
+
+
+class StateUnavailableError(ShimError):
+    """The response store or the shared rate windows (Redis) could not be reached."""
+
+    status_code = 503
+    type = "server_error"
+    default_code = "state_unavailable"
 
 
 class UpstreamError(ShimError):

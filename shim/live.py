@@ -74,8 +74,9 @@ class Active:
 class LiveState:
     def __init__(self, clock: Clock, *, rates: RateWindows | None = None) -> None:
         self.clock = clock
-        # The key rate windows: this process's, unless shared ones (Redis) are given.
-        self.rates: RateWindows = rates if rates is not None else LocalRateWindows()
+        # The key rate windows: this process's (on ``clock``), unless shared ones (Redis, on
+        # the server's clock) are given.
+        self.rates: RateWindows = rates if rates is not None else LocalRateWindows(clock.monotonic)
         self._upstreams: dict[tuple[str, str], UpstreamState] = {}
         self._wakes: dict[str, WakeUp] = {}
         self._slots: dict[tuple[str, int, int], SlotPool] = {}

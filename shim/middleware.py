@@ -8,6 +8,7 @@ hides ``http.disconnect`` from the handlers.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from urllib.parse import quote
@@ -15,10 +16,12 @@ from urllib.parse import quote
 from shim import accesslog
 from shim.context import SCOPE_KEY, RequestContext, new_id
 from shim.errors import ShimError
-from shim.serve.responses import send_error
+from shim.serve.replies import send_error
 from shim.services import Services
 from shim.state.rate import RateWindow
 from shim.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("shim")
 
 #: The API operation by path (the metrics' `endpoint` label); other paths are not counted as
 #: API requests.
@@ -31,7 +34,10 @@ APIS = {
     "/v2/rerank": "rerank",
     "/rerank": "rerank",
     "/v1/models": "models",
+    "/v1/responses": "responses",
 }
+#: Paths under which every path is one API operation (`/v1/models/{id}`, `/v1/responses/{id}`).
+_API_PREFIXES = (("/v1/models/", "models"), ("/v1/responses/", "responses"))
 #: API routes outside /v1/: their requests count against a key's rate limit as /v1/'s do.
 _UNVERSIONED_API = frozenset({"/v2/rerank", "/rerank"})
 
@@ -77,6 +83,13 @@ def _canonicalise(scope: Scope) -> str:
         scope["path"] = path
         scope["raw_path"] = quote(path, safe=_PATH_SAFE).encode("ascii")
     return path
+
+
+def _api_under(path: str) -> str | None:
+    for prefix, api in _API_PREFIXES:
+        if path.startswith(prefix):
+            return api
+    return None
 
 
 def _request_id(scope: Scope) -> str:
@@ -135,7 +148,7 @@ class ShimMiddleware:
         services = self.services
         path = _canonicalise(scope)
         method: str = scope["method"]
-        api = APIS.get(path) or ("models" if path.startswith("/v1/models/") else None)
+        api = APIS.get(path) or _api_under(path)
         ctx = RequestContext(_request_id(scope), api or "other")
         scope.setdefault("state", {})[SCOPE_KEY] = ctx
         origin = self._allowed_origin(scope)
@@ -175,7 +188,7 @@ class ShimMiddleware:
                         windows = active.windows.get(key.name)
                         api_call = path[:4] == "/v1/" or path in _UNVERSIONED_API
                         if windows is not None and method == "POST" and api_call:
-                            await windows.admit(services.clock.monotonic())
+                            await windows.admit()
                 except ShimError as exc:
                     await send_error(send_wrapper, active.scrubber, exc)
                     return
@@ -191,9 +204,17 @@ class ShimMiddleware:
             if api is not None:
                 services.metrics.finish(ctx, now)
                 if windows is not None:
-                    tokens = ctx.prompt_tokens + ctx.completion_tokens
-                    await windows.spend(tokens, services.clock.monotonic())
+                    await _spend(windows, ctx.prompt_tokens + ctx.completion_tokens)
             accesslog.write(ctx, scope, now)
+
+
+async def _spend(windows: RateWindow, tokens: int) -> None:
+    """Count a finished request's tokens; the answer is out, so a shared window that cannot
+    be reached (Redis down) is only logged."""
+    try:
+        await windows.spend(tokens)
+    except ShimError as exc:
+        log.warning("tokens not counted against the key's tpm: %s", exc.message)
 
 
 # What browser clients (the openai JS SDK included) send along with a request.

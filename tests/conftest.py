@@ -67,8 +67,13 @@ retries = 0
 """
 
 
+#: Stored responses stay in the test's process (never the user's data directory).
+MEMORY_STATE = '\n[state]\nbackend = "memory"\n'
+
+
 def make_config(models: str = MODELS, server: str = "") -> Config:
-    return parse_config(f"[server]\n{server}\n{models}", source="test.toml", env={})
+    state = "" if "[state]" in models else MEMORY_STATE
+    return parse_config(f"[server]\n{server}\n{models}{state}", source="test.toml", env={})
 
 
 @pytest.fixture

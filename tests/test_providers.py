@@ -234,3 +234,12 @@ async def test_shim_check_prints_the_provider_and_resolved_id(
     assert "provider: nebius (id BAAI/bge-m3-nebius, cached)" in after
     assert "Instruct:together; id meta-llama/Meta-Llama-3.1-8B-Instruct-Turbo, cached)" in after
     assert "hf_test_token_abcdef" not in before + after
+
+
+async def test_the_responses_api_names_the_provider_too(fake: FakeHF, tmp_path: Path) -> None:
+    hub(fake)
+    async with app_client(fake, make_config(models(tmp_path))) as client:
+        r = await client.post("/v1/responses", json={"model": "chat", "input": "hi"})
+    assert r.status_code == 200, r.text
+    [seen] = fake.requests("/v1/chat/completions")
+    assert seen.json()["model"] == "meta-llama/Llama-3.1-8B-Instruct:together"

@@ -120,6 +120,15 @@ def _fix_choices(data: dict[str, Any], *, stream: bool, chat: bool) -> None:
             raise invalid_response("a completion choice without `text`")
 
 
+def checked_chat(data: dict[str, Any], *, stream: bool) -> dict[str, Any]:
+    """A chat answer or chunk, checked and repaired as ``rewrite`` does (an error event
+    raises), for readers of its content (``openai_answer``)."""
+    if data.get("error"):
+        raise stream_error(data)
+    _fix_choices(data, stream=stream, chat=True)
+    return data
+
+
 def decode(body: bytes) -> dict[str, Any]:
     return decode_answer(_decoder, body, "not a JSON object")
 

@@ -22,7 +22,7 @@ from shim.errors import (
     RequestTooLargeError,
     UnsupportedMediaTypeError,
 )
-from shim.serve import chat, completions, dispatch, embeddings, models, rerank
+from shim.serve import chat, completions, dispatch, embeddings, models, rerank, responses, stored
 from shim.serve.call import Call, Request, Service
 from shim.services import Services
 from shim.types import Receive, Scope, Send
@@ -96,6 +96,8 @@ def route_handlers() -> list[Any]:
     return [
         api_route(chat.SERVICE),
         api_route(completions.SERVICE),
+        api_route(responses.SERVICE),
+        *stored.route_handlers,
         api_route(embeddings.SERVICE),
         *(api_route(service) for service in rerank.SERVICES),
         models.list_models,

@@ -51,6 +51,8 @@ _CHOICES: dict[str, tuple[str, ...]] = {"role": typing.get_args(chat.Role)}
 
 #: A reply: a JSON body (200), or a client stream, primed (its first event read).
 Reply = bytes | Relay
+#: What a stream awaits before its last bytes go out (``Relay.ending``).
+Ending = Callable[[], Awaitable[None]] | None
 
 
 @dataclass(slots=True)
@@ -83,21 +85,24 @@ class Attempt:
         assert isinstance(answer, Answer)
         return answer
 
-    async def stream(self, path: str, body: bytes, translator: Translator) -> Relay:
+    async def stream(
+        self, path: str, body: bytes, translator: Translator, *, ending: Ending = None
+    ) -> Relay:
         """The client stream of an upstream stream, held by this attempt (closed with it, or
         with the reply). The first event is translated inside the upstream attempt, before the
-        client got a byte: an error event or garbage fails the attempt."""
+        client got a byte: an error event or garbage fails the attempt. ``ending``: see
+        ``Relay``."""
         call, opening = self.call, translator.first()
         start = await call.services.client.send(
             self.route, self.pool, path, body, call.ctx, parse=translator.feed, stream=True
         )
         assert isinstance(start, StreamStart)
         self.exits.push_async_callback(start.stream.aclose)
-        return self._relay(translator, start.stream, [opening, start.first], start.rest)
+        return self._relay(translator, start.stream, [opening, start.first], start.rest, ending)
 
-    def replay(self, translator: Translator) -> Relay:
+    def replay(self, translator: Translator, *, ending: Ending = None) -> Relay:
         """The client stream of an answer already known (a pipeline cannot stream)."""
-        return self._relay(translator, None, [translator.first()], [])
+        return self._relay(translator, None, [translator.first()], [], ending)
 
     def _relay(
         self,
@@ -105,11 +110,13 @@ class Attempt:
         source: OpenStream | None,
         head: list[bytes],
         rest: list[bytes],
+        ending: Ending,
     ) -> Relay:
         call = self.call
         return Relay(
             translator, source, head, rest,
             ctx=call.ctx, metrics=call.services.metrics, scrubber=call.active.scrubber,
+            ending=ending,
         )  # fmt: skip
 
     async def fan_out(self, calls: Sequence[Coroutine[Any, Any, T]]) -> list[T]:

@@ -14,7 +14,14 @@ import msgspec
 
 from shim.adapters import TextGeneration, openai_compat
 from shim.adapters._params import GenerationParams
-from shim.adapters._result import Generation, StreamDelta, estimate_tokens
+from shim.adapters._result import (
+    Generation,
+    Piece,
+    StreamDelta,
+    TextPiece,
+    TokenInfo,
+    estimate_tokens,
+)
 from shim.adapters._stop import StopScanner, truncate_at_stop
 from shim.config import Task
 from shim.discovery import TokenCounter
@@ -107,7 +114,7 @@ async def respond(attempt: Attempt, job: Job) -> Reply:
     ctx.stream = job.stream
     stream_path = job.adapter.stream_path
     if job.stream and stream_path is not None:
-        return await attempt.stream(stream_path, _payload(job, job.prompts[0]), RenderedStream(job))
+        return await attempt.stream(stream_path, payload(job, job.prompts[0]), RenderedStream(job))
     generations = await generate(attempt, job)
     usage = _usage(job, generations)
     ctx.prompt_tokens, ctx.completion_tokens = usage.prompt_tokens, usage.completion_tokens
@@ -117,12 +124,13 @@ async def respond(attempt: Attempt, job: Job) -> Reply:
     return job.fmt.response(generations, usage, logprobs=job.params.logprobs)
 
 
-def _payload(job: Job, prompt: str) -> bytes:
-    payload = job.adapter.to_payload(
+def payload(job: Job, prompt: str) -> bytes:
+    """The upstream request body for ``prompt``."""
+    upstream = job.adapter.to_payload(
         job.params, prompt=prompt, stop=job.stops, default_max=job.route.default_max_tokens
     )
     try:
-        return _encoder.encode(payload)
+        return _encoder.encode(upstream)
     except RecursionError:
         # A `response_format` schema decoded, but too deep to encode again from here.
         raise InvalidRequestError(
@@ -133,7 +141,7 @@ def _payload(job: Job, prompt: str) -> bytes:
 async def generate(attempt: Attempt, job: Job) -> list[Generation]:
     """Every choice of a non-stream request: ``n`` per prompt, run concurrently."""
     # One body per prompt, sent ``n`` times.
-    calls = [(p, body) for p in job.prompts for body in [_payload(job, p)] * job.params.n]
+    calls = [(p, body) for p in job.prompts for body in [payload(job, p)] * job.params.n]
     if len(calls) == 1:
         prompt, body = calls[0]
         return [await _generate_one(attempt, job, prompt, body)]
@@ -186,7 +194,11 @@ def _usage(job: Job, generations: list[Generation]) -> Usage:
 
 class RenderedStream:
     """TGI's stream events → OpenAI chunks, stop sequences applied as the text arrives (held
-    back only while it may still become a stop), usage at the end."""
+    back only while it may still become a stop), usage at the end.
+
+    The answer's text becomes neutral ``Piece``s (``_pieces``) that ``_emit`` writes in the
+    client's format: chat and completions chunks here, Responses API events in
+    ``shim.serve.responses``."""
 
     __slots__ = (
         "_finish", "_job", "_last", "_parse", "_produced", "_scanner", "complete",
@@ -220,29 +232,48 @@ class RenderedStream:
         if text:
             self.tokens += 1
             self._produced.append(text)
-            job = self._job
-            if job.params.logprobs:
-                out = encode_event(job.fmt.text(text, delta.token, logprobs=True))
-            else:
-                out = job.fmt.text_event(text)
+            out = self._emit(self._pieces(text), delta.token)
         if delta.finish_reason is not None or scanner.stopped:
             self._finish = "stop" if scanner.stopped else delta.finish_reason or "stop"
             self._last = delta
             self.complete = self.done = True
         return out
 
-    def finish(self) -> bytes:
-        job, fmt, last = self._job, self._job.fmt, self._last
-        out = []
-        rest = self._scanner.flush()
-        if rest:
-            self._produced.append(rest)
-            out.append(fmt.text_event(rest))
-        out.append(encode_event(fmt.finish(self._finish)))
+    def _pieces(self, text: str) -> list[Piece]:
+        """The answer text that arrived, as pieces."""
+        return [TextPiece(text)]
+
+    def _emit(self, pieces: list[Piece], token: TokenInfo | None) -> bytes:
+        """Pieces in the client's format (``token``: the last token's details, for logprobs)."""
+        job, out = self._job, b""
+        for piece in pieces:
+            if isinstance(piece, TextPiece):
+                if job.params.logprobs:
+                    out += encode_event(job.fmt.text(piece.text, token, logprobs=True))
+                else:
+                    out += job.fmt.text_event(piece.text)
+        return out
+
+    def _count(self) -> None:
+        """The usage, from TGI's last event when it reports it, else estimated."""
+        last, job = self._last, self._job
         prompt_tokens = last.prompt_tokens if last is not None else None
         completion_tokens = last.completion_tokens if last is not None else None
         self.prompt_tokens = prompt_tokens or estimate_tokens(job.prompts[0])
         self.completion_tokens = completion_tokens or estimate_tokens("".join(self._produced))
+
+    def _rest(self) -> bytes:
+        """What the stop scanner still held, emitted."""
+        rest = self._scanner.flush()
+        if not rest:
+            return b""
+        self._produced.append(rest)
+        return self._emit(self._pieces(rest), None)
+
+    def finish(self) -> bytes:
+        job, fmt = self._job, self._job.fmt
+        out = [self._rest(), encode_event(fmt.finish(self._finish))]
+        self._count()
         if job.include_usage:
             usage = Usage(
                 self.prompt_tokens, self.completion_tokens,

@@ -10,7 +10,7 @@ the upstream did not stop early, the one error event after the first byte, closi
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
 from shim.context import RequestContext
@@ -62,7 +62,9 @@ class Relay:
     """A client stream, primed (its first upstream event read and translated before the
     client got a byte): ``run`` writes it to the end."""
 
-    __slots__ = ("ctx", "head", "metrics", "pending", "scrubber", "source", "translator")
+    __slots__ = (
+        "ctx", "ending", "head", "metrics", "pending", "scrubber", "source", "translator",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -74,6 +76,7 @@ class Relay:
         ctx: RequestContext,
         metrics: Metrics,
         scrubber: Scrubber,
+        ending: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.translator = translator
         # The upstream stream; None when the whole answer is already known (a replay).
@@ -84,6 +87,9 @@ class Relay:
         self.ctx = ctx
         self.metrics = metrics
         self.scrubber = scrubber
+        # Awaited once the last events are made and before they are sent (the Responses API
+        # stores the response there, so that a GET right after the stream finds it).
+        self.ending = ending
 
     async def run(self, send: Send) -> None:
         """Write the stream: the response start, every event, the end."""
@@ -130,6 +136,8 @@ class Relay:
             finally:
                 if source is not None:
                     await source.aclose()  # the upstream stops as soon as nothing more is read
+            if self.ending is not None:
+                await self.ending()
             await _write(send, out)
             await send(_END)
         finally:

@@ -1,31 +1,341 @@
-"""Whole replies written straight to ASGI ``send``: a JSON body, or an error envelope. (A
-client stream is written by ``shim.serve.relay``.)"""
+"""``POST /v1/responses``: the Responses API on the chat path. The request (with the stored
+conversation of ``previous_response_id``) becomes a chat request (``adapters.response_chat``)
+that runs as ``/v1/chat/completions`` runs on every protocol: a ``Job`` on rendered protocols
+(``generation``), the chat request sent on to ``openai`` upstreams. Answers come back as
+neutral results (a ``Generation``, stream ``Piece``s) and leave as a ``response`` object or its
+event stream (``adapters.response_output``, ``adapters.response_stream``); with ``store`` the
+response is saved before its last byte goes out. Stored responses: ``shim.serve.stored``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
-from shim.errors import ShimError
-from shim.redact import Scrubber
-from shim.types import Send
+import msgspec
 
-_JSON = (b"content-type", b"application/json")
+from shim.adapters import TextGeneration, openai_answer, openai_compat
+from shim.adapters import response_chat as to_chat
+from shim.adapters import responses as reading
+from shim.adapters._result import (
+    Generation,
+    Piece,
+    ReasoningPiece,
+    TextPiece,
+    TokenInfo,
+    ToolCallArguments,
+    ToolCallStart,
+    estimate_tokens,
+)
+from shim.adapters.response_output import build_response
+from shim.adapters.response_stream import ResponseStream
+from shim.context import RequestContext, new_id
+from shim.errors import ErrorBody, InvalidRequestError, RateLimitError, ShimError
+from shim.openai import chat
+from shim.openai import responses as rs
+from shim.routing import Route
+from shim.serve import generation, limits
+from shim.serve.call import Attempt, Reply
+from shim.serve.chat import SERVICE as CHAT
+from shim.state import SHARED_OWNER, ResponseStore
+
+_request = msgspec.json.Decoder(rs.ResponseCreateRequest)
+_encoder = msgspec.json.Encoder()
 
 
-async def send_json(
-    send: Send, body: bytes, *, status: int = 200, headers: Iterable[tuple[bytes, bytes]] = ()
-) -> None:
-    start = {
-        "type": "http.response.start",
-        "status": status,
-        "headers": [_JSON, (b"content-length", str(len(body)).encode()), *headers],
-    }
-    await send(start)
-    await send({"type": "http.response.body", "body": body})
+def owner_of(ctx: RequestContext) -> str:
+    """Whose a stored response is: the client key's name, or everyone's without keys."""
+    return ctx.key_name or SHARED_OWNER
 
 
-async def send_error(send: Send, scrubber: Scrubber, error: ShimError) -> None:
-    """OpenAI's error envelope (its message scrubbed), with the headers that go with it
-    (``Retry-After``...)."""
-    headers = ((name.encode(), value.encode()) for name, value in error.headers().items())
-    await send_json(send, scrubber.envelope(error), status=error.status_code, headers=headers)
+@dataclass(slots=True, kw_only=True)
+class Turn:
+    """One response being made on one route: its id, the conversation, the chat request."""
+
+    request: rs.ResponseCreateRequest
+    response_id: str
+    created_at: int
+    # What the model sees and what is stored as the input items (never `instructions`).
+    context: list[rs.Item]
+    chat: chat.ChatCompletionRequest
+    # None with `store: false`.
+    store: ResponseStore | None
+    owner: str
+
+    def events(self) -> ResponseStream:
+        return ResponseStream(
+            self.request, response_id=self.response_id, created_at=self.created_at
+        )
+
+    def response(self, generation: Generation) -> rs.Response:
+        return build_response(
+            generation,
+            request=self.request,
+            response_id=self.response_id,
+            created_at=self.created_at,
+        )
+
+    async def save(self, response: rs.Response | None) -> None:
+        if self.store is not None and response is not None:
+            await self.store.save(response, self.context, owner=self.owner)
+
+
+async def _turn(attempt: Attempt, request: rs.ResponseCreateRequest) -> Turn:
+    """The turn on ``attempt.route``: input read (400s first), the previous conversation
+    loaded, the chat request built and checked against the model's limits."""
+    call, route = attempt.call, attempt.route
+    response_id = "resp_" + new_id(32)
+    # Rendered protocols read text only; an OpenAI-speaking upstream may read images.
+    text_only = route.generator is not None
+    items = reading.read_input(request, response_id=response_id, text_only=text_only)
+    store, owner = call.services.stored.responses, owner_of(call.ctx)
+    history: list[rs.Item] = []
+    if request.previous_response_id:
+        record = await store.get(request.previous_response_id, owner=owner)
+        if record is None:
+            raise InvalidRequestError(
+                f"Previous response with id '{request.previous_response_id}' not found.",
+                param="previous_response_id",
+                code="previous_response_not_found",
+            )
+        history = record.context()
+    context = reading.conversation(history, items)
+    chat_request = to_chat.to_chat(request, context, text_only=text_only)
+    fault = limits.fault(route, limits.of_chat(chat_request))
+    if fault is not None:
+        raise fault
+    return Turn(
+        request=request,
+        response_id=response_id,
+        created_at=int(time.time()),
+        context=context,
+        chat=chat_request,
+        store=None if request.store is False else store,
+        owner=owner,
+    )
+
+
+class Responses:
+    path = "/v1/responses"
+    tasks = generation.GENERATION_TASKS
+    decoder = _request
+
+    def fault(self, route: Route, request: rs.ResponseCreateRequest) -> InvalidRequestError | None:
+        # The conversation is known per attempt (`_turn` checks it); here what the request says.
+        demand = limits.Demand(
+            messages=len(request.input) if isinstance(request.input, list) else 1,
+            n=1, prompts=1, choices=1, choices_param="n",
+            max_tokens=request.max_output_tokens, max_tokens_param="max_output_tokens",
+        )  # fmt: skip
+        return limits.fault(route, demand)
+
+    async def answer(self, attempt: Attempt, request: rs.ResponseCreateRequest) -> Reply:
+        turn = await _turn(attempt, request)
+        attempt.call.ctx.stream = bool(request.stream)
+        adapter = attempt.route.generator
+        if adapter is None:
+            return await _passthrough(attempt, turn)
+        return await _rendered(attempt, turn, adapter)
+
+
+SERVICE = Responses()
+
+
+async def _whole(turn: Turn, ctx: RequestContext, generation: Generation) -> bytes:
+    ctx.prompt_tokens = generation.prompt_tokens or 0
+    ctx.completion_tokens = generation.completion_tokens or 0
+    response = turn.response(generation)
+    await turn.save(response)
+    return _encoder.encode(response)
+
+
+# --- rendered protocols (TGI, pipelines) --------------------------------------------------------
+
+
+async def _rendered(attempt: Attempt, turn: Turn, adapter: TextGeneration) -> Reply:
+    job = CHAT.job(attempt, adapter, turn.chat)
+    events = turn.events()
+    ending = partial(_save_streamed, turn, events)
+    if job.stream and adapter.stream_path is not None:
+        body = generation.payload(job, job.prompts[0])
+        translator = RenderedEvents(job, events)
+        return await attempt.stream(adapter.stream_path, body, translator, ending=ending)
+    [answer] = await generation.generate(attempt, job)
+    if job.stream:
+        # The pipeline cannot stream: its one answer is sent as a stream.
+        return attempt.replay(Replayed(events, answer), ending=ending)
+    return await _whole(turn, attempt.call.ctx, answer)
+
+
+async def _save_streamed(turn: Turn, events: ResponseStream) -> None:
+    await turn.save(events.response)
+
+
+def _failure(error: ErrorBody) -> ShimError:
+    """A stream's failure (scrubbed) as ``response.failed`` reports it."""
+    detail = error.error
+    kind = RateLimitError if detail.type == "rate_limit_error" else ShimError
+    return kind(detail.message, code=detail.code)
+
+
+class RenderedEvents(generation.RenderedStream):
+    """TGI's stream as Responses API events: the chat path's stream (stops, counts), its
+    pieces written by a ``ResponseStream``."""
+
+    __slots__ = ("events",)
+
+    def __init__(self, job: generation.Job, events: ResponseStream) -> None:
+        super().__init__(job)
+        self.events = events
+
+    def first(self) -> bytes:
+        return self.events.start()
+
+    def _emit(self, pieces: list[Piece], token: TokenInfo | None) -> bytes:
+        feed = self.events.feed
+        return b"".join([feed(piece) for piece in pieces])
+
+    def finish(self) -> bytes:
+        out = self._rest()
+        self._count()
+        return out + self.events.finish(
+            finish_reason=self._finish,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+        )
+
+    def failure(self, error: ErrorBody) -> bytes:
+        return self.events.fail(_failure(error))
+
+
+def pieces_of(generation: Generation) -> list[Piece]:
+    """A whole answer as the pieces a stream of it would have carried."""
+    pieces: list[Piece] = []
+    if generation.reasoning:
+        pieces.append(ReasoningPiece(generation.reasoning))
+    if generation.text:
+        pieces.append(TextPiece(generation.text))
+    for i, call in enumerate(generation.tool_calls):
+        pieces += [ToolCallStart(i, call.name), ToolCallArguments(i, call.arguments)]
+    return pieces
+
+
+class Replayed:
+    """A whole answer sent as Responses API events (the pipeline cannot stream)."""
+
+    __slots__ = ("_generation", "completion_tokens", "events", "prompt_tokens", "tokens")
+
+    complete = done = True
+
+    def __init__(self, events: ResponseStream, generation: Generation) -> None:
+        self.events, self._generation = events, generation
+        self.tokens = 0
+        self.prompt_tokens = generation.prompt_tokens or 0
+        self.completion_tokens = generation.completion_tokens or 0
+
+    def first(self) -> bytes:
+        return self.events.start()
+
+    def feed(self, data: bytes) -> bytes:  # pragma: no cover - a replay reads no upstream
+        return b""
+
+    def finish(self) -> bytes:
+        self.tokens = 1
+        out = b"".join([self.events.feed(piece) for piece in pieces_of(self._generation)])
+        return out + self.events.finish(
+            finish_reason=self._generation.finish_reason,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+        )
+
+    def failure(self, error: ErrorBody) -> bytes:  # pragma: no cover - nothing can fail
+        return self.events.fail(_failure(error))
+
+
+# --- OpenAI-speaking upstreams ------------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    """A chat request's builtins without the nulls of fields nobody set (vLLM rejects some)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _parse_whole(body: bytes) -> Generation:
+    return openai_answer.generation_of(openai_compat.decode(body))
+
+
+async def _passthrough(attempt: Attempt, turn: Turn) -> Reply:
+    route, ctx = attempt.route, attempt.call.ctx
+    stream = bool(turn.request.stream)
+    request = _plain(msgspec.to_builtins(turn.chat))
+    attempt.call.services.discovery.provider_id(route)  # a 400 when the provider serves none
+    body = openai_compat.to_payload(request, upstream_model=route.upstream_model, stream=stream)
+    path = route.paths.chat
+    assert path is not None
+    if stream:
+        events = turn.events()
+        translator = PassthroughEvents(events, estimate_tokens(_prompt_text(turn.chat)))
+        ending = partial(_save_streamed, turn, events)
+        return await attempt.stream(path, body, translator, ending=ending)
+    answer = (await attempt.post(path, body, _parse_whole)).value
+    if answer.prompt_tokens is None:
+        answer.prompt_tokens = estimate_tokens(_prompt_text(turn.chat))
+    if answer.completion_tokens is None:
+        answer.completion_tokens = estimate_tokens(answer.text)
+    return await _whole(turn, ctx, answer)
+
+
+def _prompt_text(request: chat.ChatCompletionRequest) -> str:
+    return "".join(m.content for m in request.messages if isinstance(m.content, str))
+
+
+class PassthroughEvents:
+    """An OpenAI-speaking upstream's chat chunks as Responses API events. Read to the end:
+    the usage chunk comes after the one that finishes the choice."""
+
+    __slots__ = (
+        "_prompt_estimate", "_reader", "complete", "completion_tokens", "events",
+        "prompt_tokens", "tokens",
+    )  # fmt: skip
+
+    done = False
+
+    def __init__(self, events: ResponseStream, prompt_estimate: int) -> None:
+        self.events = events
+        self._reader = openai_answer.ChunkReader()
+        self._prompt_estimate = prompt_estimate
+        self.complete = False
+        self.tokens = self.prompt_tokens = self.completion_tokens = 0
+
+    def first(self) -> bytes:
+        return self.events.start()
+
+    def feed(self, data: bytes) -> bytes:
+        reader = self._reader
+        pieces = reader.feed(openai_compat.decode(data))
+        if pieces:
+            self.tokens += 1
+        out = b"".join([self.events.feed(piece) for piece in pieces])
+        self.complete = reader.finish_reason is not None
+        return out
+
+    def finish(self) -> bytes:
+        usage = self._reader.usage
+        if usage is not None:
+            self.prompt_tokens, self.completion_tokens = usage
+        else:
+            self.prompt_tokens, self.completion_tokens = self._prompt_estimate, self.tokens
+        return self.events.finish(
+            finish_reason=self._reader.finish_reason or "stop",
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+        )
+
+    def failure(self, error: ErrorBody) -> bytes:
+        return self.events.fail(_failure(error))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Protocol
 
 from shim.errors import RateLimitError
@@ -44,10 +45,17 @@ def rate_limited(name: str, kind: str, limit: int, retry_after: float) -> RateLi
 
 
 class LocalRateWindow:
-    """This process's counts (monotonic clock): what ``KeyInfo`` does today."""
+    """This process's counts, on a monotonic ``clock`` (injected: tests run it on a fake)."""
 
-    def __init__(self, name: str, rpm: int | None, tpm: int | None) -> None:
+    def __init__(
+        self,
+        name: str,
+        rpm: int | None,
+        tpm: int | None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.name, self.rpm, self.tpm = name, rpm, tpm
+        self._clock = clock
         self._requests: deque[float] = deque()
         self._tokens: deque[tuple[float, int]] = deque()
         # The sum of _tokens, kept as entries come and go (not summed per request).
@@ -56,7 +64,7 @@ class LocalRateWindow:
     async def admit(self, now: float | None = None) -> None:
         if self.rpm is None and self.tpm is None:
             return
-        now = time.monotonic() if now is None else now
+        now = self._clock() if now is None else now
         horizon = now - WINDOW
         requests, tokens = self._requests, self._tokens
         while requests and requests[0] <= horizon:
@@ -74,18 +82,19 @@ class LocalRateWindow:
 
     async def spend(self, tokens: int, now: float | None = None) -> None:
         if self.tpm is not None and tokens > 0:
-            self._tokens.append((time.monotonic() if now is None else now, tokens))
+            self._tokens.append((self._clock() if now is None else now, tokens))
             self._spent += tokens
 
 
 class LocalRateWindows:
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._windows: dict[str, LocalRateWindow] = {}
 
     def window(self, name: str, *, rpm: int | None, tpm: int | None) -> LocalRateWindow:
         # Kept by name so that a config reload changes the limits, not the counts.
         found = self._windows.get(name)
         if found is None:
-            found = self._windows[name] = LocalRateWindow(name, rpm, tpm)
+            found = self._windows[name] = LocalRateWindow(name, rpm, tpm, self._clock)
         found.rpm, found.tpm = rpm, tpm
         return found

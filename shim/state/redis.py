@@ -9,12 +9,27 @@ entries share a hash slot (``{name}``), so this also works on Redis Cluster.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 
 import redis.asyncio
+import redis.exceptions
 
+from shim.errors import StateUnavailableError
 from shim.state._store import Clock, RecordStore
 from shim.state.rate import WINDOW, rate_limited
+
+
+@contextlib.contextmanager
+def _reached() -> Iterator[None]:
+    """Redis failures (connection refused, timeouts, a server error) as shim's 503."""
+    try:
+        yield
+    except redis.exceptions.RedisError as exc:
+        raise StateUnavailableError(
+            f"The shared state (Redis) is unavailable: {type(exc).__name__}."
+        ) from None
 
 
 class RedisStore(RecordStore):
@@ -27,15 +42,18 @@ class RedisStore(RecordStore):
 
     async def _put(self, key: str, blob: bytes, *, expires_at: float) -> None:
         milliseconds = max(1, round((expires_at - self.clock()) * 1000))
-        await self._client.set(self._prefix + key, blob, px=milliseconds)
+        with _reached():
+            await self._client.set(self._prefix + key, blob, px=milliseconds)
 
     async def _fetch(self, key: str) -> bytes | None:
-        blob = await self._client.get(self._prefix + key)
+        with _reached():
+            blob = await self._client.get(self._prefix + key)
         # (str only if the client was made with decode_responses, which shim never does.)
         return blob.encode() if isinstance(blob, str) else blob
 
     async def _remove(self, key: str) -> None:
-        await self._client.delete(self._prefix + key)
+        with _reached():
+            await self._client.delete(self._prefix + key)
 
 
 # KEYS: requests (zset: seq -> time), tokens (zset: "seq:n" -> time), the tokens' sum, a seq.
@@ -102,7 +120,8 @@ class RedisRateWindow:
         rpm = -1 if self.rpm is None else self.rpm
         tpm = -1 if self.tpm is None else self.tpm
         args: list[str | int | float] = ["" if now is None else repr(now), rpm, tpm, WINDOW]
-        verdict, wait = await self._windows.admit_script(keys=self._keys, args=args)
+        with _reached():
+            verdict, wait = await self._windows.admit_script(keys=self._keys, args=args)
         kind = verdict.decode() if isinstance(verdict, bytes) else str(verdict)
         if kind != "ok":
             limit = self.rpm if kind == "rpm" else self.tpm
@@ -112,7 +131,8 @@ class RedisRateWindow:
         if self.tpm is None or tokens <= 0:
             return
         args: list[str | int | float] = ["" if now is None else repr(now), tokens, WINDOW]
-        await self._windows.spend_script(keys=self._keys[1:], args=args)
+        with _reached():
+            await self._windows.spend_script(keys=self._keys[1:], args=args)
 
 
 class RedisRateWindows:

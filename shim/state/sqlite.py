@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from shim.errors import StateUnavailableError
 from shim.state._store import Clock, RecordStore
 
 T = TypeVar("T")
@@ -41,7 +42,12 @@ class SQLiteStore(RecordStore):
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, lambda: work(self._connection()))
+        try:
+            return await loop.run_in_executor(self._thread, lambda: work(self._connection()))
+        except (sqlite3.Error, OSError) as exc:
+            raise StateUnavailableError(
+                f"The response store (SQLite) is unavailable: {type(exc).__name__}."
+            ) from None
 
     def _connection(self) -> sqlite3.Connection:
         """Opened on first use, in the worker thread (the only thread that touches it)."""
