@@ -28,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _check(path: str) -> int:
+    from shim.providers import describe_cached
     from shim.routing import Router
 
     try:
@@ -38,7 +39,8 @@ def _check(path: str) -> int:
         return 1
     print(f"{path}: OK, {len(router.routes)} models")
     for route in router.routes.values():
-        print(f"  {route.describe()}")
+        key = route.provider_key
+        print(f"  {route.describe(provider_id=describe_cached(key) if key else None)}")
     return 0
 
 

@@ -117,9 +117,14 @@ class ModelConfig(_Base):
     truncate: bool | None = None
     dimensions: bool = False
     max_inputs: int = 2048
-    # Count prompt tokens with the model's tokenizer (needs the `tokenizers` package) when the
-    # upstream reports none: a `tokenizer.json` path, or "hub" to fetch it at startup.
-    tokenizer: str | None = None
+    # Serverless only: the Inference Provider that serves the model behind the HF router
+    # ("together", "nebius", ...; for chat also the policies "fastest" and "cheapest");
+    # unset or "hf-inference": the router's default (chat) and hf-inference pipelines.
+    provider: str | None = None
+    # Count tokens with the model's tokenizer (needs the `tokenizers` package) when the
+    # upstream reports none: a `tokenizer.json` path, "hub" (fetched at startup), "none"
+    # (the estimate), or "auto": the Hub's where the protocol reports no counts (pipelines).
+    tokenizer: str = "auto"
     token_ids: TokenIds = "cl100k"
     # --- rerank (also max_batch_size, max_inputs, truncate) ---
     # TEI's raw_scores: the model's logits instead of sigmoid-normalised scores.
@@ -181,5 +186,8 @@ def protocol_of(model: ModelConfig) -> Protocol:
         return model.protocol
     if model.url:
         return PROTOCOLS_BY_TASK[model.task][0]
-    # Serverless: chat models live on the router's OpenAI API; the rest on hf-inference pipelines.
-    return "openai" if model.task == "text-generation" else "pipeline"
+    # Serverless: chat models live on the router's OpenAI API; the rest on hf-inference
+    # pipelines, or a provider's OpenAI-style routes.
+    if model.task == "text-generation" or model.provider not in (None, "hf-inference"):
+        return "openai"
+    return "pipeline"

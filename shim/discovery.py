@@ -1,5 +1,6 @@
 """What shim learns from upstreams and the Hub, never in the request path: chat templates of
-Hub models (cached on disk), TEI batch limits from ``/info``, tokenizers for token counts.
+Hub models (cached on disk), TEI batch limits from ``/info``, tokenizers for token counts,
+Inference Providers' ids for models (cached on disk).
 
 Kept by what it depends on (a ``HubRepo``, a URL, a tokenizer file), so a reload keeps all of
 it for unchanged models and learns, in the background, only what a new or changed model needs.
@@ -18,9 +19,12 @@ from typing import Any
 
 import msgspec
 
-from shim import hf, templates
-from shim.errors import ShimError
+from shim import hf, providers, templates
+from shim.adapters import FeatureExtraction
+from shim.adapters import feature_extraction as fx
+from shim.errors import InvalidRequestError, ShimError
 from shim.live import Active
+from shim.providers import ProviderKey
 from shim.redact import Scrubber
 from shim.routing import HubRepo, Route, Router
 from shim.upstream.client import Client
@@ -36,7 +40,7 @@ _info = msgspec.json.Decoder(hf.TEIInfo)
 class TokenCounter(typing.Protocol):
     """What shim needs of a ``tokenizers.Tokenizer``."""
 
-    def encode_batch(self, inputs: list[str]) -> list[Any]: ...
+    def encode_batch(self, input: list[str], *, add_special_tokens: bool = True) -> list[Any]: ...
 
 
 class Discovery:
@@ -47,6 +51,9 @@ class Discovery:
         self.templates: dict[HubRepo, templates.ChatTemplate] = {}
         self.batch_sizes: dict[str, int] = {}
         self.tokenizers: dict[HubRepo | Path, TokenCounter] = {}
+        # A provider's id for a model, or the reason it serves none (absent: Hub unreachable).
+        self.providers: dict[ProviderKey, providers.Resolution] = {}
+        self._provider_embedders: dict[str, fx.OpenAIStyle] = {}
         self._learning: set[object] = set()
         self._background: set[asyncio.Task[None]] = set()
 
@@ -64,6 +71,34 @@ class Discovery:
 
     def tokenizer(self, route: Route) -> TokenCounter | None:
         return None if route.tokenizer is None else self.tokenizers.get(route.tokenizer)
+
+    def provider_id(self, route: Route) -> str | None:
+        """The provider's id for the route's model (None: no lookup, or the Hub was not
+        reachable, and the Hub id is sent); a 400 when the provider serves no such model."""
+        key = route.provider_key
+        resolution = None if key is None else self.providers.get(key)
+        if resolution is None:
+            return None
+        if resolution.provider_id is None:
+            raise InvalidRequestError(
+                f"The model `{route.name}` is not available: the provider `{route.provider}` "
+                f"does not serve {route.hf_model} ({resolution.detail}).",
+                param="model",
+                code="model_not_supported_by_provider",
+            )
+        return resolution.provider_id
+
+    def embedder(self, route: Route) -> FeatureExtraction | None:
+        """The route's embeddings adapter: through a provider, with the provider's model id."""
+        provider_id = self.provider_id(route)
+        if provider_id is None:
+            return route.embedder
+        adapter = self._provider_embedders.get(provider_id)
+        if adapter is None:  # one per id, made once
+            adapter = self._provider_embedders[provider_id] = fx.OpenAIStyle(
+                upstream_model=provider_id
+            )
+        return adapter
 
     # --- learning ------------------------------------------------------------------------------
 
@@ -90,6 +125,8 @@ class Discovery:
                 work.append(self._once(r.hub_template, partial(self._template, r, r.hub_template)))
             if r.info_url is not None and r.info_url not in self.batch_sizes:
                 work.append(self._once(r.info_url, partial(self._tei_info, r, r.info_url)))
+            if r.provider_key is not None and r.provider_key not in self.providers:
+                work.append(self._once(r.provider_key, partial(self._provider, r, r.provider_key)))
         return work
 
     def _wanted(self, router: Router) -> list[Coroutine[Any, Any, None]]:
@@ -171,6 +208,13 @@ class Discovery:
             route.name, repo.hf_model, tools, reasoning,
         )  # fmt: skip
 
+    async def _provider(self, route: Route, key: ProviderKey) -> None:
+        """The provider's id for the route's model (``shim.providers.learn``)."""
+        headers = {k: v for k, v in route.headers.items() if k == "authorization"}
+        resolution = await providers.learn(self.client, key, headers=headers, name=route.name)
+        if resolution is not None:
+            self.providers[key] = resolution
+
     async def _tei_info(self, route: Route, url: str) -> None:
         """TEI's ``max_client_batch_size`` (the route configures no ``max_batch_size``)."""
         try:
@@ -189,17 +233,19 @@ class Discovery:
         try:
             from tokenizers import Tokenizer
         except ImportError:
-            log.warning("%s: `tokenizer` is set but the tokenizers package is missing", route.name)
+            level = logging.INFO if route.config.tokenizer == "auto" else logging.WARNING
+            log.log(level, "%s: no tokenizers package; token counts are estimated", route.name)
             return
         text = await self._tokenizer_text(route, source)
         if text is None:
+            log.info("%s: no tokenizer.json; token counts are estimated", route.name)
             return
         try:
             self.tokenizers[source] = Tokenizer.from_str(text)
         except Exception as exc:  # the tokenizers library raises plain Exceptions
             log.warning("%s: unusable tokenizer.json: %s", route.name, type(exc).__name__)
             return
-        log.info("%s: prompt tokens counted with the model's tokenizer", route.name)
+        log.info("%s: tokens counted with the model's tokenizer", route.name)
 
     async def _tokenizer_text(self, route: Route, source: HubRepo | Path) -> str | None:
         if isinstance(source, Path):

@@ -99,12 +99,24 @@ class EmbedRequest(msgspec.Struct, omit_defaults=True):
     normalize: bool | None = None
 
 
+class PipelineEmbedParameters(msgspec.Struct, omit_defaults=True):
+    # transformers' FeatureExtractionPipeline keyword (tokenizer truncation to the model's max).
+    truncation: bool | None = None
+
+
 class PipelineEmbedRequest(msgspec.Struct, omit_defaults=True):
-    """Feature-extraction pipeline (toolkit / serverless hf-inference)."""
+    """Feature-extraction pipeline (toolkit / serverless hf-inference).
+
+    Serverless hf-inference reads ``truncate`` at the top level (HF's feature-extraction task
+    spec); the inference toolkit ignores top-level keys and passes ``parameters`` to the
+    transformers pipeline as keywords (its ``handler.py``; sentence-transformers pipelines get
+    none), so truncation is sent both ways.
+    """
 
     inputs: str | list[str]
     truncate: bool | None = None
     normalize: bool | None = None
+    parameters: PipelineEmbedParameters | None = None
 
 
 class TEIInfo(msgspec.Struct):
@@ -117,8 +129,10 @@ class ErrorResponse(msgspec.Struct):
     """Every error body HF backends send, read tolerantly.
 
     TGI/TEI/serverless: ``{"error": str, "error_type": str}`` (+ ``estimated_time`` when loading);
-    OpenAI-style routes: ``{"error": {"message", ...}}``; TEI ``/v1/embeddings``: flat
-    ``{"message", "code", "type"}``.
+    OpenAI-style routes: ``{"error": {"message", ...}}``; TEI ``/v1/embeddings`` and vLLM's
+    older ``{"object": "error", "message", "type"}``: flat; FastAPI/pydantic servers
+    (``transformers serve``, the inference toolkit's starlette app): ``{"detail": str}`` or
+    ``{"detail": [{"loc", "msg", "type"}]}``.
     """
 
     error: str | dict[str, Any] | None = None
@@ -126,6 +140,7 @@ class ErrorResponse(msgspec.Struct):
     message: str | None = None
     type: str | None = None
     estimated_time: float | None = None
+    detail: str | list[Any] | None = None
 
 
 class TokenizerConfig(msgspec.Struct):

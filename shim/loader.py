@@ -167,6 +167,7 @@ def _validate(config: Config) -> None:
         for positive in ("timeout", "connect_timeout", "first_token_timeout", "idle_timeout"):
             if getattr(model, positive) <= 0:
                 raise ConfigError(f"{src}: {key}.{positive}: must be greater than 0")
+        _validate_provider(src, key, model)
         if model.tokenizer == "hub" and not model.hf_model:
             raise ConfigError(f'{src}: {key}.tokenizer: "hub" needs `hf_model`')
         if model.max_batch_size is not None and model.max_batch_size < 1:
@@ -230,3 +231,27 @@ def _validate_credentials(config: Config, key: str, model: ModelConfig) -> None:
             "else [huggingface].token) cannot both be sent: remove them from the URL, or set "
             'token = "" on this model to send them as Basic auth'
         )
+
+
+def _validate_provider(src: str, key: str, model: ModelConfig) -> None:
+    """``provider``: serverless models with a Hub id, on a task some provider serves."""
+    provider = model.provider
+    if provider is None:
+        return
+    if model.url:
+        raise ConfigError(
+            f"{src}: {key}.provider: for serverless models only (a model with a `url` is "
+            "served there)"
+        )
+    if not model.hf_model:
+        raise ConfigError(f"{src}: {key}.provider: needs `hf_model`")
+    if provider == "hf-inference":
+        return
+    if model.task not in ("text-generation", "feature-extraction"):
+        raise ConfigError(f"{src}: {key}.provider: `{model.task}` is served by hf-inference only")
+    if model.task == "feature-extraction" and provider in ("fastest", "cheapest"):
+        raise ConfigError(
+            f"{src}: {key}.provider: `{provider}` is a chat policy; embeddings need a provider"
+        )
+    if model.protocol not in (None, "openai"):
+        raise ConfigError(f"{src}: {key}.protocol: providers speak `openai` (remove `protocol`)")

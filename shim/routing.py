@@ -45,6 +45,7 @@ from shim.config import (
 )
 from shim.errors import InvalidRequestError, ModelNotFoundError
 from shim.openai import common
+from shim.providers import HF_INFERENCE, POLICIES, ProviderKey
 
 RawHeaders = tuple[tuple[bytes, bytes], ...]
 GENERATION_TASKS: tuple[Task, ...] = ("text-generation", "text2text-generation")
@@ -69,6 +70,12 @@ class Route:
     protocol: Protocol
     hf_model: str | None
     serverless: bool
+    # The Inference Provider (serverless only), and what to look up about it at startup (its
+    # id for the model; none for hf-inference and the router's policies).
+    provider: str | None
+    provider_key: ProviderKey | None
+    # `model` as OpenAI-style upstreams get it (chat through a provider: `hf_model:provider`).
+    upstream_model: str
     owned_by: str
     upstreams: tuple[urls.Upstream, ...]
     paths: urls.Paths
@@ -94,7 +101,7 @@ class Route:
     # The configured batch size; without one, TEI's, learned from ``info_url``.
     max_batch_size: int | None
     info_url: str | None
-    # A tokenizer.json file, or a Hub repo's: counts prompt tokens the upstream reports none of.
+    # A tokenizer.json file, or a Hub repo's: counts the tokens the upstream reports none of.
     tokenizer: HubRepo | Path | None
     token_ids: TokenIds
     # --- timeouts and resilience ---
@@ -128,10 +135,18 @@ class Route:
     def reasoning_parser(self) -> ReasoningParser:
         return self.parsers()[1]
 
-    def describe(self, template: templates.ChatTemplate | None = None) -> str:
-        """One line for the log and ``shim check`` (``template``: a Hub one, once learned)."""
+    def describe(
+        self, template: templates.ChatTemplate | None = None, *, provider_id: str | None = None
+    ) -> str:
+        """One line for the log and ``shim check`` (``template``: a Hub one, once learned;
+        ``provider_id``: the provider's id for the model, once resolved)."""
         line = f"{self.name} -> {self.task}, {self.protocol}, "
         line += ", ".join(u.display for u in self.upstreams)
+        if self.provider is not None:
+            parts = [self.upstream_model] if self.task == "text-generation" else []
+            if self.provider_key is not None:
+                parts.append(provider_id or "resolved at startup")
+            line += f", provider: {self.provider}" + (f" ({'; '.join(parts)})" if parts else "")
         if self.generator is None:
             return line  # the upstream reads tool calls itself (openai), or there are none
         if self.hub_template is not None and template is None:
@@ -171,10 +186,17 @@ def _template(name: str, model: ModelConfig, config: Config) -> templates.ChatTe
         raise ConfigError(f"{config.source}: models.{name}.chat_template: {exc}") from None
 
 
-def _tokenizer(model: ModelConfig, config: Config, repo: HubRepo | None) -> HubRepo | Path | None:
+def _tokenizer(
+    model: ModelConfig, config: Config, protocol: Protocol, repo: HubRepo | None
+) -> HubRepo | Path | None:
+    """Where token counts come from when the upstream reports none. ``auto`` fetches the Hub's
+    tokenizer only for pipelines (TGI, TEI and OpenAI-style servers count themselves, and a
+    tokenizer.json is megabytes); rerank counts are always estimated."""
     spec = model.tokenizer
-    if spec is None or model.task != "feature-extraction":
+    if spec == "none" or model.task == "text-ranking":
         return None
+    if spec == "auto":
+        return repo if protocol == "pipeline" else None
     if spec == "hub":
         return repo
     path = Path(spec).expanduser()
@@ -224,6 +246,14 @@ def build_route(name: str, model: ModelConfig, config: Config) -> Route:
             upstream_model=model.hf_model or name,
         )  # fmt: skip
     connect = model.connect_timeout
+    provider_key = None
+    if model.provider not in (None, HF_INFERENCE, *POLICIES) and model.hf_model:
+        provider_key = ProviderKey(
+            hf.hub_url.rstrip("/"), model.hf_model, model.provider, model.task, cache_dir(hf)
+        )
+    upstream_model = model.hf_model or "tgi"
+    if model.provider is not None and model.task == "text-generation":
+        upstream_model = f"{model.hf_model}:{model.provider}"
     return Route(
         name=name,
         config=model,
@@ -231,6 +261,9 @@ def build_route(name: str, model: ModelConfig, config: Config) -> Route:
         protocol=protocol,
         hf_model=model.hf_model,
         serverless=not model.url,
+        provider=model.provider,
+        provider_key=provider_key,
+        upstream_model=upstream_model,
         owned_by=model.owned_by
         or (model.hf_model.split("/")[0] if model.hf_model and "/" in model.hf_model else "shim"),
         upstreams=tuple(urls.Upstream.of(base, paths) for base in bases),
@@ -254,7 +287,7 @@ def build_route(name: str, model: ModelConfig, config: Config) -> Route:
         ranker=ranker,
         max_batch_size=model.max_batch_size,
         info_url=bases[0] + "/info" if protocol == "tei" and model.max_batch_size is None else None,
-        tokenizer=_tokenizer(model, config, repo),
+        tokenizer=_tokenizer(model, config, protocol, repo),
         token_ids=model.token_ids,
         timeout=model.timeout,
         first_token_timeout=model.first_token_timeout,

@@ -79,6 +79,9 @@ def bases_and_paths(
     urls = [without_userinfo(u).rstrip("/") for u in urls_of(model)]
     hf_model = quote(model.hf_model or "", safe="/")
     if protocol == "openai":
+        if not urls and model.task == "feature-extraction":
+            # An Inference Provider's own OpenAI-style route (the model's `provider`).
+            return [f"{base_url}/{model.provider}/v1"], Paths(embeddings="/embeddings")
         if not urls:
             # The HF router's OpenAI API serves chat only (legacy completions go as chat).
             return [base_url + "/v1"], Paths(chat="/chat/completions")

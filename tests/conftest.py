@@ -45,6 +45,9 @@ retries = 0
 [models.t5]
 task = "text2text-generation"
 hf_model = "google/flan-t5-small"
+# Counted by estimate: no Hub fetch at startup, so tests can assert a request made no calls
+# (tests/test_token_counts.py covers the default, "auto").
+tokenizer = "none"
 retries = 0
 
 [models.router]

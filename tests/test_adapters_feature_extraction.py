@@ -60,6 +60,9 @@ def test_payloads_per_protocol() -> None:
     assert tei == {"inputs": ["a"], "truncate": True, "normalize": True}
     pipe = json.loads(adapter("pipeline").to_payload(["a"], encoding_format="float"))
     assert pipe == {"inputs": ["a"]}
+    # The inference toolkit reads only `parameters` (as pipeline keywords); hf-inference `truncate`.
+    pipe = json.loads(adapter("pipeline", truncate=True).to_payload(["a"], encoding_format="float"))
+    assert pipe == {"inputs": ["a"], "truncate": True, "parameters": {"truncation": True}}
     oai = json.loads(adapter("openai").to_payload([[1, 2]], encoding_format="float"))
     assert oai == {"input": [[1, 2]], "model": "m", "encoding_format": "float"}
     with pytest.raises(InvalidRequestError):

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 
 import httpx
 import msgspec
 import pytest
 
 from shim import errors
-from shim.redact import Scrubber
+from shim.redact import MAX_MESSAGE, Scrubber
 from shim.upstream import failures
 from shim.upstream.failures import map_transport_errors, parse_upstream_error
 from shim.upstream.transport import ClosedBeforeResponseError
+from tests.conftest import app_client
+from tests.fake_hf import FakeHF, Reply, Seen
 
 UPSTREAM = [
     # (status, body, expected status, code, reason)
@@ -136,3 +139,90 @@ def test_error_tree_statuses() -> None:
     }
     for cls, status in expected.items():
         assert cls.status_code == status
+
+
+MESSAGES = [
+    # (status, body, the message the client sees, in full or in part)
+    pytest.param(
+        422, b"{\"detail\":\"Unexpected fields in the request: {'top_k'}\"}",
+        "Unexpected fields in the request: {'top_k'}", id="fastapi-detail-str",
+    ),
+    pytest.param(
+        422,
+        b'{"detail":[{"loc":["body","messages",0,"role"],"msg":"Field required","type":"missing"},'
+        b'{"loc":["body","top_k"],"msg":"Extra inputs are not permitted","type":"extra_forbidden"}]}',
+        "body.messages.0.role: Field required; body.top_k: Extra inputs are not permitted",
+        id="pydantic-detail-list",
+    ),
+    pytest.param(
+        422, b'{"detail":[{"msg":"no location"},{"loc":"odd","msg":"loc not a list"},{"x":1}]}',
+        "no location; loc not a list", id="pydantic-detail-odd",
+    ),
+    pytest.param(
+        400, b'{"object":"error","message":"top_k must be -1 or at least 1","type":"BadRequestError","param":null,"code":400}',
+        "top_k must be -1 or at least 1", id="vllm-object-error",
+    ),
+    pytest.param(
+        400, b'{"error":{"message":"Unknown parameter: top_k","type":"invalid_request_error","param":"top_k","code":null}}',
+        "Unknown parameter: top_k", id="openai-envelope",
+    ),
+    pytest.param(422, b"Unprocessable: bad field", "Unprocessable: bad field", id="plain-text"),
+    pytest.param(400, b"x" * 5000, "x" * MAX_MESSAGE, id="plain-text-bounded"),
+    pytest.param(422, b'{"detail": {"a": 1}}', '{"detail": {"a": 1}}', id="detail-object-as-text"),
+    pytest.param(422, b"{}", "HTTP 422", id="empty-object"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("status", "body", "message"), MESSAGES)
+def test_upstream_message_reaches_the_client(status: int, body: bytes, message: str) -> None:
+    error = parse_upstream_error(status, body)
+    assert error.status_code == 400
+    rendered = json.loads(Scrubber().envelope(error))["error"]["message"]
+    assert rendered == message
+
+
+def test_detail_messages_pass_the_scrubber() -> None:
+    body = b'{"detail":[{"loc":["header"],"msg":"bad token hf_abcdefghijklmnop","type":"x"}]}'
+    rendered = json.loads(Scrubber().envelope(parse_upstream_error(422, body)))["error"]["message"]
+    assert "hf_abcdefghijklmnop" not in rendered
+    assert rendered.startswith("header: bad token")
+
+
+LOG_LEVELS = [
+    pytest.param(422, b'{"detail":"Unexpected fields in the request: {\'top_k\'}"}', logging.INFO, id="client-422"),
+    pytest.param(400, b'{"error":"Input validation error: too long"}', logging.INFO, id="context-400"),
+    pytest.param(500, b'{"error":"boom"}', logging.WARNING, id="server-500"),
+    pytest.param(401, b"", logging.WARNING, id="auth-401-is-shims-setup"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("status", "body", "level"), LOG_LEVELS)
+async def test_upstream_failures_are_logged_by_whose_fault(
+    fake: FakeHF, caplog: pytest.LogCaptureFixture, status: int, body: bytes, level: int
+) -> None:
+    fake.script("/tgi/generate", Reply(status, body=body))
+    async with app_client(fake) as client:
+        r = await client.post(
+            "/v1/chat/completions",
+            json={"model": "tgi", "messages": [{"role": "user", "content": "hi"}]},
+        )
+    assert r.status_code >= 400
+    [record] = [r for r in caplog.records if "upstream error" in r.getMessage()]
+    assert record.levelno == level
+
+
+async def test_transport_failures_stay_warnings(
+    fake: FakeHF, caplog: pytest.LogCaptureFixture
+) -> None:
+    def refuse(seen: Seen) -> Reply:
+        raise httpx.ConnectError("connection refused")
+
+    fake.script("/tgi/generate", refuse)
+    async with app_client(fake) as client:
+        r = await client.post(
+            "/v1/chat/completions",
+            json={"model": "tgi", "messages": [{"role": "user", "content": "hi"}]},
+        )
+    assert r.status_code == 502
+    [record] = [r for r in caplog.records if "upstream error" in r.getMessage()]
+    assert record.levelno == logging.WARNING

@@ -97,6 +97,14 @@ class Pipeline:
         self.truncate = truncate
         self.normalize = normalize
         self.pooling = pooling
+        self._parameters = (
+            None if truncate is None else hf.PipelineEmbedParameters(truncation=truncate)
+        )
+
+    def _request(self, texts: list[str]) -> hf.PipelineEmbedRequest:
+        return hf.PipelineEmbedRequest(
+            inputs=texts, truncate=self.truncate, parameters=self._parameters
+        )
 
     def to_payload(self, batch: Inputs, *, encoding_format: str) -> bytes:
         texts = [t for t in batch if isinstance(t, str)]
@@ -105,7 +113,7 @@ class Pipeline:
                 "Token-id input needs an upstream that accepts ids (TEI or OpenAI-style).",
                 param="input",
             )
-        return _encoder.encode(hf.PipelineEmbedRequest(inputs=texts, truncate=self.truncate))
+        return _encoder.encode(self._request(texts))
 
     def parse_response(self, body: bytes, *, n: int) -> Embeddings:
         value = decode_answer(_any, body, "embeddings")

@@ -144,5 +144,7 @@ async def _attempt(
 def _note(call: Call, error: ShimError) -> None:
     if isinstance(error, UpstreamError):
         ctx = call.ctx
-        log.warning("%s: upstream error: %s", ctx.model, call.active.scrubber.describe(error))
+        # The client's own fault (context too long, a bad parameter) is no upstream trouble.
+        level = logging.INFO if isinstance(error, UpstreamRejectedError) else logging.WARNING
+        log.log(level, "%s: upstream error: %s", ctx.model, call.active.scrubber.describe(error))
         ctx.error_reason = error.reason

@@ -16,6 +16,7 @@ from shim.errors import InvalidRequestError
 from shim.openai import embeddings
 from shim.openai.common import EmbeddingUsage
 from shim.routing import Route
+from shim.serve import counting
 from shim.serve.call import Attempt, Reply
 
 _request = msgspec.json.Decoder(embeddings.EmbeddingRequest)
@@ -97,7 +98,7 @@ class _Batches:
         answer = await self.attempt.post(path, body, partial(self._parse, n=len(batch)))
         items, tokens = answer.value
         if tokens is None:
-            tokens = answer.count_header("x-compute-tokens") or self._count(route, batch)
+            tokens = answer.count_header("x-compute-tokens") or await self._count(route, batch)
         return items, tokens
 
     def _parse(self, body: bytes, *, n: int) -> tuple[list[Item], int | None]:
@@ -108,14 +109,14 @@ class _Batches:
         result = self.adapter.parse_response(body, n=n)
         return list(result.vectors), result.prompt_tokens
 
-    def _count(self, route: Route, batch: fx.Inputs) -> int:
+    async def _count(self, route: Route, batch: fx.Inputs) -> int:
         """With the model's tokenizer when loaded (special tokens included, as the model sees
         them), else the documented estimate."""
         tokenizer = self.discovery.tokenizer(route)
         texts = [item for item in batch if isinstance(item, str)]
         if tokenizer is None or len(texts) != len(batch):
             return fx.estimate_batch_tokens(batch)
-        return sum(len(encoding.ids) for encoding in tokenizer.encode_batch(texts))
+        return sum(await counting.count_tokens(tokenizer, texts, special=True))
 
 
 async def embed(
@@ -152,10 +153,11 @@ class Embeddings:
 
     async def answer(self, attempt: Attempt, request: embeddings.EmbeddingRequest) -> Reply:
         route = attempt.route
-        assert route.embedder is not None
+        embedder = attempt.call.services.discovery.embedder(route)
+        assert embedder is not None
         inputs = _for_route(route, fx.inputs_of(request.input)[0])
-        plan = plan_for(route, route.embedder, request)
-        items, tokens = await embed(attempt, route.embedder, inputs, plan)
+        plan = plan_for(route, embedder, request)
+        items, tokens = await embed(attempt, embedder, inputs, plan)
         attempt.call.ctx.prompt_tokens = tokens
         body = embeddings.CreateEmbeddingResponse(
             data=[

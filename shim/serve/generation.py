@@ -25,12 +25,13 @@ from shim.adapters._result import (
 )
 from shim.adapters._stop import StopScanner, truncate_at_stop
 from shim.config import Task
+from shim.discovery import TokenCounter
 from shim.errors import ErrorBody, InvalidRequestError
 from shim.openai import chat, completions
 from shim.openai.common import Usage
 from shim.openai.sse import DONE, encode_event
 from shim.routing import Route
-from shim.serve import limits, passthrough
+from shim.serve import counting, limits, passthrough
 from shim.serve.answers import Reading
 from shim.serve.call import Attempt, Reply
 from shim.serve.formats import ChatFormat, Format, error_events, pieces_of
@@ -53,6 +54,8 @@ class Job:
     fmt: Format
     stream: bool
     include_usage: bool
+    # The model's tokenizer, once learned: counts what the upstream does not (else estimated).
+    tokenizer: TokenCounter | None
     # How tool calls and reasoning are read from the answer (None: plain text; chat only).
     reading: Reading | None = None
     # The client's stop sequences, then the model's (template end-of-turn, config): built once.
@@ -107,6 +110,7 @@ def job(
         fmt=fmt,
         stream=bool(request.stream),
         include_usage=bool(options and options.include_usage),
+        tokenizer=attempt.call.services.discovery.tokenizer(attempt.route),
         reading=reading,
     )
 
@@ -160,12 +164,13 @@ async def _generate_one(attempt: Attempt, job: Job, prompt: str, body: bytes) ->
     generation.text = text
     if generation.prompt_tokens is None:
         counted = answer.count_header("x-prompt-tokens")
-        generation.prompt_tokens = counted or estimate_tokens(prompt)
+        generation.prompt_tokens = counted or await _count(job, prompt, special=True)
     if generation.completion_tokens is None:
         counted = answer.count_header("x-generated-tokens")
-        generation.completion_tokens = counted or estimate_tokens(text)
+        generation.completion_tokens = counted or await _count(job, text, special=False)
         if not adapter.reports_finish:
-            # No finish reason from the upstream: "length" when it used the whole budget.
+            # No finish reason from the upstream: "length" when it used the whole budget
+            # (exact with the model's tokenizer; an estimate without).
             limit = job.params.max_tokens or route.default_max_tokens
             if not stopped and limit and generation.completion_tokens >= limit:
                 generation.finish_reason = "length"
@@ -176,6 +181,15 @@ async def _generate_one(attempt: Attempt, job: Job, prompt: str, body: bytes) ->
     if reading is not None:
         reading.apply(generation, prompt)
     return generation
+
+
+async def _count(job: Job, text: str, *, special: bool) -> int:
+    """``text``'s tokens: the model's tokenizer's count (``special``: with the tokens the model
+    adds to a prompt), else the documented estimate."""
+    if job.tokenizer is None:
+        return estimate_tokens(text)
+    [tokens] = await counting.count_tokens(job.tokenizer, [text], special=special)
+    return tokens
 
 
 def _usage(job: Job, generations: list[Generation]) -> Usage:

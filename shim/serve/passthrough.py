@@ -47,7 +47,8 @@ async def respond(attempt: Attempt, *, kind: openai_compat.Kind) -> Reply:
         path = route.paths.chat
         request = openai_compat.chat_from_completion(request)
     assert path is not None
-    body = openai_compat.to_payload(request, upstream_model=route.hf_model or "tgi", stream=stream)
+    attempt.call.services.discovery.provider_id(route)  # a 400 when the provider serves none
+    body = openai_compat.to_payload(request, upstream_model=route.upstream_model, stream=stream)
     if not stream:
         answer = await attempt.post(path, body, partial(_whole, rewriter))
         out, usage = answer.value

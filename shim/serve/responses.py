@@ -259,7 +259,8 @@ async def _passthrough(attempt: Attempt, turn: Turn) -> Reply:
     route, ctx = attempt.route, attempt.call.ctx
     stream = bool(turn.request.stream)
     request = _plain(msgspec.to_builtins(turn.chat))
-    body = openai_compat.to_payload(request, upstream_model=route.hf_model or "tgi", stream=stream)
+    attempt.call.services.discovery.provider_id(route)  # a 400 when the provider serves none
+    body = openai_compat.to_payload(request, upstream_model=route.upstream_model, stream=stream)
     path = route.paths.chat
     assert path is not None
     if stream:

@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC
+from typing import Any
 
 import httpx
 import msgspec
@@ -25,12 +26,15 @@ from shim.errors import (
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
+from shim.redact import MAX_MESSAGE
 from shim.upstream.transport import ClosedBeforeResponseError
 
 _CONTEXT_LENGTH = re.compile(r"must be <=|must have less than|too long|maximum context length")
 #: The longest pause an upstream may ask for (``Retry-After``, ``estimated_time``); longer asks
 #: are clamped to it (README "Resilience").
 RETRY_AFTER_MAX = 3600.0
+#: Items of a pydantic ``detail`` list joined into the message.
+DETAIL_MAX = 8
 _error_response = msgspec.json.Decoder(hf.ErrorResponse)
 
 
@@ -38,18 +42,41 @@ def _message_of(body: bytes) -> tuple[str, str | None, float | None]:
     try:
         view = _error_response.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-        text = body.decode("utf-8", "replace").strip()
-        return text, None, None
+        return _bounded_text(body.decode("utf-8", "replace").strip()), None, None
     if isinstance(view.error, dict):
         # Only strings are read: anything else may be nested arbitrarily deep.
         message, kind = view.error.get("message"), view.error.get("type")
         return (
-            message if isinstance(message, str) else "",
+            _bounded_text(message) if isinstance(message, str) else "",
             kind if isinstance(kind, str) else None,
             None,
         )
-    message = view.error or view.message or ""
-    return message, view.error_type or view.type, _bounded(view.estimated_time)
+    message = view.error or view.message or _detail_text(view.detail)
+    return _bounded_text(message), view.error_type or view.type, _bounded(view.estimated_time)
+
+
+def _detail_text(detail: str | list[Any] | None) -> str:
+    """FastAPI's ``detail``: a string, or pydantic's ``[{"loc", "msg", "type"}]`` as
+    ``"body.top_k: Extra inputs are not permitted; ..."`` (strings only are read)."""
+    if isinstance(detail, str) or detail is None:
+        return detail or ""
+    parts = []
+    for item in detail[:DETAIL_MAX]:
+        if not isinstance(item, dict) or not isinstance(msg := item.get("msg"), str):
+            continue
+        loc = item.get("loc")
+        where = (
+            ".".join(str(p) for p in loc if isinstance(p, str | int))
+            if isinstance(loc, list)
+            else ""
+        )
+        parts.append(f"{where}: {msg}" if where else msg)
+    return "; ".join(parts)
+
+
+def _bounded_text(text: str) -> str:
+    """As much as the scrubber passes on (a plain-text body may be a whole HTML page)."""
+    return text[:MAX_MESSAGE]
 
 
 def parse_upstream_error(

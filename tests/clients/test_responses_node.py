@@ -1,6 +1,8 @@
 """The Responses API with Node.js clients (``tests/clients/node/responses.test.mjs``): the Vercel
-AI SDK's default ``openai(...)`` model (``generateText`` / ``streamText``, plain and with a tool
-round trip) and the openai SDK's ``responses``. Needs Node.js, as ``test_node_sdk``."""
+AI SDK's default ``openai(...)`` model (``generateText`` / ``streamText``: plain on every
+protocol, a tool round trip on an ``openai`` upstream; on rendered protocols in
+``test_responses_tools``) and the openai SDK's ``responses``. Needs Node.js, as
+``test_node_sdk``."""
 
 from __future__ import annotations
 

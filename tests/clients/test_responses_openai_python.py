@@ -8,89 +8,28 @@ contract (openai-python ``types/responses``: ``ResponseStreamEvent``): ``respons
 
 from __future__ import annotations
 
-import itertools
 import json
 from typing import Any
 
 import openai
 import pytest
-from openai.types.responses import FunctionToolParam
 from pydantic import BaseModel
 
-from tests.clients.stack import (
-    ANSWER,
-    CHAT_MODELS,
-    GOOD_KEY,
-    REASONING,
-    REASONING_TOKENS,
-    TGI_ONLY_KEY,
-    TOOL_MODELS,
-    Stack,
-    bounded,
+from tests.clients.responses_sdk import (
+    TEXT_EVENTS,
+    assert_sequenced,
+    client,
+    collapsed,
+    function_call_streamed,
+    function_tool_round_trip,
+    prompt,
 )
+from tests.clients.stack import ANSWER, CHAT_MODELS, GOOD_KEY, TGI_ONLY_KEY, Stack, bounded
 from tests.fake_hf import Reply
 from tests.fake_model import ToolModel
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-TIMEOUT = 10.0
 PLAIN_MODELS = {k: CHAT_MODELS[k] for k in ("tgi", "pipeline", "openai")}
-TOOL_CALLERS = {**TOOL_MODELS, "openai": "vllm"}
-UPSTREAM = {"tgi": "/tgi/generate", "pipe": "/pipe", "pipe-chatml": "/pipe-chatml",
-            "vllm": "/vllm/v1/chat/completions"}  # fmt: skip
-WEATHER: FunctionToolParam = {
-    "type": "function",
-    "name": "get_weather",
-    "description": "The weather in a city",
-    "parameters": {
-        "type": "object",
-        "properties": {"city": {"type": "string"}},
-        "required": ["city"],
-        "additionalProperties": False,
-    },
-    "strict": True,
-}
-PARIS = {"city": "Paris"}
-#: A text answer's events, each delta run collapsed to one.
-TEXT_EVENTS = [
-    "response.created",
-    "response.in_progress",
-    "response.output_item.added",
-    "response.content_part.added",
-    "response.output_text.delta",
-    "response.output_text.done",
-    "response.content_part.done",
-    "response.output_item.done",
-    "response.completed",
-]
-CALL_EVENTS = [
-    "response.created",
-    "response.in_progress",
-    "response.output_item.added",
-    "response.function_call_arguments.delta",
-    "response.function_call_arguments.done",
-    "response.output_item.done",
-    "response.completed",
-]
-
-
-def client(stack: Stack, key: str = "sk-unused") -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=stack.api, api_key=key, max_retries=0, timeout=TIMEOUT)
-
-
-def prompt(stack: Stack, model: str, call: int = 0) -> str:
-    """What the upstream was asked on its ``call``-th request (rendered prompt or messages)."""
-    body = stack.fake.requests(UPSTREAM[model])[call].json()
-    return body["inputs"] if "inputs" in body else json.dumps(body["messages"])
-
-
-def collapsed(events: list[Any]) -> list[str]:
-    return [kind for kind, _ in itertools.groupby(e.type for e in events)]
-
-
-def assert_sequenced(events: list[Any]) -> None:
-    numbers = [e.sequence_number for e in events]
-    assert all(a < b for a, b in itertools.pairwise(numbers)), numbers
-
 
 # --- plain text ------------------------------------------------------------------------------
 
@@ -168,36 +107,6 @@ async def test_max_output_tokens_cut_is_incomplete(stack: Stack) -> None:
     assert response.max_output_tokens == 5
     assert response.output_text == "Hello"
     assert stack.fake.requests("/tgi/generate")[0].json()["parameters"]["max_new_tokens"] == 5
-
-
-@bounded()
-async def test_reasoning_item(stack: Stack) -> None:
-    """A ``<think>`` block (model ``tgi-think``) is a ``reasoning`` output item before the message,
-    streamed as ``response.reasoning_text`` events in its own content part."""
-    stack.fake.tokens = list(REASONING_TOKENS)
-    async with client(stack) as c:
-        response = await c.responses.create(model="tgi-think", input="Say hello.")
-        stream = await c.responses.create(model="tgi-think", input="Say hello.", stream=True)
-        events = [event async for event in stream]
-    assert [item.type for item in response.output] == ["reasoning", "message"]
-    assert response.output_text == ANSWER
-    reasoning = response.output[0]
-    assert reasoning.type == "reasoning"
-    texts = [part.text for part in [*(reasoning.content or []), *reasoning.summary]]
-    assert REASONING in texts
-    assert collapsed(events) == [
-        *TEXT_EVENTS[:3],
-        "response.content_part.added",
-        "response.reasoning_text.delta",
-        "response.reasoning_text.done",
-        "response.content_part.done",
-        "response.output_item.done",
-        *TEXT_EVENTS[2:],
-    ]
-    assert_sequenced(events)
-    streamed = "".join(e.delta for e in events if e.type == "response.reasoning_text.delta")
-    assert streamed == REASONING
-    assert events[-1].response.output_text == ANSWER
 
 
 # --- state: previous_response_id, retrieve, delete, input items ---------------------------------
@@ -291,88 +200,26 @@ async def test_responses_belong_to_their_key(keyed: Stack) -> None:
         mine = await owner.responses.retrieve(response.id)
         with pytest.raises(openai.NotFoundError):
             await other.responses.retrieve(response.id)
-        with pytest.raises(openai.NotFoundError):
+        # Chaining on another key's response is the unknown-id 400 (nothing tells them apart).
+        with pytest.raises(openai.BadRequestError) as chained:
             await other.responses.create(
                 model="tgi", input="Go on.", previous_response_id=response.id
             )
     assert mine.id == response.id
+    assert chained.value.param == "previous_response_id"
 
 
-# --- function tools -------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("model", TOOL_CALLERS.values(), ids=TOOL_CALLERS.keys())
-@bounded()
-async def test_function_tool_round_trip(stack: Stack, model: str) -> None:
-    stack.fake.model = ToolModel(arguments={"get_weather": PARIS})
-    async with client(stack) as c:
-        first = await c.responses.create(
-            model=model, input="What is the weather in Paris?", tools=[WEATHER]
-        )
-        calls = [item for item in first.output if item.type == "function_call"]
-        assert len(calls) == 1, first.output
-        [call] = calls
-        second = await c.responses.create(
-            model=model,
-            previous_response_id=first.id,
-            input=[{"type": "function_call_output", "call_id": call.call_id, "output": "18 C"}],
-            tools=[WEATHER],
-        )
-    assert call.name == "get_weather"
-    assert json.loads(call.arguments) == PARIS
-    assert call.call_id
-    assert call.id
-    assert first.output_text == ""
-    assert first.status == "completed"
-    assert second.output_text == "The tool says: 18 C"
-    assert [item.type for item in second.output] == ["message"]
-    # The second call carried the question, the call and its result.
-    asked = prompt(stack, model, 1)
-    assert "What is the weather in Paris?" in asked
-    assert "get_weather" in asked
-    assert "18 C" in asked
-
-
-@pytest.mark.parametrize("model", TOOL_CALLERS.values(), ids=TOOL_CALLERS.keys())
-@bounded()
-async def test_function_call_streamed(stack: Stack, model: str) -> None:
-    stack.fake.model = ToolModel(arguments={"get_weather": PARIS})
-    async with client(stack) as c:
-        stream = await c.responses.create(
-            model=model, input="What is the weather in Paris?", tools=[WEATHER], stream=True
-        )
-        events = [event async for event in stream]
-    assert collapsed(events) == CALL_EVENTS
-    assert_sequenced(events)
-    added = events[2]
-    assert added.item.type == "function_call"
-    assert added.item.name == "get_weather"
-    deltas = [e for e in events if e.type == "response.function_call_arguments.delta"]
-    [done] = [e for e in events if e.type == "response.function_call_arguments.done"]
-    assert json.loads("".join(e.delta for e in deltas)) == PARIS
-    assert done.arguments == "".join(e.delta for e in deltas)
-    assert {e.item_id for e in [*deltas, done]} == {added.item.id}
-    final = events[-1].response
-    [item] = final.output
-    assert item.type == "function_call"
-    assert json.loads(item.arguments) == PARIS
+# --- function tools (on rendered protocols: test_responses_tools) ---------------------------------
 
 
 @bounded()
-async def test_forced_function_call_on_tgi(stack: Stack) -> None:
-    stack.fake.model = ToolModel(arguments={"get_weather": PARIS})
-    async with client(stack) as c:
-        response = await c.responses.create(
-            model="tgi",
-            input="Anything.",
-            tools=[WEATHER],
-            tool_choice={"type": "function", "name": "get_weather"},
-        )
-    [item] = response.output
-    assert item.type == "function_call"
-    assert json.loads(item.arguments) == PARIS
-    grammar = stack.fake.requests("/tgi/generate")[0].json()["parameters"]["grammar"]
-    assert [b["properties"]["name"]["const"] for b in grammar["value"]["anyOf"]] == ["get_weather"]
+async def test_function_tool_round_trip_on_openai(stack: Stack) -> None:
+    await function_tool_round_trip(stack, "vllm")
+
+
+@bounded()
+async def test_function_call_streamed_on_openai(stack: Stack) -> None:
+    await function_call_streamed(stack, "vllm")
 
 
 # --- text.format ------------------------------------------------------------------------------
@@ -420,12 +267,12 @@ async def test_errors(stack: Stack) -> None:
             await c.responses.create(model="gpt-99", input="hi")
         with pytest.raises(openai.BadRequestError) as hosted:
             await c.responses.create(model="tgi", input="hi", tools=[{"type": "web_search"}])
-        with pytest.raises(openai.NotFoundError) as no_previous:
+        with pytest.raises(openai.BadRequestError) as no_previous:
             await c.responses.create(model="tgi", input="hi", previous_response_id="resp_nope")
     assert missing.value.code == "model_not_found"
     assert missing.value.param == "model"
     assert hosted.value.param == "tools[0].type"
     assert "web_search" in hosted.value.message
-    assert no_previous.value.status_code == 404
+    assert no_previous.value.status_code == 400
     assert no_previous.value.param == "previous_response_id"
     assert stack.upstream_calls("/tgi/generate") == 0
