@@ -15,16 +15,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple, Protocol
 from urllib.parse import quote
 
+import httpx
 import msgspec
 
 from shim.config import Task
 from shim.errors import ShimError
-
-if TYPE_CHECKING:  # (routing imports this module, and the client imports routing)
-    from shim.upstream.client import Client
 
 log = logging.getLogger("shim.discovery")
 #: Seconds a Hub lookup may take at startup.
@@ -39,6 +37,15 @@ TASKS: dict[Task, tuple[str, ...]] = {
     "feature-extraction": ("feature-extraction", "sentence-similarity"),
 }
 USABLE = ("live", "staging")
+
+
+class Client(Protocol):
+    """What a lookup needs of the upstream client (``shim.upstream.client.Client``): routing
+    imports this module and the client imports routing, so it is named by its shape only."""
+
+    async def get(
+        self, url: str, *, headers: Mapping[str, str], limit: float
+    ) -> httpx.Response: ...
 
 
 class ProviderKey(NamedTuple):
