@@ -9,11 +9,12 @@ doing (health, load, a wake-up) is live state in ``shim.live``; what startup lea
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import httpx
 import msgspec
@@ -124,10 +125,7 @@ class Route:
         for "auto" from the chat template (``template``: a Hub one, once learned)."""
         template = template or self.template
         source = template.source if template is not None else None
-        return (
-            resolve_tool_parser(self.config.tool_parser, source),
-            resolve_reasoning_parser(self.config.reasoning_parser, source),
-        )
+        return _parsers(self.config.tool_parser, self.config.reasoning_parser, source)
 
     @property
     def tool_parser(self) -> ToolParser:
@@ -157,6 +155,17 @@ class Route:
             return f"{line}, tools: {tools}, reasoning: {reasoning}"
         tools, reasoning = self.parsers(template)
         return f"{line}, tools: {tools}, reasoning: {reasoning}"
+
+
+@functools.lru_cache(maxsize=256)
+def _parsers(
+    tools: Literal["auto", ToolParser],
+    reasoning: Literal["auto", ReasoningParser],
+    source: str | None,
+) -> tuple[ToolParser, ReasoningParser]:
+    # Asked on every chat request: reading a template source for markers is done once per
+    # (settings, template), as at config load (a Hub template is learned later).
+    return resolve_tool_parser(tools, source), resolve_reasoning_parser(reasoning, source)
 
 
 def _raw(headers: Mapping[str, str]) -> RawHeaders:

@@ -154,7 +154,9 @@ def tokens(text: str) -> list[str]:
 def tools_in_prompt(prompt: str) -> list[dict[str, Any]]:
     """The functions listed in a prompt's ``<tools>`` block: JSON values, one per line, either
     OpenAI's ``{"type": "function", "function": {...}}`` (Qwen2.5) or the bare function."""
-    found = _TOOLS.search(prompt)
+    # The block that lists something: Qwen2.5's and the chatml built-in's system text names the
+    # tags first ("within <tools></tools> XML tags"), an empty match.
+    found = next((m for m in _TOOLS.finditer(prompt) if m.group(1).strip()), None)
     if found is None:
         return []
     decoder = json.JSONDecoder()

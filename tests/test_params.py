@@ -41,19 +41,6 @@ def _chat(**fields: Any) -> chat.ChatCompletionRequest:
     ("fields", "param"),
     [
         ({"audio": {"voice": "x"}}, "audio"),
-        ({"functions": [{"name": "f"}]}, "functions"),
-        ({"function_call": "auto"}, "function_call"),
-        (
-            {"tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "required"},
-            "tool_choice",
-        ),
-        (
-            {
-                "tools": [{"type": "function", "function": {"name": "f"}}],
-                "tool_choice": {"type": "function", "function": {"name": "f"}},
-            },
-            "tool_choice",
-        ),
         ({"top_logprobs": 2}, "top_logprobs"),
         ({"response_format": {"type": "grammar"}}, "response_format"),
     ],
@@ -64,12 +51,23 @@ def test_rejected_chat_fields_name_the_parameter(fields: dict[str, Any], param: 
     assert info.value.param == param
 
 
-@pytest.mark.parametrize("choice", [None, "auto", "none"])
-def test_tools_the_model_may_decline_are_allowed(choice: str | None) -> None:
-    # The model answers in text, which these tool_choice values allow (Open WebUI sends tools).
-    _params.from_chat(
-        _chat(tools=[{"type": "function", "function": {"name": "f"}}], tool_choice=choice)
-    )
+TOOL_FIELDS = {
+    "auto": {"tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "auto"},
+    "none": {"tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "none"},
+    "required": {
+        "tools": [{"type": "function", "function": {"name": "f"}}],
+        "tool_choice": "required",
+        "parallel_tool_calls": False,
+    },
+    "legacy": {"functions": [{"name": "f"}], "function_call": {"name": "f"}},
+}
+
+
+@pytest.mark.parametrize("fields", TOOL_FIELDS.values(), ids=TOOL_FIELDS.keys())
+def test_tool_fields_are_left_to_the_tool_plan(fields: dict[str, Any]) -> None:
+    # Tools are read by `_tools.plan_request` (template, grammar, parser), not the sampling.
+    params = _params.from_chat(_chat(**fields))
+    assert params.grammar is None
 
 
 def test_completion_rejections() -> None:

@@ -12,7 +12,7 @@ Where is X translated?
   ``.OpenAIStyle``;
 - text-ranking (``TextRanking``): ``text_ranking.TEI``, ``.Pipeline``, ``.RerankAPI``;
 - OpenAI-speaking upstreams, any task (``ChunkRewriter``): ``openai_compat.Rewriter``, the
-  request side by ``openai_compat.to_payload``.
+  request side by ``openai_compat.to_payload``; the legacy ``functions`` API by ``_functions``.
 
 Shared pieces: ``_params`` (OpenAI parameters → neutral), ``_prompt`` (chat → prompt),
 ``_stop`` (stop sequences), ``_vectors`` (embedding shapes), ``_result`` (neutral results).
@@ -38,14 +38,19 @@ class TextGeneration(Protocol):
     stream_path: str | None
     #: False: answers carry no finish reason (shim infers "length" from the token budget).
     reports_finish: bool
+    #: Generation can be constrained by a JSON grammar (forced tool calls, ``response_format``).
+    accepts_grammar: bool
 
     def to_payload(
         self, params: GenerationParams, *, prompt: str, stop: Sequence[str], default_max: int | None
     ) -> hf.GenerateRequest: ...
 
-    def parse_response(self, body: bytes, *, prompt: str) -> Generation: ...
+    # ``markers``: special tokens to keep in the text (a tool or reasoning parser reads them).
+    def parse_response(
+        self, body: bytes, *, prompt: str, markers: frozenset[str] = ...
+    ) -> Generation: ...
 
-    def parse_event(self, data: bytes) -> StreamDelta: ...
+    def parse_event(self, data: bytes, *, markers: frozenset[str] = ...) -> StreamDelta: ...
 
 
 class FeatureExtraction(Protocol):

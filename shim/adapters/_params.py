@@ -22,7 +22,7 @@ CHAT_MAPPED = frozenset(
         "messages", "model", "frequency_penalty", "presence_penalty", "max_completion_tokens",
         "max_tokens", "n", "seed", "stop", "stream", "stream_options", "temperature", "top_p",
         "logprobs", "top_logprobs", "response_format", "tools", "tool_choice", "top_k",
-        "repetition_penalty",
+        "repetition_penalty", "parallel_tool_calls", "functions", "function_call",
     }
 )  # fmt: skip
 
@@ -34,7 +34,6 @@ CHAT_IGNORED: dict[str, str] = {
     "metadata": "OpenAI stored-completion metadata; shim stores nothing",
     "store": "OpenAI stored completions; shim stores nothing",
     "service_tier": "OpenAI billing tier; not applicable",
-    "parallel_tool_calls": "tools are rejected on rendered protocols; forwarded on `openai`",
     "logit_bias": "TGI and pipelines have no logit bias (TGI's type differs and 422s)",
     "verbosity": "OpenAI reasoning-model hint; not applicable",
     "reasoning_effort": "OpenAI reasoning-model hint; not applicable",
@@ -46,8 +45,6 @@ CHAT_IGNORED: dict[str, str] = {
 #: Rejected with 400 when set (on rendered protocols).
 CHAT_REJECTED: dict[str, str] = {
     "audio": "audio output is not supported by Hugging Face text-generation backends",
-    "functions": 'the deprecated `functions` API is not supported; use protocol = "openai"',
-    "function_call": "the deprecated `function_call` API is not supported",
 }
 
 COMPLETION_MAPPED = frozenset(
@@ -147,16 +144,9 @@ def _shared(
 
 
 def from_chat(req: chat.ChatCompletionRequest) -> GenerationParams:
+    # Tools (`tools`, `tool_choice`, `parallel_tool_calls`, the legacy `functions` and
+    # `function_call`) are read by `_tools.plan_request`: the template, grammar and parser.
     _reject_set(req, CHAT_REJECTED)
-    # With `tool_choice` "auto" (the default) the model may always answer in text, which is
-    # what a model without a tool-calling upstream does: chat UIs (Open WebUI) send their
-    # built-in tools with every message. Forcing a call cannot be honoured here.
-    if req.tools and req.tool_choice not in (None, "auto", "none"):
-        raise InvalidRequestError(
-            "`tool_choice` that forces a tool call needs an upstream that calls tools itself: "
-            'set protocol = "openai" for this model (TGI Messages API, vLLM, the HF router).',
-            param="tool_choice",
-        )
     if req.top_logprobs and not req.logprobs:
         raise InvalidRequestError("`top_logprobs` requires `logprobs: true`.", param="top_logprobs")
     params = _shared(req, max_tokens=req.max_completion_tokens or req.max_tokens)

@@ -5,6 +5,9 @@ answer comes back with our model name and OpenAI's exact shapes. Pure functions 
 Upstream quirks repaired on the way back (PROTOCOLS.md §2): TGI's empty ``id``; its
 ``eos_token`` / ``stop_sequence`` / ``""`` finish reasons; tool-call ``arguments`` sent as an
 object (TGI < 3.2) and integer call ids.
+
+The legacy ``functions`` API goes out as ``tools`` and comes back as ``function_call``
+(``_functions``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any, Literal
 import msgspec
 
 from shim import hf
+from shim.adapters._functions import as_legacy
 from shim.errors import (
     InvalidRequestError,
     UpstreamError,
@@ -97,7 +101,7 @@ def _check_message(choice: dict[str, Any], key: str) -> None:
         choice["finish_reason"] = "tool_calls"
 
 
-def _fix_choices(data: dict[str, Any], *, stream: bool, chat: bool) -> None:
+def _fix_choices(data: dict[str, Any], *, stream: bool, chat: bool, legacy: bool = False) -> None:
     """Check what OpenAI requires of each choice (``index``; ``message`` or ``delta`` for chat,
     ``text`` for completions; a string ``finish_reason``) and repair TGI's quirks."""
     choices = data.get("choices")
@@ -115,7 +119,10 @@ def _fix_choices(data: dict[str, Any], *, stream: bool, chat: bool) -> None:
         if reason in _FINISH:
             choice["finish_reason"] = _FINISH[reason]
         if chat:
-            _check_message(choice, "delta" if stream else "message")
+            key = "delta" if stream else "message"
+            _check_message(choice, key)
+            if legacy:
+                as_legacy(choice, key)
         elif not isinstance(choice.get("text"), str):
             raise invalid_response("a completion choice without `text`")
 
@@ -143,16 +150,17 @@ def rewrite(
     chat: bool,
     as_completion: bool = False,
     object: str | None = None,
+    legacy: bool = False,
 ) -> bytes:
     """An upstream answer or chunk, as the client must see it. ``chat``: the upstream answered
     a chat request (``as_completion``: to be sent on as a completion); ``object`` is set on
-    every answer and chunk."""
+    every answer and chunk; ``legacy``: tool calls go back as ``function_call``."""
     if data.get("error"):
         # As the openai SDK reads an event: a truthy `error` makes it an error (so its text
         # is scrubbed like every upstream message, never forwarded as a chunk).
         raise stream_error(data)
     try:
-        _fix_choices(data, stream=stream, chat=chat)
+        _fix_choices(data, stream=stream, chat=chat, legacy=legacy)
         if as_completion:
             chat_as_completion(data, stream=stream)
         if object is not None:
@@ -215,7 +223,12 @@ def has_content(data: dict[str, Any]) -> bool:
     """Whether a chunk carries output (text or a tool call): a token for the stream's clock."""
     for choice in data.get("choices") or ():
         delta = choice.get("delta") or {}
-        if delta.get("content") or delta.get("tool_calls") or choice.get("text"):
+        if (
+            delta.get("content")
+            or delta.get("tool_calls")
+            or delta.get("function_call")
+            or choice.get("text")
+        ):
             return True
     return False
 
@@ -230,10 +243,21 @@ class Rewriter:
     id and creation time (made by the caller), OpenAI's ``object``, and a chat answer turned
     back into a completion when the upstream serves chat only."""
 
-    __slots__ = ("as_completion", "chat", "created", "id", "model", "objects")
+    __slots__ = ("as_completion", "chat", "created", "id", "legacy", "model", "objects")
 
-    def __init__(self, *, model: str, id: str, created: int, kind: Kind, as_completion: bool):
+    def __init__(
+        self,
+        *,
+        model: str,
+        id: str,
+        created: int,
+        kind: Kind,
+        as_completion: bool,
+        legacy: bool = False,
+    ):
         self.model = model
+        # The client used the legacy `functions` API: calls go back as `function_call`.
+        self.legacy = legacy
         self.id = id
         self.created = created
         self.as_completion = as_completion
@@ -258,4 +282,5 @@ class Rewriter:
             chat=self.chat,
             as_completion=self.as_completion,
             object=self.objects[stream],
+            legacy=self.legacy,
         )

@@ -54,12 +54,22 @@ def _token_info(token: hf.Token, top: Sequence[hf.Token] | None) -> TokenInfo:
     return TokenInfo(token.text, token.logprob or 0.0, alternatives)
 
 
+_NO_MARKERS: frozenset[str] = frozenset()
+
+
 class TGI:
-    """TGI's native routes. Streams; reports finish reasons and token counts (``details``)."""
+    """TGI's native routes. Streams; reports finish reasons and token counts (``details``).
+
+    TGI leaves special tokens' text out of ``generated_text`` and marks them ``special`` in a
+    stream, but some are the markup a tool or reasoning parser reads (``[TOOL_CALLS]``,
+    ``<|python_tag|>``): those named in ``markers`` are kept (for the parser, never the client).
+    """
 
     path: str = "/generate"
     stream_path: str | None = "/generate_stream"
     reports_finish: bool = True
+    #: TGI constrains generation with a JSON ``grammar`` (forced tool calls, JSON mode).
+    accepts_grammar: bool = True
 
     def to_payload(
         self, params: GenerationParams, *, prompt: str, stop: Sequence[str], default_max: int | None
@@ -85,7 +95,9 @@ class TGI:
             ),
         )
 
-    def parse_response(self, body: bytes, *, prompt: str) -> Generation:
+    def parse_response(
+        self, body: bytes, *, prompt: str, markers: frozenset[str] = _NO_MARKERS
+    ) -> Generation:
         decoded = decode_answer(_response, body, "TGI /generate")
         if isinstance(decoded, list):
             if not decoded:
@@ -99,15 +111,18 @@ class TGI:
                 _token_info(t, tops[i] if i < len(tops) else None)
                 for i, t in enumerate(details.tokens)
             ]
+        text = decoded.generated_text
+        if markers and details and details.tokens:
+            text = _with_markers(text, details.tokens, markers)
         return Generation(
-            text=strip_echo(decoded.generated_text, prompt),
+            text=strip_echo(text, prompt),
             finish_reason=finish_reason(details.finish_reason if details else None),
             prompt_tokens=len(details.prefill) if details and details.prefill else None,
             completion_tokens=details.generated_tokens if details else None,
             tokens=tokens,
         )
 
-    def parse_event(self, data: bytes) -> StreamDelta:
+    def parse_event(self, data: bytes, *, markers: frozenset[str] = _NO_MARKERS) -> StreamDelta:
         event = decode_answer(_event, data, "TGI stream event")
         if event.error is not None:
             raise _stream_error(event.error, event.error_type)
@@ -115,7 +130,7 @@ class TGI:
         if token is None:
             raise invalid_response("TGI stream event without `token`")
         delta = StreamDelta()
-        if not token.special:
+        if not token.special or token.text in markers:
             delta.text = token.text
             delta.token = _token_info(token, event.top_tokens)
         if event.details is not None:
@@ -126,6 +141,14 @@ class TGI:
             # Last event of a stream without details.
             delta.finish_reason = "stop"
         return delta
+
+
+def _with_markers(text: str, tokens: Sequence[hf.Token], markers: frozenset[str]) -> str:
+    """The answer with the marker tokens TGI decoded away put back: rebuilt from the tokens'
+    texts when one of them is a special marker (else ``text`` as TGI decoded it)."""
+    if not any(t.special and t.text in markers for t in tokens):
+        return text
+    return "".join(t.text for t in tokens if not t.special or t.text in markers)
 
 
 def _stream_error(message: str, error_type: str | None) -> UpstreamError:
@@ -145,6 +168,7 @@ class Pipeline:
     stream_path: str | None = None
     # No details: the finish reason is inferred by the caller (stop, or length at the budget).
     reports_finish: bool = False
+    accepts_grammar: bool = False
 
     def __init__(self, *, full_text_flag: bool) -> None:
         self.full_text_flag = full_text_flag
@@ -175,7 +199,10 @@ class Pipeline:
             ),
         )
 
-    def parse_response(self, body: bytes, *, prompt: str) -> Generation:
+    def parse_response(
+        self, body: bytes, *, prompt: str, markers: frozenset[str] = _NO_MARKERS
+    ) -> Generation:
+        # A pipeline's text is decoded without special tokens: nothing to put back.
         decoded = decode_answer(_pipeline_response, body, "pipeline output")
         item: object = decoded
         while isinstance(item, list):
@@ -186,7 +213,9 @@ class Pipeline:
         # No details from a pipeline: the finish reason is decided by the caller (stop / length).
         return Generation(text=strip_echo(item.generated_text, prompt), finish_reason="stop")
 
-    def parse_event(self, data: bytes) -> StreamDelta:  # pragma: no cover - never streams
+    def parse_event(  # pragma: no cover - never streams
+        self, data: bytes, *, markers: frozenset[str] = _NO_MARKERS
+    ) -> StreamDelta:
         raise NotImplementedError
 
 

@@ -127,8 +127,15 @@ class ChoiceLogprobs(msgspec.Struct):
 
 class AssistantMessage(msgspec.Struct, kw_only=True):
     role: Literal["assistant"] = "assistant"
+    # null when the answer is only tool calls (as OpenAI sends it).
     content: str | None
     refusal: None = None
+    # Absent (UNSET), never null, when there are none: OpenAI omits them.
+    tool_calls: list[ToolCall] | msgspec.UnsetType = msgspec.UNSET
+    # The legacy `functions` API's one call (`tool_calls` is then absent).
+    function_call: ToolCallFunction | msgspec.UnsetType = msgspec.UNSET
+    # What a reasoning model thought (vLLM's and DeepSeek's name for it).
+    reasoning_content: str | msgspec.UnsetType = msgspec.UNSET
 
 
 class Choice(msgspec.Struct, kw_only=True):
@@ -144,9 +151,27 @@ class ChatCompletion(Answer, kw_only=True):
     usage: Usage
 
 
+class DeltaFunction(msgspec.Struct, omit_defaults=True):
+    # The name only in a call's first delta; `arguments` pieces after it ("" in the first).
+    name: str | None = None
+    arguments: str | None = None
+
+
+class DeltaToolCall(msgspec.Struct, omit_defaults=True):
+    """``ChatCompletionMessageToolCallChunk``: ``id`` and ``type`` only in a call's first delta."""
+
+    index: int
+    id: str | None = None
+    type: str | None = None
+    function: DeltaFunction | None = None
+
+
 class Delta(msgspec.Struct, omit_defaults=True):
     role: str | None = None
     content: str | None = None
+    reasoning_content: str | None = None
+    tool_calls: list[DeltaToolCall] | None = None
+    function_call: DeltaFunction | None = None
 
 
 class ChunkChoice(msgspec.Struct, kw_only=True):

@@ -5,13 +5,15 @@ template into a ``Job`` (``generation``). Fallbacks may cross both.
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
-from shim.adapters import TextGeneration, _params, _prompt
+from shim.adapters import TextGeneration, _params, _prompt, _tools
 from shim.errors import InvalidRequestError
 from shim.openai import chat
 from shim.routing import Route
-from shim.serve import generation, limits
+from shim.serve import answers, generation, limits
 from shim.serve.call import Attempt
 from shim.serve.formats import ChatFormat
 from shim.templates import ChatTemplate
@@ -19,9 +21,14 @@ from shim.templates import ChatTemplate
 _request = msgspec.json.Decoder(chat.ChatCompletionRequest)
 
 
-def _prompt_of(route: Route, template: ChatTemplate | None, req: chat.ChatCompletionRequest) -> str:
+def _prompt_of(
+    route: Route,
+    template: ChatTemplate | None,
+    req: chat.ChatCompletionRequest,
+    tools: list[dict[str, Any]] | None,
+) -> str:
     if template is not None:
-        return _prompt.render(template, req.messages)
+        return _prompt.render(template, req.messages, tools=tools)
     if route.task == "text2text-generation":
         return _prompt.render_plain(req.messages)
     raise InvalidRequestError(
@@ -49,11 +56,42 @@ class Chat(generation.GenerationService[chat.ChatCompletionRequest]):
             raise InvalidRequestError("Streaming with `n` > 1 is not supported here.", param="n")
         route = attempt.route
         template = attempt.call.services.discovery.template(route)
-        prompt = _prompt_of(route, template, request)
+        plan = _tools.plan_request(request)
+        grammar = _forced_grammar(plan, adapter, params)
+        prompt = _prompt_of(route, template, request, plan.tools)
+        tool_parser, reasoning_parser = route.parsers(template)
+        reading = answers.reading(
+            plan, tool_parser=tool_parser, reasoning_parser=reasoning_parser, grammar=grammar
+        )
+        fmt = ChatFormat(route.name, legacy=plan.legacy)
         return generation.job(
             attempt, adapter, request,
-            template=template, params=params, prompts=[prompt], fmt=ChatFormat(route.name),
+            template=template, params=params, prompts=[prompt], fmt=fmt, reading=reading,
         )  # fmt: skip
+
+
+def _forced_grammar(
+    plan: _tools.ToolPlan, adapter: TextGeneration, params: _params.GenerationParams
+) -> bool:
+    """A forced call (``tool_choice`` "required" or a named function) is generated under TGI's
+    grammar; a pipeline cannot constrain generation, so it cannot force one. True: forced."""
+    grammar = _tools.tool_grammar(plan)
+    if grammar is None:
+        return False
+    if not adapter.accepts_grammar:
+        raise InvalidRequestError(
+            "A `tool_choice` that forces a tool call needs constrained generation, which this "
+            'model\'s pipeline upstream lacks: use "auto", or a TGI or OpenAI-speaking upstream.',
+            param="tool_choice",
+        )
+    if params.grammar is not None:
+        raise InvalidRequestError(
+            "`response_format` cannot be combined with a `tool_choice` that forces a call "
+            "(both constrain the output).",
+            param="response_format",
+        )
+    params.grammar = grammar
+    return True
 
 
 SERVICE = Chat()

@@ -12,7 +12,15 @@ from typing import Any
 
 import msgspec
 
-from shim.adapters._result import Generation, TokenInfo
+from shim.adapters._result import (
+    Generation,
+    Piece,
+    ReasoningPiece,
+    TextPiece,
+    TokenInfo,
+    ToolCallArguments,
+    ToolCallStart,
+)
 from shim.context import new_id
 from shim.errors import ErrorBody
 from shim.openai import chat, completions
@@ -84,8 +92,20 @@ class _Format:
         return prefix + _encoder.encode(text) + suffix
 
 
+def call_id() -> str:
+    """A tool call's id, unique per call (OpenAI's shape: ``call_`` + 24 characters)."""
+    return "call_" + new_id(24)
+
+
 class ChatFormat(_Format):
+    """``legacy``: the request used the legacy ``functions`` API, so calls are answered as
+    ``function_call`` (the first call only)."""
+
     id_prefix = "chatcmpl-"
+
+    def __init__(self, model: str, *, legacy: bool = False) -> None:
+        super().__init__(model)
+        self.legacy = legacy
 
     @staticmethod
     def logprobs(tokens: list[TokenInfo] | None) -> chat.ChoiceLogprobs | None:
@@ -116,10 +136,54 @@ class ChatFormat(_Format):
     def _choice(self, index: int, generation: Generation, *, logprobs: bool) -> msgspec.Struct:
         return chat.Choice(
             index=index,
-            message=chat.AssistantMessage(content=generation.text),
+            message=self._message(generation),
             finish_reason=generation.finish_reason,
             logprobs=self.logprobs(generation.tokens) if logprobs else None,
         )
+
+    def _message(self, generation: Generation) -> chat.AssistantMessage:
+        calls = generation.tool_calls
+        # As OpenAI: null content when the answer is only calls.
+        message = chat.AssistantMessage(content=generation.text or (None if calls else ""))
+        if generation.reasoning:
+            message.reasoning_content = generation.reasoning
+        if calls and self.legacy:
+            message.function_call = chat.ToolCallFunction(calls[0].name, calls[0].arguments)
+        elif calls:
+            message.tool_calls = [
+                chat.ToolCall(id=call_id(), function=chat.ToolCallFunction(c.name, c.arguments))
+                for c in calls
+            ]
+        return message
+
+    def piece_events(self, pieces: list[Piece]) -> bytes:
+        """A parsed answer's pieces as stream events: text, ``reasoning_content``, and OpenAI's
+        tool-call deltas (a call's first carries ``index``, ``id``, ``type``, the name and
+        ``arguments: ""``; later ones argument pieces)."""
+        out = []
+        for piece in pieces:
+            if isinstance(piece, TextPiece):
+                out.append(self.text_event(piece.text))
+                continue
+            delta = self._delta(piece)
+            if delta is not None:
+                choice = chat.ChunkChoice(index=0, delta=delta)
+                out.append(encode_event(_encoder.encode(self._piece([choice]))))
+        return b"".join(out)
+
+    def _delta(self, piece: Piece) -> chat.Delta | None:
+        if isinstance(piece, ReasoningPiece):
+            return chat.Delta(reasoning_content=piece.text)
+        assert not isinstance(piece, TextPiece)
+        if isinstance(piece, ToolCallStart):
+            function = chat.DeltaFunction(name=piece.name, arguments="")
+            call = chat.DeltaToolCall(piece.index, call_id(), "function", function)
+        else:
+            function = chat.DeltaFunction(arguments=piece.text)
+            call = chat.DeltaToolCall(piece.index, function=function)
+        if self.legacy:  # the legacy API has one call: the first
+            return chat.Delta(function_call=function) if piece.index == 0 else None
+        return chat.Delta(tool_calls=[call])
 
     def first(self) -> bytes | None:
         choice = chat.ChunkChoice(index=0, delta=chat.Delta(role="assistant", content=""))
@@ -186,3 +250,15 @@ class CompletionFormat(_Format):
 
 
 Format = ChatFormat | CompletionFormat
+
+
+def pieces_of(generation: Generation) -> list[Piece]:
+    """A whole parsed answer as stream pieces: reasoning, text, then each call."""
+    out: list[Piece] = []
+    if generation.reasoning:
+        out.append(ReasoningPiece(generation.reasoning))
+    if generation.text:
+        out.append(TextPiece(generation.text))
+    for i, call in enumerate(generation.tool_calls):
+        out += [ToolCallStart(i, call.name), ToolCallArguments(i, call.arguments)]
+    return out

@@ -20,6 +20,7 @@ from shim.adapters._result import (
     StreamDelta,
     TextPiece,
     TokenInfo,
+    ToolCallStart,
     estimate_tokens,
 )
 from shim.adapters._stop import StopScanner, truncate_at_stop
@@ -31,8 +32,9 @@ from shim.openai.common import Usage
 from shim.openai.sse import DONE, encode_event
 from shim.routing import Route
 from shim.serve import counting, limits, passthrough
+from shim.serve.answers import Reading
 from shim.serve.call import Attempt, Reply
-from shim.serve.formats import Format, error_events
+from shim.serve.formats import ChatFormat, Format, error_events, pieces_of
 from shim.templates import ChatTemplate
 
 GENERATION_TASKS: tuple[Task, ...] = ("text-generation", "text2text-generation")
@@ -54,6 +56,8 @@ class Job:
     include_usage: bool
     # The model's tokenizer, once learned: counts what the upstream does not (else estimated).
     tokenizer: TokenCounter | None
+    # How tool calls and reasoning are read from the answer (None: plain text; chat only).
+    reading: Reading | None = None
     # The client's stop sequences, then the model's (template end-of-turn, config): built once.
     stops: list[str] = field(init=False)
 
@@ -94,6 +98,7 @@ def job(
     params: GenerationParams,
     prompts: list[str],
     fmt: Format,
+    reading: Reading | None = None,
 ) -> Job:
     options = request.stream_options
     return Job(
@@ -106,6 +111,7 @@ def job(
         stream=bool(request.stream),
         include_usage=bool(options and options.include_usage),
         tokenizer=attempt.call.services.discovery.tokenizer(attempt.route),
+        reading=reading,
     )
 
 
@@ -149,8 +155,10 @@ async def generate(attempt: Attempt, job: Job) -> list[Generation]:
 
 
 async def _generate_one(attempt: Attempt, job: Job, prompt: str, body: bytes) -> Generation:
-    route, adapter = job.route, job.adapter
-    answer = await attempt.post(adapter.path, body, partial(adapter.parse_response, prompt=prompt))
+    route, adapter, reading = job.route, job.adapter, job.reading
+    markers = reading.markers if reading is not None else frozenset()
+    parse = partial(adapter.parse_response, prompt=prompt, markers=markers)
+    answer = await attempt.post(adapter.path, body, parse)
     generation = answer.value
     text, stopped = truncate_at_stop(generation.text, job.stops)
     generation.text = text
@@ -170,6 +178,8 @@ async def _generate_one(attempt: Attempt, job: Job, prompt: str, body: bytes) ->
         generation.finish_reason = "stop"
     if job.params.echo:
         generation.text = prompt + generation.text
+    if reading is not None:
+        reading.apply(generation, prompt)
     return generation
 
 
@@ -196,23 +206,30 @@ class RenderedStream:
     """TGI's stream events → OpenAI chunks, stop sequences applied as the text arrives (held
     back only while it may still become a stop), usage at the end.
 
-    The answer's text becomes neutral ``Piece``s (``_pieces``) that ``_emit`` writes in the
-    client's format: chat and completions chunks here, Responses API events in
+    The answer's text becomes neutral ``Piece``s (``_pieces``: through the answer parser when
+    the job has a ``Reading``, so reasoning and tool calls, never their markup) that ``_emit``
+    writes in the client's format: chat and completions chunks here, Responses API events in
     ``shim.serve.responses``."""
 
     __slots__ = (
-        "_finish", "_job", "_last", "_parse", "_produced", "_scanner", "complete",
-        "completion_tokens", "done", "prompt_tokens", "tokens",
+        "_answer", "_called", "_finish", "_job", "_last", "_parse", "_produced", "_scanner",
+        "complete", "completion_tokens", "done", "prompt_tokens", "tokens",
     )  # fmt: skip
 
     def __init__(self, job: Job) -> None:
         self._job = job
-        self._parse = job.adapter.parse_event
+        reading = job.reading
+        # Bound once (per event it is one call); with marker tokens to keep when parsing.
+        parse = job.adapter.parse_event
+        self._parse = parse if reading is None else partial(parse, markers=reading.markers)
         self._scanner = StopScanner(job.stops)
         self._produced: list[str] = []
         self._finish = "stop"
         # The event that ended the generation (its token counts, when TGI reports them).
         self._last: StreamDelta | None = None
+        self._answer = reading.parser(job.prompts[0]) if reading is not None else None
+        # A tool call was read: the finish reason becomes "tool_calls".
+        self._called = False
         self.complete = self.done = False
         self.tokens = self.prompt_tokens = self.completion_tokens = 0
 
@@ -239,13 +256,23 @@ class RenderedStream:
             self.complete = self.done = True
         return out
 
-    def _pieces(self, text: str) -> list[Piece]:
-        """The answer text that arrived, as pieces."""
-        return [TextPiece(text)]
+    def _pieces(self, text: str, *, last: bool = False) -> list[Piece]:
+        """The answer text that arrived, as pieces (``last``: the answer ends with it)."""
+        answer = self._answer
+        if answer is None:
+            return [TextPiece(text)] if text else []
+        pieces = answer.feed(text)
+        if last:
+            pieces += answer.finish()
+        if not self._called:
+            self._called = any(isinstance(p, ToolCallStart) for p in pieces)
+        return pieces
 
     def _emit(self, pieces: list[Piece], token: TokenInfo | None) -> bytes:
         """Pieces in the client's format (``token``: the last token's details, for logprobs)."""
         job, out = self._job, b""
+        if job.reading is not None and isinstance(job.fmt, ChatFormat):
+            return job.fmt.piece_events(pieces)
         for piece in pieces:
             if isinstance(piece, TextPiece):
                 if job.params.logprobs:
@@ -263,12 +290,17 @@ class RenderedStream:
         self.completion_tokens = completion_tokens or estimate_tokens("".join(self._produced))
 
     def _rest(self) -> bytes:
-        """What the stop scanner still held, emitted."""
+        """What the stop scanner (and the answer parser) still held, emitted; the finish
+        reason set for the calls read."""
         rest = self._scanner.flush()
-        if not rest:
-            return b""
-        self._produced.append(rest)
-        return self._emit(self._pieces(rest), None)
+        if rest:
+            self._produced.append(rest)
+        reading = self._job.reading
+        if reading is None:
+            return self._emit(self._pieces(rest), None) if rest else b""
+        out = self._emit(self._pieces(rest, last=True), None)
+        self._finish = reading.finish_reason(self._finish, called=self._called)
+        return out
 
     def finish(self) -> bytes:
         job, fmt = self._job, self._job.fmt
@@ -311,7 +343,10 @@ class Replay:
     def finish(self) -> bytes:
         fmt, generation = self._job.fmt, self._generation
         self.tokens = 1
-        out = [fmt.text_event(generation.text)] if generation.text else []
+        if isinstance(fmt, ChatFormat) and self._job.reading is not None:
+            out = [fmt.piece_events(pieces_of(generation))]
+        else:
+            out = [fmt.text_event(generation.text)] if generation.text else []
         out.append(encode_event(fmt.finish(generation.finish_reason)))
         if self._job.include_usage:
             out.append(encode_event(fmt.usage(self._usage)))

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from shim.adapters import ChunkRewriter, openai_compat
+from shim.adapters import ChunkRewriter, _functions, openai_compat
 from shim.context import new_id
 from shim.errors import ErrorBody
 from shim.openai.sse import DONE, encode_event
@@ -31,12 +31,16 @@ async def respond(attempt: Attempt, *, kind: openai_compat.Kind) -> Reply:
     stream = bool(request.get("stream"))
     ctx.stream = stream
     as_completion = kind == "completions" and route.paths.completions is None
+    legacy = kind == "chat" and _functions.is_legacy(request)
+    if legacy:
+        request = _functions.tools_from_legacy(request)
     rewriter = openai_compat.Rewriter(
         model=route.name,
         id=("chatcmpl-" if kind == "chat" else "cmpl-") + new_id(24),
         created=int(time.time()),
         kind=kind,
         as_completion=as_completion,
+        legacy=legacy,
     )
     path = route.paths.completions if kind == "completions" else route.paths.chat
     if as_completion:

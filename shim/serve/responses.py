@@ -22,11 +22,7 @@ from shim.adapters import responses as reading
 from shim.adapters._result import (
     Generation,
     Piece,
-    ReasoningPiece,
-    TextPiece,
     TokenInfo,
-    ToolCallArguments,
-    ToolCallStart,
     estimate_tokens,
 )
 from shim.adapters.response_output import build_response
@@ -39,6 +35,7 @@ from shim.routing import Route
 from shim.serve import generation, limits
 from shim.serve.call import Attempt, Reply
 from shim.serve.chat import SERVICE as CHAT
+from shim.serve.formats import pieces_of
 from shim.state import SHARED_OWNER, ResponseStore
 
 _request = msgspec.json.Decoder(rs.ResponseCreateRequest)
@@ -208,18 +205,6 @@ class RenderedEvents(generation.RenderedStream):
 
     def failure(self, error: ErrorBody) -> bytes:
         return self.events.fail(_failure(error))
-
-
-def pieces_of(generation: Generation) -> list[Piece]:
-    """A whole answer as the pieces a stream of it would have carried."""
-    pieces: list[Piece] = []
-    if generation.reasoning:
-        pieces.append(ReasoningPiece(generation.reasoning))
-    if generation.text:
-        pieces.append(TextPiece(generation.text))
-    for i, call in enumerate(generation.tool_calls):
-        pieces += [ToolCallStart(i, call.name), ToolCallArguments(i, call.arguments)]
-    return pieces
 
 
 class Replayed:

@@ -6,38 +6,13 @@ start once per module: most of a client test's time would otherwise be server st
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
 from tests.clients.stack import KEYS, Stack, running_stack
-
-# --- features not wired into the request path yet -----------------------------------------------
-# Tool calling on rendered protocols (test_tools_*, and the Responses API's cases that need it:
-# test_responses_tools) is tested by these files before the feature serves requests; until then
-# they are skipped, and run with SHIM_TEST_UNWIRED=1 (they fail today). The commit that wires it
-# deletes this block, the hook below, and the tests listed in REPLACED (they assert today's
-# behaviour).
-UNWIRED = ("test_tools_", "test_responses_tools")
-REPLACED = {"test_openai_python.py::test_tools_on_a_rendered_protocol"}
-UNWIRED_ON = os.environ.get("SHIM_TEST_UNWIRED") == "1"
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
-    for item in items:
-        if item.path.parent != here:
-            continue
-        test_id = f"{item.path.name}::{item.name.split('[')[0]}"
-        if not UNWIRED_ON and item.path.name.startswith(UNWIRED):
-            item.add_marker(pytest.mark.skip(reason="feature not wired yet"))
-        elif UNWIRED_ON and test_id in REPLACED:
-            item.add_marker(pytest.mark.skip(reason="replaced by the tool-calling tests"))
-
 
 # --- fixtures ------------------------------------------------------------------------------------
 

@@ -283,21 +283,6 @@ async def test_tool_calls_through_openai_upstream(stack: Stack) -> None:
     assert sent["tools"] == TOOLS
 
 
-@bounded()
-async def test_tools_on_a_rendered_protocol(stack: Stack) -> None:
-    async with async_client(stack) as client:
-        # "auto" (the default) lets the model answer in text: chat UIs send tools by default.
-        answer = await client.chat.completions.create(model="tgi", messages=MESSAGES, tools=TOOLS)
-        assert answer.choices[0].message.tool_calls is None
-        assert answer.choices[0].message.content
-        # Forcing a call cannot be honoured without a tool-calling upstream: a clear 400.
-        with pytest.raises(openai.BadRequestError) as rejected:
-            await client.chat.completions.create(
-                model="tgi", messages=MESSAGES, tools=TOOLS, tool_choice="required"
-            )
-    assert rejected.value.param == "tool_choice"
-
-
 # --- completions ---------------------------------------------------------------------------------
 
 
