@@ -39,7 +39,14 @@ class StopScanner:
             return ""
         if not self._stops:
             return text
-        buffer = self._buffer + text
+        buffer = self._buffer + text if self._buffer else text
+        for first in self._firsts:
+            if first in buffer:
+                break
+        else:
+            # No stop's first character in sight (the usual chunk): nothing to find or hold.
+            self._buffer = ""
+            return buffer
         head, found = truncate_at_stop(buffer, self._stops)
         if found:
             self.stopped = True

@@ -127,7 +127,9 @@ class TGI:
             tokens=tokens,
         )
 
-    def parse_event(self, data: bytes, *, markers: frozenset[str] = _NO_MARKERS) -> StreamDelta:
+    def parse_event(
+        self, data: bytes, *, markers: frozenset[str] = _NO_MARKERS, logprobs: bool = False
+    ) -> StreamDelta:
         event = decode_answer(_event, data, "TGI stream event")
         if event.error is not None:
             raise _stream_error(event.error, event.error_type)
@@ -137,7 +139,8 @@ class TGI:
         delta = StreamDelta()
         if not token.special or token.text in markers:
             delta.text = token.text
-            delta.token = _token_info(token, event.top_tokens)
+            if logprobs:
+                delta.token = _token_info(token, event.top_tokens)
         if event.details is not None:
             delta.finish_reason = finish_reason(event.details.finish_reason)
             delta.completion_tokens = event.details.generated_tokens
@@ -224,7 +227,7 @@ class Pipeline:
         return Generation(text=strip_echo(item.generated_text, prompt), finish_reason="stop")
 
     def parse_event(  # pragma: no cover - never streams
-        self, data: bytes, *, markers: frozenset[str] = _NO_MARKERS
+        self, data: bytes, *, markers: frozenset[str] = _NO_MARKERS, logprobs: bool = False
     ) -> StreamDelta:
         raise NotImplementedError
 
