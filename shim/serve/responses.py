@@ -1,10 +1,11 @@
 """``POST /v1/responses``: the Responses API on the chat path. The request (with the stored
-conversation of ``previous_response_id``) becomes a chat request (``adapters.response_chat``)
-that runs as ``/v1/chat/completions`` runs on every protocol: a ``Job`` on rendered protocols
-(``generation``), the chat request sent on to ``openai`` upstreams. Answers come back as
-neutral results (a ``Generation``, stream ``Piece``s) and leave as a ``response`` object or its
-event stream (``adapters.response_output``, ``adapters.response_stream``); with ``store`` the
-response is saved before its last byte goes out. Stored responses: ``shim.serve.stored``.
+conversation it continues, ``shim.serve.history``) becomes a chat request
+(``adapters.response_chat``) that runs as ``/v1/chat/completions`` runs on every protocol: a
+``Job`` on rendered protocols (``generation``), the chat request sent on to ``openai``
+upstreams. Answers come back as neutral results (a ``Generation``, stream ``Piece``s) and leave
+as a ``response`` object or its event stream (``adapters.response_output``,
+``adapters.response_stream``); with ``store`` the response is saved before its last byte goes
+out. Stored responses: ``shim.serve.stored``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from shim.serve import generation, limits
 from shim.serve.call import Attempt, Reply
 from shim.serve.chat import SERVICE as CHAT
 from shim.serve.formats import pieces_of
+from shim.serve.history import load
 from shim.state import SHARED_OWNER, ResponseStore
 
 _request = msgspec.json.Decoder(rs.ResponseCreateRequest)
@@ -86,18 +88,10 @@ async def _turn(attempt: Attempt, request: rs.ResponseCreateRequest) -> Turn:
     response_id = "resp_" + new_id(32)
     # Rendered protocols read text only; an OpenAI-speaking upstream may read images.
     text_only = route.generator is not None
-    items = reading.read_input(request, response_id=response_id, text_only=text_only)
+    read = reading.read_input(request, response_id=response_id, text_only=text_only)
     store, owner = call.services.stored.responses, owner_of(call.ctx)
-    history: list[rs.Item] = []
-    if request.previous_response_id:
-        record = await store.get(request.previous_response_id, owner=owner)
-        if record is None:
-            raise InvalidRequestError(
-                f"Previous response with id '{request.previous_response_id}' not found.",
-                param="previous_response_id",
-                code="previous_response_not_found",
-            )
-        history = record.context()
+    previous_id = request.previous_response_id
+    history, items = await load(store, read, previous_id=previous_id, owner=owner)
     context = reading.conversation(history, items)
     chat_request = to_chat.to_chat(request, context, text_only=text_only)
     fault = limits.fault(route, limits.of_chat(chat_request))
