@@ -211,24 +211,14 @@ class ResponseStream:
                     item_id=item.id, output_index=index, arguments=text
                 )
             )
-        elif isinstance(item, rs.Message):
-            data = self._emit(
-                ev.OutputTextDoneEvent(
-                    item_id=item.id,
-                    output_index=index,
-                    content_index=0,
-                    text=text,
-                )
-            ) + self._part("done", rs.OutputText(text))
         else:
+            # A message's text and a reasoning item's close alike: the text, then its part.
+            message = isinstance(item, rs.Message)
+            done = ev.OutputTextDoneEvent if message else ev.ReasoningTextDoneEvent
+            part = rs.OutputText(text) if message else rs.ReasoningText(text)
             data = self._emit(
-                ev.ReasoningTextDoneEvent(
-                    item_id=item.id,
-                    output_index=index,
-                    content_index=0,
-                    text=text,
-                )
-            ) + self._part("done", rs.ReasoningText(text))
+                done(item_id=item.id, output_index=index, content_index=0, text=text)
+            ) + self._part("done", part)
         self._open = None
         return data + self._emit(ev.OutputItemDoneEvent(output_index=index, item=item))
 
