@@ -198,6 +198,16 @@ def test_tgi_parse_response(body: Any, text: str, finish: str, tokens: int | Non
     )
 
 
+def test_tgi_token_details_only_when_logprobs_are_asked() -> None:
+    token = {"id": 1, "text": "x", "logprob": -0.5, "special": False}
+    body = json.dumps(
+        {"generated_text": "x", "details": {**DETAILS, "tokens": [token], "top_tokens": [[token]]}}
+    ).encode()
+    assert TGI().parse_response(body, prompt="P").tokens is None
+    [info] = TGI().parse_response(body, prompt="P", logprobs=True).tokens or []
+    assert (info.text, info.logprob, info.top) == ("x", -0.5, (("x", -0.5),))
+
+
 @pytest.mark.parametrize(
     "body",
     [b"not json", b"[]", b'{"generated_text": 3}', b"null"],

@@ -96,7 +96,12 @@ class TGI:
         )
 
     def parse_response(
-        self, body: bytes, *, prompt: str, markers: frozenset[str] = _NO_MARKERS
+        self,
+        body: bytes,
+        *,
+        prompt: str,
+        markers: frozenset[str] = _NO_MARKERS,
+        logprobs: bool = False,
     ) -> Generation:
         decoded = decode_answer(_response, body, "TGI /generate")
         if isinstance(decoded, list):
@@ -105,7 +110,7 @@ class TGI:
             decoded = decoded[0]
         details = decoded.details
         tokens = None
-        if details and details.tokens is not None:
+        if logprobs and details and details.tokens is not None:
             tops = details.top_tokens or []
             tokens = [
                 _token_info(t, tops[i] if i < len(tops) else None)
@@ -200,7 +205,12 @@ class Pipeline:
         )
 
     def parse_response(
-        self, body: bytes, *, prompt: str, markers: frozenset[str] = _NO_MARKERS
+        self,
+        body: bytes,
+        *,
+        prompt: str,
+        markers: frozenset[str] = _NO_MARKERS,
+        logprobs: bool = False,
     ) -> Generation:
         # A pipeline's text is decoded without special tokens: nothing to put back.
         decoded = decode_answer(_pipeline_response, body, "pipeline output")

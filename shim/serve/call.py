@@ -14,7 +14,6 @@ import asyncio
 import re
 import typing
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -23,6 +22,7 @@ import msgspec
 from shim.config import Task
 from shim.context import RequestContext
 from shim.errors import InvalidRequestError
+from shim.held import Held
 from shim.live import Active
 from shim.openai import chat
 from shim.routing import Route
@@ -70,7 +70,7 @@ class Attempt:
 
     __slots__ = ("call", "exits", "pool", "route")
 
-    def __init__(self, call: Call, route: Route, exits: AsyncExitStack) -> None:
+    def __init__(self, call: Call, route: Route, exits: Held) -> None:
         self.call = call
         self.route = route
         self.pool: Pool = call.active.pools[route.name]
@@ -97,7 +97,7 @@ class Attempt:
             self.route, self.pool, path, body, call.ctx, parse=translator.feed, stream=True
         )
         assert isinstance(start, StreamStart)
-        self.exits.push_async_callback(start.stream.aclose)
+        self.exits.push_async(start.stream.aclose)
         return self._relay(translator, start.stream, [opening, start.first], start.rest, ending)
 
     def replay(self, translator: Translator, *, ending: Ending = None) -> Relay:

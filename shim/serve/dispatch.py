@@ -3,7 +3,7 @@
 ``serve`` decodes the request, resolves its model for the caller's key, raises the in-flight
 gauge, tries the route and then its fallbacks (each attempt under the model's concurrency slot)
 and writes the reply itself: JSON, an SSE stream, or the error envelope. Everything acquired on
-the way (gauge, slot, the upstream stream) is registered with one exit stack and released in
+the way (gauge, slot, the upstream stream) is registered with one ``Held`` and released in
 reverse order on every path, after the last byte went out or the client left.
 
 A watcher task listens for ``http.disconnect`` (once the body is read, ``receive()`` returns
@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from contextlib import AsyncExitStack
 from typing import TypeVar
 
 from shim.errors import ModelNotFoundError, ShimError, UpstreamError, UpstreamRejectedError
+from shim.held import Held
 from shim.routing import Route
 from shim.serve.call import Attempt, Call, Reply, Request, Service, decode_request
 from shim.serve.replies import send_error, send_json
@@ -54,7 +54,7 @@ async def serve(call: Call, service: Service[R], receive: Receive, send: Send) -
     """Serve one API call to its last byte."""
     watch = DisconnectWatch(receive)
     try:
-        async with AsyncExitStack() as held:
+        async with Held() as held:
             try:
                 await _reply(call, service, held, send)
             finally:
@@ -67,7 +67,7 @@ async def serve(call: Call, service: Service[R], receive: Receive, send: Send) -
         call.ctx.status = 499  # the client left: counted and logged, nothing more to send
 
 
-async def _reply(call: Call, service: Service[R], held: AsyncExitStack, send: Send) -> None:
+async def _reply(call: Call, service: Service[R], held: Held, send: Send) -> None:
     try:
         request = decode_request(service.decoder, call.body)
         route = _resolve(call, service, request.model)
@@ -103,9 +103,7 @@ def _resolve(call: Call, service: Service[R], model: str) -> Route:
     return route
 
 
-async def _answer(
-    call: Call, service: Service[R], request: R, route: Route, held: AsyncExitStack
-) -> Reply:
+async def _answer(call: Call, service: Service[R], request: R, route: Route, held: Held) -> Reply:
     """The reply of ``route``, else of its ``fallbacks`` (those whose limits the request fits)
     when all its upstreams failed."""
     routes = call.active.router.routes
@@ -126,18 +124,16 @@ async def _answer(
     raise failure
 
 
-async def _attempt(
-    call: Call, service: Service[R], request: R, route: Route, held: AsyncExitStack
-) -> Reply:
+async def _attempt(call: Call, service: Service[R], request: R, route: Route, held: Held) -> Reply:
     """One route's try, under its model's concurrency slot. What the answering attempt holds
     moves to ``held`` (the reply's); a failed attempt's is released at once."""
-    async with AsyncExitStack() as attempt:
+    async with Held() as attempt:
         slots = call.active.slots.get(route.name)
         if slots is not None:
             await slots.acquire()
             attempt.callback(slots.release)
         reply = await service.answer(Attempt(call, route, attempt), request)
-        await held.enter_async_context(attempt.pop_all())
+        held.take(attempt)
         return reply
 
 

@@ -157,7 +157,9 @@ async def generate(attempt: Attempt, job: Job) -> list[Generation]:
 async def _generate_one(attempt: Attempt, job: Job, prompt: str, body: bytes) -> Generation:
     route, adapter, reading = job.route, job.adapter, job.reading
     markers = reading.markers if reading is not None else frozenset()
-    parse = partial(adapter.parse_response, prompt=prompt, markers=markers)
+    parse = partial(
+        adapter.parse_response, prompt=prompt, markers=markers, logprobs=job.params.logprobs
+    )
     answer = await attempt.post(adapter.path, body, parse)
     generation = answer.value
     text, stopped = truncate_at_stop(generation.text, job.stops)

@@ -12,7 +12,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from contextlib import AsyncExitStack
 from typing import Any, Generic, NamedTuple, TypeVar
 
 import httpx
@@ -20,6 +19,7 @@ import httpx
 from shim.clock import Clock
 from shim.context import RequestContext
 from shim.errors import ShimError, UpstreamError, UpstreamTimeoutError
+from shim.held import Held
 from shim.routing import Route
 from shim.upstream import retry
 from shim.upstream.balancer import Pool, UpstreamState
@@ -178,7 +178,7 @@ class Client:
         headers = route.loading_raw_headers if tries.loading else route.raw_headers
         limit = route.first_token_timeout if stream else route.timeout
         target = upstream.display + path
-        async with AsyncExitStack() as held:
+        async with Held() as held:
             state.in_flight += 1
             held.callback(_leave, state)
             try:
@@ -201,7 +201,7 @@ class Client:
                         )
                         request.read()
                         response = await self.transport.handle_async_request(request)
-                        held.push_async_callback(response.aclose)
+                        held.push_async(response.aclose)
                         if response.status_code >= 400:
                             retry_after = response.headers.get("retry-after")
                             raise parse_upstream_error(
@@ -221,7 +221,7 @@ class Client:
                 return answer
             source = OpenStream(
                 response,
-                held.pop_all(),
+                held.handover(),
                 target=target,
                 ctx=ctx,
                 first_token_timeout=route.first_token_timeout,

@@ -8,13 +8,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from typing import Any
 
 import httpx
 
 from shim.context import RequestContext
 from shim.errors import UpstreamTimeoutError, invalid_response
+from shim.held import Held
 from shim.upstream.failures import transport_error
 from shim.upstream.sse import iter_sse_batches
 
@@ -65,7 +65,7 @@ class OpenStream:
     def __init__(
         self,
         response: httpx.Response,
-        held: AsyncExitStack,
+        held: Held,
         *,
         target: str,
         ctx: RequestContext | None,
