@@ -1,7 +1,7 @@
 """The built-in chat templates (``chat_template = "chatml"`` ...): their Jinja sources, special
 tokens and end-of-turn stops. Without tools each renders as its family's plain template; with
 tools (chatml, llama-3, mistral) as the family's documented tool layout, in the format its
-tool parser reads back (``shim.adapters._tool_parser``).
+tool parser reads back (``shim.adapters._tool_formats``).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from shim.adapters._result import (
 )
 from shim.adapters.response_output import build_response
 from shim.adapters.response_stream import ResponseStream
-from shim.errors import UpstreamError, UpstreamOverloadedError
+from shim.errors import StateUnavailableError, UpstreamError, UpstreamOverloadedError
 from shim.openai import responses as rs
 
 RID = "resp_0123"
@@ -168,7 +168,7 @@ def _stream(generation: Generation, **fields: Any) -> tuple[bytes, ResponseStrea
         prompt_tokens=generation.prompt_tokens,
         completion_tokens=generation.completion_tokens,
     )
-    return data, stream
+    return data + stream.end(), stream
 
 
 def _parse(data: bytes) -> list[dict[str, Any]]:
@@ -267,6 +267,27 @@ def test_a_failure_after_the_first_byte(error: UpstreamError, code: str) -> None
     assert (parsed.response.error.code, parsed.response.error.message) == (code, error.message)
     assert parsed.response.output_text == "Half an ans"
     assert parsed.response.output[0].status == "incomplete"
+
+
+def test_a_finished_stream_may_still_fail_instead_of_ending() -> None:
+    # The response could not be stored: response.failed in place of response.completed.
+    generation = _gen("Whole answer.", tool_calls=CALLS[:1], finish="tool_calls")
+    stream = ResponseStream(_req(), response_id=RID, created_at=CREATED)
+    data = stream.start() + b"".join(stream.feed(p) for p in _pieces(generation))
+    data += stream.finish(finish_reason="tool_calls", prompt_tokens=5, completion_tokens=7)
+    data += stream.fail(StateUnavailableError("The response was not stored."))
+    events = _parse(data)
+    assert stream.end() == b""
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    assert [e["type"] for e in events[-2:]] == ["response.output_item.done", "response.failed"]
+    failed = _events.validate_python(events[-1])
+    assert failed.type == "response.failed"
+    assert failed.response.status == "failed"
+    assert failed.response.error is not None
+    assert failed.response.error.code == "server_error"
+    assert [item.status for item in failed.response.output] == ["completed", "completed"]
+    assert failed.response.output_text == "Whole answer."
+    assert failed.response.usage is not None and failed.response.usage.total_tokens == 12
 
 
 def test_arguments_of_a_call_that_is_not_open_are_a_bug() -> None:

@@ -67,7 +67,7 @@ def test_every_field_the_sdk_can_send_is_read() -> None:
         ({"input": None}, "input"),
         ({"input": []}, "input"),
         ({"input": [{"type": "web_search_call", "id": "ws_1"}]}, "input[0].type"),
-        ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0].type"),
+        ({"input": [{"type": "item_reference"}]}, "input[0].id"),
         ({"input": [{"role": "tool", "content": "x"}]}, "input[0].role"),
         ({"input": [{"type": "function_call", "name": "f"}]}, "input[0].call_id"),
         ({"input": [{"type": "function_call_output", "call_id": "c"}]}, "input[0]"),
@@ -169,6 +169,51 @@ def test_images_pass_on_multimodal_upstreams() -> None:
             "image_url": {"url": part["image_url"], "detail": "low"},
         },
     ]
+
+
+@pytest.mark.parametrize(
+    ("item_id", "response_id"),
+    [
+        ("msg_abc_0", "resp_abc"),
+        ("fc_abc_i12", "resp_abc"),
+        ("msg_old", None),
+        ("msg__0", None),
+        ("plain", None),
+    ],
+    ids=["output", "input", "foreign", "empty-key", "no-prefix"],
+)
+def test_an_item_id_names_its_response(item_id: str, response_id: str | None) -> None:
+    assert responses.response_of(item_id) == response_id
+    if response_id is not None:
+        prefix, _, n = item_id.replace("_abc", "").partition("_")
+        assert responses.item_id(prefix, response_id, n) == item_id
+
+
+def test_references_are_left_for_resolve_then_resolved_in_place() -> None:
+    stored: list[rs.Item] = [
+        rs.Message(id="msg_old_i0", role="user", content=[rs.InputText("q")]),
+        rs.ReasoningItem(id="rs_old_0", content=[rs.ReasoningText("hmm")]),
+        rs.Message(id="msg_old_1", role="assistant", content=[rs.OutputText("a")]),
+    ]
+    req = _req(
+        input=[
+            {"type": "item_reference", "id": "msg_old_i0"},
+            {"id": "rs_old_0"},
+            {"type": "item_reference", "id": "msg_old_1"},
+            {"role": "user", "content": "more"},
+        ]
+    )
+    items = responses.read_input(req, response_id=RID, text_only=True)
+    assert items[:3] == [
+        responses.Reference("msg_old_i0", "resp_old", "input[0].id"),
+        responses.Reference("rs_old_0", "resp_old", "input[1].id"),
+        responses.Reference("msg_old_1", "resp_old", "input[2].id"),
+    ]
+    # The reasoning item is dropped, as reasoning input is.
+    assert responses.resolve(items, {"resp_old": stored}) == [stored[0], stored[2], items[3]]
+    with pytest.raises(InvalidRequestError) as info:
+        responses.resolve(items, {"resp_old": stored[1:]})
+    assert info.value.param == "input[0].id"
 
 
 def test_conversation_keeps_a_resent_item_once() -> None:

@@ -7,7 +7,8 @@ Where is X translated?
 - text-generation (``TextGeneration``): ``text_generation.TGI``, ``text_generation.Pipeline``;
   tool calls and reasoning in a rendered model's text: ``_tools`` (a request's tools →
   ``ToolPlan``, TGI's grammar) and ``_answer`` (a model's text → reasoning, content and calls,
-  streamed or whole; over ``_tool_parser``, ``_tool_call``, ``_json_stream``, ``_reasoning``);
+  streamed or whole; over ``_tool_parser`` (``_tool_scan``, ``_tool_formats``), ``_tool_call``,
+  ``_json_stream``, ``_reasoning``);
 - feature-extraction (``FeatureExtraction``): ``feature_extraction.TEI``, ``.Pipeline``,
   ``.OpenAIStyle``;
 - text-ranking (``TextRanking``): ``text_ranking.TEI``, ``.Pipeline``, ``.RerankAPI``;

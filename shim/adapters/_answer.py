@@ -11,23 +11,18 @@ import msgspec
 
 from shim.adapters._reasoning import ThinkParser
 from shim.adapters._result import Piece, ReasoningPiece, TextPiece, ToolCall, ToolCallStart
-from shim.adapters._tool_parser import Format, ToolCallParser, may_hold_calls
+from shim.adapters._tool_formats import SPECIAL_TOKENS, Format, may_hold_calls
+from shim.adapters._tool_parser import ToolCallParser
 from shim.adapters._tools import ToolPlan
 from shim.config import ReasoningParser, ToolParser
 
-# The special tokens each parser reads (TGI drops special tokens' text unless told to keep it).
-_TOOL_MARKERS: dict[str, frozenset[str]] = {
-    "hermes": frozenset({"<tool_call>", "</tool_call>"}),
-    "mistral": frozenset({"[TOOL_CALLS]", "[ARGS]"}),
-    "llama3_json": frozenset({"<|python_tag|>"}),
-}
 _THINK_MARKERS = frozenset({"<think>", "</think>"})
 
 
 def special_markers(tool_parser: Format, reasoning_parser: ReasoningParser) -> frozenset[str]:
     """The marker tokens these parsers read, to be kept in the text when a backend marks them
     special (only these: a special token the parser does not know stays out)."""
-    tools = _TOOL_MARKERS.get(tool_parser, frozenset())
+    tools = SPECIAL_TOKENS.get(tool_parser, frozenset())
     return tools | _THINK_MARKERS if reasoning_parser == "think" else tools
 
 

@@ -24,8 +24,10 @@ _encoder = msgspec.json.Encoder()
 
 
 class ResponseStream:
-    """Feed it ``start()``, then each piece, then ``finish(...)`` (or ``fail(error)`` when the
-    upstream breaks after the first byte); ``response`` is then the final object to store.
+    """Feed it ``start()``, then each piece, then ``finish(...)`` and ``end()`` (or
+    ``fail(error)`` when the upstream breaks after the first byte); ``response`` is then the
+    final object to store. ``end()`` is apart so that the response can be stored before its
+    terminal event is sent: a failure to store it is ``fail(error)`` instead.
 
     Items are streamed one at a time, in the order their first piece arrives: text that is
     only whitespace is held back until real text follows, and dropped if the answer ends in
@@ -47,6 +49,8 @@ class ResponseStream:
         self._call = -1
         self._held = ""
         self.response: rs.Response | None = None
+        # The terminal event went out (end or fail): nothing follows it.
+        self._ended = False
 
     def start(self) -> bytes:
         skeleton = out.envelope(self._request, response_id=self._id, created_at=self._created_at)
@@ -79,6 +83,7 @@ class ResponseStream:
     def finish(
         self, *, finish_reason: str, prompt_tokens: int | None, completion_tokens: int | None
     ) -> bytes:
+        """The last item's done events; ``response`` becomes the finished object."""
         incomplete = finish_reason in out.INCOMPLETE_REASONS
         data = b""
         has_answer = any(isinstance(i, rs.Message | rs.FunctionCall) for i in self._output)
@@ -94,22 +99,33 @@ class ResponseStream:
             finish_reason=finish_reason,
             usage=out.usage(prompt_tokens, completion_tokens),
         )
-        if incomplete:
-            final: ev.StreamEvent = ev.ResponseIncompleteEvent(response=self.response)
-        else:
-            final = ev.ResponseCompletedEvent(response=self.response)
-        return data + self._emit(final)
+        return data
+
+    def end(self) -> bytes:
+        """``finish``'s terminal event: ``response.completed`` or ``response.incomplete``
+        (nothing once the stream failed)."""
+        response = self.response
+        if self._ended or response is None:
+            return b""
+        self._ended = True
+        if response.status == "incomplete":
+            return self._emit(ev.ResponseIncompleteEvent(response=response))
+        return self._emit(ev.ResponseCompletedEvent(response=response))
 
     def fail(self, error: ShimError) -> bytes:
-        """``response.failed`` with what was produced so far (the open item incomplete)."""
+        """``response.failed`` with what was produced so far (the open item incomplete), in
+        place of ``end()``'s event; the output of a ``finish``ed stream stays as it is."""
+        self._ended = True
         if self._open is not None:
             self._fill(self._open, "incomplete")
             self._open = None
+        finished = self.response
         self.response = out.envelope(
             self._request,
             response_id=self._id,
             created_at=self._created_at,
             output=self._output,
+            usage=finished.usage if finished is not None else None,
             error=error,
         )
         return self._emit(ev.ResponseFailedEvent(response=self.response))
@@ -195,24 +211,14 @@ class ResponseStream:
                     item_id=item.id, output_index=index, arguments=text
                 )
             )
-        elif isinstance(item, rs.Message):
-            data = self._emit(
-                ev.OutputTextDoneEvent(
-                    item_id=item.id,
-                    output_index=index,
-                    content_index=0,
-                    text=text,
-                )
-            ) + self._part("done", rs.OutputText(text))
         else:
+            # A message's text and a reasoning item's close alike: the text, then its part.
+            message = isinstance(item, rs.Message)
+            done = ev.OutputTextDoneEvent if message else ev.ReasoningTextDoneEvent
+            part = rs.OutputText(text) if message else rs.ReasoningText(text)
             data = self._emit(
-                ev.ReasoningTextDoneEvent(
-                    item_id=item.id,
-                    output_index=index,
-                    content_index=0,
-                    text=text,
-                )
-            ) + self._part("done", rs.ReasoningText(text))
+                done(item_id=item.id, output_index=index, content_index=0, text=text)
+            ) + self._part("done", part)
         self._open = None
         return data + self._emit(ev.OutputItemDoneEvent(output_index=index, item=item))
 

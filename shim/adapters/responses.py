@@ -1,6 +1,7 @@
 """Responses API requests (pure): every field accounted for, what cannot be served refused
-with a 400 naming it, and ``input`` read into the items shim stores; ``response_chat`` turns
-the conversation into a chat request.
+with a 400 naming it, and ``input`` read into the items shim stores (``item_reference`` items
+put in place by ``resolve`` from the stored responses they name); ``response_chat`` turns the
+conversation into a chat request.
 
 Formats follow openai-python's ``types/responses`` (``ResponseCreateParamsBase``, input
 items). ``tests/test_responses_request.py`` fails if a field is in no list below.
@@ -8,7 +9,8 @@ items). ``tests/test_responses_request.py`` fails if a field is in no list below
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from shim.errors import InvalidRequestError
 from shim.openai import responses as rs
@@ -69,6 +71,29 @@ def _suffix(response_id: str, n: int | str) -> str:
     return f"{response_id.removeprefix('resp_')}_{n}"
 
 
+def response_of(item_id: str) -> str | None:
+    """The response an item id names (``item_id`` backwards): ``msg_<id>_0`` → ``resp_<id>``;
+    None for an id shim did not make."""
+    _, _, rest = item_id.partition("_")
+    key, _, n = rest.rpartition("_")
+    return f"resp_{key}" if key and n else None
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """An ``item_reference`` input item: an earlier item by id, found in the stored response
+    its id names (the serving layer reads it, ``resolve`` puts the item in its place)."""
+
+    id: str
+    response_id: str | None
+    #: Named by the 400 when the item is not found (``input[i].id``).
+    param: str
+
+
+#: What ``read_input`` gives: the items, references still to resolve among them.
+Input = list[rs.Item | Reference]
+
+
 def check(req: rs.ResponseCreateRequest) -> None:
     """400 for what cannot be served (named by its parameter), before any upstream call."""
     for name, reason in REJECTED.items():
@@ -123,12 +148,10 @@ def _check_tool_choice(req: rs.ResponseCreateRequest) -> None:
 # --- input → items ----------------------------------------------------------------------------
 
 
-def read_input(
-    req: rs.ResponseCreateRequest, *, response_id: str, text_only: bool
-) -> list[rs.Item]:
+def read_input(req: rs.ResponseCreateRequest, *, response_id: str, text_only: bool) -> Input:
     """The request's ``input`` as the items shim stores (ids given where the client sent
-    none); ``check`` first. Image parts are refused on ``text_only`` models; reasoning items
-    are dropped (never sent to a model)."""
+    none), item references left for ``resolve``; ``check`` first. Image parts are refused on
+    ``text_only`` models; reasoning items are dropped (never sent to a model)."""
     check(req)
     if not req.input:
         if not req.previous_response_id:
@@ -137,7 +160,7 @@ def read_input(
     if isinstance(req.input, str):
         text = rs.InputText(req.input)
         return [rs.Message(id=item_id("msg", response_id, "i0"), role="user", content=[text])]
-    items: list[rs.Item] = []
+    items: Input = []
     for i, raw in enumerate(req.input):
         item = _read_item(raw, f"input[{i}]", _suffix(response_id, f"i{i}"), text_only)
         if item is not None:
@@ -145,9 +168,25 @@ def read_input(
     return items
 
 
-def _read_item(raw: rs.InputItem, where: str, suffix: str, text_only: bool) -> rs.Item | None:
+def _kind(raw: rs.InputItem) -> str:
+    if raw.type is not None:
+        return raw.type
+    # Without `type`: a reference carries nothing but its `id`, a message has role and content.
+    if raw.id is not None and raw.role is None and raw.content is None:
+        return "item_reference"
+    return "message"
+
+
+def _read_item(
+    raw: rs.InputItem, where: str, suffix: str, text_only: bool
+) -> rs.Item | Reference | None:
     """One input item; ``suffix`` makes its id when it has none (``msg_`` + suffix...)."""
-    if raw.type == "message":
+    kind = _kind(raw)
+    if kind == "item_reference":
+        if not raw.id:
+            raise InvalidRequestError("An `item_reference` needs an `id`.", param=f"{where}.id")
+        return Reference(raw.id, response_of(raw.id), f"{where}.id")
+    if kind == "message":
         role = _ROLES.get(raw.role or "")
         if role is None:
             # The client's value is not echoed: it may carry template control tokens.
@@ -156,7 +195,7 @@ def _read_item(raw: rs.InputItem, where: str, suffix: str, text_only: bool) -> r
             )
         content = _read_content(raw, where, text_only)
         return rs.Message(id=raw.id or f"msg_{suffix}", role=role, content=content)
-    if raw.type == "function_call":
+    if kind == "function_call":
         if not raw.call_id or not raw.name:
             raise InvalidRequestError(
                 "A `function_call` item needs `call_id` and `name`.", param=f"{where}.call_id"
@@ -167,7 +206,7 @@ def _read_item(raw: rs.InputItem, where: str, suffix: str, text_only: bool) -> r
             name=raw.name,
             arguments=raw.arguments or "",
         )
-    if raw.type == "function_call_output":
+    if kind == "function_call_output":
         if not raw.call_id or raw.output is None:
             raise InvalidRequestError(
                 "A `function_call_output` item needs `call_id` and `output`.", param=where
@@ -175,11 +214,11 @@ def _read_item(raw: rs.InputItem, where: str, suffix: str, text_only: bool) -> r
         return rs.FunctionCallOutput(
             id=raw.id or f"fco_{suffix}", call_id=raw.call_id, output=_output_text(raw, where)
         )
-    if raw.type == "reasoning":
+    if kind == "reasoning":
         return None
     raise InvalidRequestError(
-        f"Input item type `{raw.type}` is not supported (messages, function_call, "
-        "function_call_output and reasoning items are).",
+        f"Input item type `{kind}` is not supported (messages, function_call, "
+        "function_call_output, reasoning and item_reference items are).",
         param=f"{where}.type",
     )
 
@@ -228,6 +267,25 @@ def _output_text(raw: rs.InputItem, where: str) -> str:
             )
         texts.append(part.text or "")
     return "".join(texts)
+
+
+def resolve(items: Input, found: Mapping[str, Sequence[rs.Item]]) -> list[rs.Item]:
+    """``items`` with each reference replaced by the item it names, looked up in ``found``
+    (the conversation of each stored response read for them, by response id: its input items
+    and output). A reference to nothing the caller may read is a 400 naming it; one to a
+    reasoning item is dropped, as reasoning input is."""
+    out: list[rs.Item] = []
+    for item in items:
+        if not isinstance(item, Reference):
+            out.append(item)
+            continue
+        stored = found.get(item.response_id or "", ())
+        target = next((s for s in stored if s.id == item.id), None)
+        if target is None:
+            raise InvalidRequestError(f"Item with id '{item.id}' not found.", param=item.param)
+        if not isinstance(target, rs.ReasoningItem):
+            out.append(target)
+    return out
 
 
 def conversation(history: Sequence[rs.Item], items: Sequence[rs.Item]) -> list[rs.Item]:

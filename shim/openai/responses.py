@@ -43,9 +43,11 @@ MessageRole = Literal["user", "system", "developer", "assistant"]
 
 
 class InputItem(msgspec.Struct):
-    """One item of ``input``. A message may come without ``type`` (``EasyInputMessage``)."""
+    """One item of ``input``. A message may come without ``type`` (``EasyInputMessage``), and
+    so may an item reference (``ItemReference``: only ``id``, ``type`` optional or null)."""
 
-    type: str = "message"
+    type: str | None = None
+    # An output item's id, or a reference's target (``item_reference``).
     id: str | None = None
     # message
     role: str | None = None

@@ -1,17 +1,17 @@
 """``POST /v1/responses``: the Responses API on the chat path. The request (with the stored
-conversation of ``previous_response_id``) becomes a chat request (``adapters.response_chat``)
-that runs as ``/v1/chat/completions`` runs on every protocol: a ``Job`` on rendered protocols
-(``generation``), the chat request sent on to ``openai`` upstreams. Answers come back as
-neutral results (a ``Generation``, stream ``Piece``s) and leave as a ``response`` object or its
-event stream (``adapters.response_output``, ``adapters.response_stream``); with ``store`` the
-response is saved before its last byte goes out. Stored responses: ``shim.serve.stored``.
+conversation it continues, ``shim.serve.history``) becomes a chat request
+(``adapters.response_chat``) that runs as ``/v1/chat/completions`` runs on every protocol: a
+``Job`` on rendered protocols (``generation``), the chat request sent on to ``openai``
+upstreams. Answers come back as neutral results (a ``Generation``, stream ``Piece``s) and leave
+as a ``response`` object or its event stream (``adapters.response_output``,
+``adapters.response_stream``); with ``store`` the response is saved before its last byte goes
+out. Stored responses: ``shim.serve.stored``.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import msgspec
@@ -19,23 +19,19 @@ import msgspec
 from shim.adapters import TextGeneration, openai_answer, openai_compat
 from shim.adapters import response_chat as to_chat
 from shim.adapters import responses as reading
-from shim.adapters._result import (
-    Generation,
-    Piece,
-    TokenInfo,
-    estimate_tokens,
-)
+from shim.adapters._result import Generation, estimate_tokens
 from shim.adapters.response_output import build_response
 from shim.adapters.response_stream import ResponseStream
 from shim.context import RequestContext, new_id
-from shim.errors import ErrorBody, InvalidRequestError, RateLimitError, ShimError
+from shim.errors import InvalidRequestError
 from shim.openai import chat
 from shim.openai import responses as rs
 from shim.routing import Route
 from shim.serve import generation, limits
+from shim.serve import response_streams as streams
 from shim.serve.call import Attempt, Reply
 from shim.serve.chat import SERVICE as CHAT
-from shim.serve.formats import pieces_of
+from shim.serve.history import load
 from shim.state import SHARED_OWNER, ResponseStore
 
 _request = msgspec.json.Decoder(rs.ResponseCreateRequest)
@@ -86,18 +82,10 @@ async def _turn(attempt: Attempt, request: rs.ResponseCreateRequest) -> Turn:
     response_id = "resp_" + new_id(32)
     # Rendered protocols read text only; an OpenAI-speaking upstream may read images.
     text_only = route.generator is not None
-    items = reading.read_input(request, response_id=response_id, text_only=text_only)
+    read = reading.read_input(request, response_id=response_id, text_only=text_only)
     store, owner = call.services.stored.responses, owner_of(call.ctx)
-    history: list[rs.Item] = []
-    if request.previous_response_id:
-        record = await store.get(request.previous_response_id, owner=owner)
-        if record is None:
-            raise InvalidRequestError(
-                f"Previous response with id '{request.previous_response_id}' not found.",
-                param="previous_response_id",
-                code="previous_response_not_found",
-            )
-        history = record.context()
+    previous_id = request.previous_response_id
+    history, items = await load(store, read, previous_id=previous_id, owner=owner)
     context = reading.conversation(history, items)
     chat_request = to_chat.to_chat(request, context, text_only=text_only)
     fault = limits.fault(route, limits.of_chat(chat_request))
@@ -154,89 +142,17 @@ async def _whole(turn: Turn, ctx: RequestContext, generation: Generation) -> byt
 async def _rendered(attempt: Attempt, turn: Turn, adapter: TextGeneration) -> Reply:
     job = CHAT.job(attempt, adapter, turn.chat)
     events = turn.events()
-    ending = partial(_save_streamed, turn, events)
     if job.stream and adapter.stream_path is not None:
         body = generation.payload(job, job.prompts[0])
-        translator = RenderedEvents(job, events)
-        return await attempt.stream(adapter.stream_path, body, translator, ending=ending)
+        translator = streams.RenderedEvents(job, events)
+        relay = await attempt.stream(adapter.stream_path, body, translator)
+        return streams.StoredStream(relay, events, turn.save)
     [answer] = await generation.generate(attempt, job)
     if job.stream:
         # The pipeline cannot stream: its one answer is sent as a stream.
-        return attempt.replay(Replayed(events, answer), ending=ending)
+        relay = attempt.replay(streams.Replayed(events, answer))
+        return streams.StoredStream(relay, events, turn.save)
     return await _whole(turn, attempt.call.ctx, answer)
-
-
-async def _save_streamed(turn: Turn, events: ResponseStream) -> None:
-    await turn.save(events.response)
-
-
-def _failure(error: ErrorBody) -> ShimError:
-    """A stream's failure (scrubbed) as ``response.failed`` reports it."""
-    detail = error.error
-    kind = RateLimitError if detail.type == "rate_limit_error" else ShimError
-    return kind(detail.message, code=detail.code)
-
-
-class RenderedEvents(generation.RenderedStream):
-    """TGI's stream as Responses API events: the chat path's stream (stops, counts), its
-    pieces written by a ``ResponseStream``."""
-
-    __slots__ = ("events",)
-
-    def __init__(self, job: generation.Job, events: ResponseStream) -> None:
-        super().__init__(job)
-        self.events = events
-
-    def first(self) -> bytes:
-        return self.events.start()
-
-    def _emit(self, pieces: list[Piece], token: TokenInfo | None) -> bytes:
-        feed = self.events.feed
-        return b"".join([feed(piece) for piece in pieces])
-
-    def finish(self) -> bytes:
-        out = self._rest()
-        self._count()
-        return out + self.events.finish(
-            finish_reason=self._finish,
-            prompt_tokens=self.prompt_tokens,
-            completion_tokens=self.completion_tokens,
-        )
-
-    def failure(self, error: ErrorBody) -> bytes:
-        return self.events.fail(_failure(error))
-
-
-class Replayed:
-    """A whole answer sent as Responses API events (the pipeline cannot stream)."""
-
-    __slots__ = ("_generation", "completion_tokens", "events", "prompt_tokens", "tokens")
-
-    complete = done = True
-
-    def __init__(self, events: ResponseStream, generation: Generation) -> None:
-        self.events, self._generation = events, generation
-        self.tokens = 0
-        self.prompt_tokens = generation.prompt_tokens or 0
-        self.completion_tokens = generation.completion_tokens or 0
-
-    def first(self) -> bytes:
-        return self.events.start()
-
-    def feed(self, data: bytes) -> bytes:  # pragma: no cover - a replay reads no upstream
-        return b""
-
-    def finish(self) -> bytes:
-        self.tokens = 1
-        out = b"".join([self.events.feed(piece) for piece in pieces_of(self._generation)])
-        return out + self.events.finish(
-            finish_reason=self._generation.finish_reason,
-            prompt_tokens=self.prompt_tokens,
-            completion_tokens=self.completion_tokens,
-        )
-
-    def failure(self, error: ErrorBody) -> bytes:  # pragma: no cover - nothing can fail
-        return self.events.fail(_failure(error))
 
 
 # --- OpenAI-speaking upstreams ------------------------------------------------------------------
@@ -265,9 +181,9 @@ async def _passthrough(attempt: Attempt, turn: Turn) -> Reply:
     assert path is not None
     if stream:
         events = turn.events()
-        translator = PassthroughEvents(events, estimate_tokens(_prompt_text(turn.chat)))
-        ending = partial(_save_streamed, turn, events)
-        return await attempt.stream(path, body, translator, ending=ending)
+        estimate = estimate_tokens(_prompt_text(turn.chat))
+        relay = await attempt.stream(path, body, streams.PassthroughEvents(events, estimate))
+        return streams.StoredStream(relay, events, turn.save)
     answer = (await attempt.post(path, body, _parse_whole)).value
     if answer.prompt_tokens is None:
         answer.prompt_tokens = estimate_tokens(_prompt_text(turn.chat))
@@ -278,49 +194,3 @@ async def _passthrough(attempt: Attempt, turn: Turn) -> Reply:
 
 def _prompt_text(request: chat.ChatCompletionRequest) -> str:
     return "".join(m.content for m in request.messages if isinstance(m.content, str))
-
-
-class PassthroughEvents:
-    """An OpenAI-speaking upstream's chat chunks as Responses API events. Read to the end:
-    the usage chunk comes after the one that finishes the choice."""
-
-    __slots__ = (
-        "_prompt_estimate", "_reader", "complete", "completion_tokens", "events",
-        "prompt_tokens", "tokens",
-    )  # fmt: skip
-
-    done = False
-
-    def __init__(self, events: ResponseStream, prompt_estimate: int) -> None:
-        self.events = events
-        self._reader = openai_answer.ChunkReader()
-        self._prompt_estimate = prompt_estimate
-        self.complete = False
-        self.tokens = self.prompt_tokens = self.completion_tokens = 0
-
-    def first(self) -> bytes:
-        return self.events.start()
-
-    def feed(self, data: bytes) -> bytes:
-        reader = self._reader
-        pieces = reader.feed(openai_compat.decode(data))
-        if pieces:
-            self.tokens += 1
-        out = b"".join([self.events.feed(piece) for piece in pieces])
-        self.complete = reader.finish_reason is not None
-        return out
-
-    def finish(self) -> bytes:
-        usage = self._reader.usage
-        if usage is not None:
-            self.prompt_tokens, self.completion_tokens = usage
-        else:
-            self.prompt_tokens, self.completion_tokens = self._prompt_estimate, self.tokens
-        return self.events.finish(
-            finish_reason=self._reader.finish_reason or "stop",
-            prompt_tokens=self.prompt_tokens,
-            completion_tokens=self.completion_tokens,
-        )
-
-    def failure(self, error: ErrorBody) -> bytes:
-        return self.events.fail(_failure(error))

@@ -135,6 +135,35 @@ async def test_previous_response_id_chain_of_three(stack: Stack) -> None:
     assert "<|im_start|>assistant\nOne.<|im_end|>" in asked
 
 
+@pytest.mark.parametrize("model", PLAIN_MODELS.values(), ids=PLAIN_MODELS.keys())
+@bounded()
+async def test_item_reference_sends_the_stored_item(stack: Stack, model: str) -> None:
+    # The whole conversation resent, the earlier answer by reference (as the Vercel AI SDK
+    # does with store on): the model sees the answer, the input items hold it under its id.
+    async with client(stack) as c:
+        first = await c.responses.create(model=model, input="Say hello.")
+        second = await c.responses.create(
+            model=model,
+            input=[
+                {"role": "user", "content": "Say hello."},
+                {"type": "item_reference", "id": first.output[0].id},
+                {"role": "user", "content": "Once more."},
+            ],
+        )
+        items = await c.responses.input_items.list(second.id, order="asc")
+        with pytest.raises(openai.BadRequestError) as unknown:
+            await c.responses.create(
+                model=model, input=[{"type": "item_reference", "id": f"msg_{'0' * 32}_0"}]
+            )
+    assert second.output_text == ANSWER
+    asked = prompt(stack, model, 1)
+    assert asked.index("Say hello.") < asked.index(ANSWER) < asked.index("Once more.")
+    assert [i.type for i in items.data] == ["message"] * 3
+    assert items.data[1].id == first.output[0].id
+    assert items.data[1].role == "assistant"
+    assert unknown.value.param == "input[0].id"
+
+
 @bounded()
 async def test_retrieve_and_delete(stack: Stack) -> None:
     async with client(stack) as c:

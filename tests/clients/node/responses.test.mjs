@@ -31,6 +31,31 @@ for (const model of ['tgi', 'pipe', 'vllm']) {
   });
 }
 
+// A second turn resends the first: with store on (the provider's default) the AI SDK sends
+// the earlier answer as an item_reference to its stored item, which shim reads back.
+for (const model of ['tgi', 'pipe', 'vllm']) {
+  test(`ai sdk responses: a second turn references the first answer: ${model}`, async () => {
+    const ask = { role: 'user', content: 'Say hello.' };
+    const first = await generateText({ model: provider(model), messages: [ask], maxRetries: 0 });
+    const [answer] = first.response.messages;
+    const itemId = answer.content[0].providerOptions.openai.itemId;
+    assert.match(itemId, /^msg_/);
+    const messages = [ask, ...first.response.messages, { role: 'user', content: 'Once more.' }];
+    const second = streamText({ model: provider(model), messages, maxRetries: 0 });
+    for await (const part of second.fullStream) {
+      if (part.type === 'error') throw part.error;
+    }
+    assert.equal(await second.text, ANSWER);
+    const client = new OpenAI({ baseURL, apiKey, maxRetries: 0, timeout: 10_000 });
+    const items = await client.responses.inputItems.list((await second.response).id, { order: 'asc' });
+    assert.deepEqual(
+      items.data.map((item) => [item.role, item.id === itemId]),
+      [['user', false], ['assistant', true], ['user', false]],
+    );
+    assert.equal(items.data[1].content[0].text, ANSWER);
+  });
+}
+
 // Tool round trips on an openai upstream; on tgi and pipe-chatml (tool calls parsed from the
 // model's text) they are in responses_tools.test.mjs.
 toolRoundTrips(provider, ['vllm']);

@@ -1,0 +1,182 @@
+"""Responses API streams: per protocol, the translator from the upstream's stream to the
+events (``adapters.response_stream`` writes them), and ``StoredStream``, which stores the
+response before its terminal event goes out.
+
+The relay awaits its ``ending`` (the save) once the last events are made and sends them after
+it; the terminal event (``response.completed`` or ``response.incomplete``) is held back until
+then, so that a store that fails makes it ``response.failed`` instead and the stream still
+ends cleanly (the client learns that the response cannot be retrieved or continued).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from shim.adapters import openai_answer, openai_compat
+from shim.adapters._result import Generation, Piece, TokenInfo
+from shim.adapters.response_stream import ResponseStream
+from shim.errors import ErrorBody, RateLimitError, ShimError, StateUnavailableError
+from shim.openai import responses as rs
+from shim.serve import generation
+from shim.serve.formats import pieces_of
+from shim.serve.relay import Relay
+from shim.types import Message, Send
+
+log = logging.getLogger("shim")
+#: Stores the finished (or failed) response; ``None`` is a stream that made none.
+Save = Callable[[rs.Response | None], Awaitable[None]]
+
+
+class StoredStream(Relay):
+    """A relay whose terminal event waits for the store (see the module docstring)."""
+
+    __slots__ = ("_events", "_save", "_unsaved")
+
+    def __init__(self, relay: Relay, events: ResponseStream, save: Save) -> None:
+        # What the attempt opened (the upstream stream, held by the reply) is taken over as is.
+        super().__init__(
+            relay.translator, relay.source, relay.head, relay.pending,
+            ctx=relay.ctx, metrics=relay.metrics, scrubber=relay.scrubber, ending=self._store,
+        )  # fmt: skip
+        self._events, self._save = events, save
+        self._unsaved: StateUnavailableError | None = None
+
+    async def _store(self) -> None:
+        try:
+            await self._save(self._events.response)
+        except StateUnavailableError as exc:
+            log.warning("%s: a streamed response was not stored: %s", self.ctx.model, exc.message)
+            self.ctx.error_reason = "state_unavailable"
+            self._unsaved = StateUnavailableError(
+                f"The response was not stored (state_unavailable), so it cannot be retrieved "
+                f"or continued: {exc.message}"
+            )
+
+    async def run(self, send: Send) -> None:
+        events = self._events
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                unsaved = self._unsaved
+                last = events.end() if unsaved is None else events.fail(unsaved)
+                if last:
+                    await send({"type": "http.response.body", "body": last, "more_body": True})
+            await send(message)
+
+        await super().run(sending)
+
+
+def _failure(error: ErrorBody) -> ShimError:
+    """A stream's failure (scrubbed) as ``response.failed`` reports it."""
+    detail = error.error
+    kind = RateLimitError if detail.type == "rate_limit_error" else ShimError
+    return kind(detail.message, code=detail.code)
+
+
+class RenderedEvents(generation.RenderedStream):
+    """TGI's stream as Responses API events: the chat path's stream (stops, counts), its
+    pieces written by a ``ResponseStream``."""
+
+    __slots__ = ("events",)
+
+    def __init__(self, job: generation.Job, events: ResponseStream) -> None:
+        super().__init__(job)
+        self.events = events
+
+    def first(self) -> bytes:
+        return self.events.start()
+
+    def _emit(self, pieces: list[Piece], token: TokenInfo | None) -> bytes:
+        feed = self.events.feed
+        return b"".join([feed(piece) for piece in pieces])
+
+    def finish(self) -> bytes:
+        out = self._rest()
+        self._count()
+        return out + self.events.finish(
+            finish_reason=self._finish,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+        )
+
+    def failure(self, error: ErrorBody) -> bytes:
+        return self.events.fail(_failure(error))
+
+
+class Replayed:
+    """A whole answer sent as Responses API events (the pipeline cannot stream)."""
+
+    __slots__ = ("_generation", "completion_tokens", "events", "prompt_tokens", "tokens")
+
+    complete = done = True
+
+    def __init__(self, events: ResponseStream, generation: Generation) -> None:
+        self.events, self._generation = events, generation
+        self.tokens = 0
+        self.prompt_tokens = generation.prompt_tokens or 0
+        self.completion_tokens = generation.completion_tokens or 0
+
+    def first(self) -> bytes:
+        return self.events.start()
+
+    def feed(self, data: bytes) -> bytes:  # pragma: no cover - a replay reads no upstream
+        return b""
+
+    def finish(self) -> bytes:
+        self.tokens = 1
+        out = b"".join([self.events.feed(piece) for piece in pieces_of(self._generation)])
+        return out + self.events.finish(
+            finish_reason=self._generation.finish_reason,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+        )
+
+    def failure(self, error: ErrorBody) -> bytes:  # pragma: no cover - nothing can fail
+        return self.events.fail(_failure(error))
+
+
+class PassthroughEvents:
+    """An OpenAI-speaking upstream's chat chunks as Responses API events. Read to the end:
+    the usage chunk comes after the one that finishes the choice."""
+
+    __slots__ = (
+        "_prompt_estimate", "_reader", "complete", "completion_tokens", "events",
+        "prompt_tokens", "tokens",
+    )  # fmt: skip
+
+    done = False
+
+    def __init__(self, events: ResponseStream, prompt_estimate: int) -> None:
+        self.events = events
+        self._reader = openai_answer.ChunkReader()
+        self._prompt_estimate = prompt_estimate
+        self.complete = False
+        self.tokens = self.prompt_tokens = self.completion_tokens = 0
+
+    def first(self) -> bytes:
+        return self.events.start()
+
+    def feed(self, data: bytes) -> bytes:
+        reader = self._reader
+        pieces = reader.feed(openai_compat.decode(data))
+        if pieces:
+            self.tokens += 1
+        out = b"".join([self.events.feed(piece) for piece in pieces])
+        self.complete = reader.finish_reason is not None
+        return out
+
+    def finish(self) -> bytes:
+        usage = self._reader.usage
+        if usage is not None:
+            self.prompt_tokens, self.completion_tokens = usage
+        else:
+            self.prompt_tokens, self.completion_tokens = self._prompt_estimate, self.tokens
+        return self.events.finish(
+            finish_reason=self._reader.finish_reason or "stop",
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+        )
+
+    def failure(self, error: ErrorBody) -> bytes:
+        return self.events.fail(_failure(error))
