@@ -51,8 +51,8 @@ _CHOICES: dict[str, tuple[str, ...]] = {"role": typing.get_args(chat.Role)}
 
 #: A reply: a JSON body (200), or a client stream, primed (its first event read).
 Reply = bytes | Relay
-#: What a stream awaits before its last bytes go out (``Relay.ending``).
-Ending = Callable[[], Awaitable[None]] | None
+#: What a stream awaits before its last bytes go out, and its closing bytes (``Relay.ending``).
+Ending = Callable[[], Awaitable[bytes]] | None
 
 
 @dataclass(slots=True)

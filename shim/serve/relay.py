@@ -76,7 +76,7 @@ class Relay:
         ctx: RequestContext,
         metrics: Metrics,
         scrubber: Scrubber,
-        ending: Callable[[], Awaitable[None]] | None = None,
+        ending: Callable[[], Awaitable[bytes]] | None = None,
     ) -> None:
         self.translator = translator
         # The upstream stream; None when the whole answer is already known (a replay).
@@ -87,8 +87,9 @@ class Relay:
         self.ctx = ctx
         self.metrics = metrics
         self.scrubber = scrubber
-        # Awaited once the last events are made and before they are sent (the Responses API
-        # stores the response there, so that a GET right after the stream finds it).
+        # Awaited once the last events are made, before they are sent; its bytes go out after
+        # them. The Responses API stores the response there (a GET right after the stream
+        # finds it), then writes its terminal event, or ``response.failed`` if the store failed.
         self.ending = ending
 
     async def run(self, send: Send) -> None:
@@ -137,7 +138,7 @@ class Relay:
                 if source is not None:
                     await source.aclose()  # the upstream stops as soon as nothing more is read
             if self.ending is not None:
-                await self.ending()
+                out.append(await self.ending())
             await _write(send, out)
             await send(_END)
         finally:

@@ -1,6 +1,6 @@
 """Responses API streams: per protocol, the translator from the upstream's stream to the
-events (``adapters.response_stream`` writes them), and ``StoredStream``, which stores the
-response before its terminal event goes out.
+events (``adapters.response_stream`` writes them), and ``stored``, the relay's ending that
+stores the response before its terminal event goes out.
 
 The relay awaits its ``ending`` (the save) once the last events are made and sends them after
 it; the terminal event (``response.completed`` or ``response.incomplete``) is held back until
@@ -16,55 +16,38 @@ from collections.abc import Awaitable, Callable
 from shim.adapters import openai_answer, openai_compat
 from shim.adapters._result import Generation, Piece, TokenInfo
 from shim.adapters.response_stream import ResponseStream
+from shim.context import RequestContext
 from shim.errors import ErrorBody, RateLimitError, ShimError, StateUnavailableError
 from shim.openai import responses as rs
 from shim.serve import generation
 from shim.serve.formats import pieces_of
-from shim.serve.relay import Relay
-from shim.types import Message, Send
 
 log = logging.getLogger("shim")
 #: Stores the finished (or failed) response; ``None`` is a stream that made none.
 Save = Callable[[rs.Response | None], Awaitable[None]]
 
 
-class StoredStream(Relay):
-    """A relay whose terminal event waits for the store (see the module docstring)."""
+def stored(
+    events: ResponseStream, save: Save, ctx: RequestContext
+) -> Callable[[], Awaitable[bytes]]:
+    """A Responses stream's ``Relay.ending``: the response stored, then its terminal event,
+    or ``response.failed`` when the store failed (the stream still ends cleanly)."""
 
-    __slots__ = ("_events", "_save", "_unsaved")
-
-    def __init__(self, relay: Relay, events: ResponseStream, save: Save) -> None:
-        # What the attempt opened (the upstream stream, held by the reply) is taken over as is.
-        super().__init__(
-            relay.translator, relay.source, relay.head, relay.pending,
-            ctx=relay.ctx, metrics=relay.metrics, scrubber=relay.scrubber, ending=self._store,
-        )  # fmt: skip
-        self._events, self._save = events, save
-        self._unsaved: StateUnavailableError | None = None
-
-    async def _store(self) -> None:
+    async def store() -> bytes:
         try:
-            await self._save(self._events.response)
+            await save(events.response)
         except StateUnavailableError as exc:
-            log.warning("%s: a streamed response was not stored: %s", self.ctx.model, exc.message)
-            self.ctx.error_reason = "state_unavailable"
-            self._unsaved = StateUnavailableError(
-                f"The response was not stored (state_unavailable), so it cannot be retrieved "
-                f"or continued: {exc.message}"
+            log.warning("%s: a streamed response was not stored: %s", ctx.model, exc.message)
+            ctx.error_reason = "state_unavailable"
+            return events.fail(
+                StateUnavailableError(
+                    f"The response was not stored (state_unavailable), so it cannot be "
+                    f"retrieved or continued: {exc.message}"
+                )
             )
+        return events.end()
 
-    async def run(self, send: Send) -> None:
-        events = self._events
-
-        async def sending(message: Message) -> None:
-            if message["type"] == "http.response.body" and not message.get("more_body"):
-                unsaved = self._unsaved
-                last = events.end() if unsaved is None else events.fail(unsaved)
-                if last:
-                    await send({"type": "http.response.body", "body": last, "more_body": True})
-            await send(message)
-
-        await super().run(sending)
+    return store
 
 
 def _failure(error: ErrorBody) -> ShimError:

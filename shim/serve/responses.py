@@ -145,13 +145,13 @@ async def _rendered(attempt: Attempt, turn: Turn, adapter: TextGeneration) -> Re
     if job.stream and adapter.stream_path is not None:
         body = generation.payload(job, job.prompts[0])
         translator = streams.RenderedEvents(job, events)
-        relay = await attempt.stream(adapter.stream_path, body, translator)
-        return streams.StoredStream(relay, events, turn.save)
+        ending = streams.stored(events, turn.save, attempt.call.ctx)
+        return await attempt.stream(adapter.stream_path, body, translator, ending=ending)
     [answer] = await generation.generate(attempt, job)
     if job.stream:
         # The pipeline cannot stream: its one answer is sent as a stream.
-        relay = attempt.replay(streams.Replayed(events, answer))
-        return streams.StoredStream(relay, events, turn.save)
+        ending = streams.stored(events, turn.save, attempt.call.ctx)
+        return attempt.replay(streams.Replayed(events, answer), ending=ending)
     return await _whole(turn, attempt.call.ctx, answer)
 
 
@@ -182,8 +182,9 @@ async def _passthrough(attempt: Attempt, turn: Turn) -> Reply:
     if stream:
         events = turn.events()
         estimate = estimate_tokens(_prompt_text(turn.chat))
-        relay = await attempt.stream(path, body, streams.PassthroughEvents(events, estimate))
-        return streams.StoredStream(relay, events, turn.save)
+        translator = streams.PassthroughEvents(events, estimate)
+        ending = streams.stored(events, turn.save, ctx)
+        return await attempt.stream(path, body, translator, ending=ending)
     answer = (await attempt.post(path, body, _parse_whole)).value
     if answer.prompt_tokens is None:
         answer.prompt_tokens = estimate_tokens(_prompt_text(turn.chat))
