@@ -55,8 +55,9 @@ COMPONENTS: dict[str, tuple[str, ...]] = {
     ),
 }
 
-#: Scenarios profiled by ``--profile``: non-stream chat, burst streams, paced streams.
-PROFILED = ("chat_c32", "stream_c32", "streams_1000")
+#: Scenarios profiled by ``--profile``: non-stream chat, burst streams, paced streams, and
+#: non-stream Responses with the SQLite store.
+PROFILED = ("chat_c32", "stream_c32", "streams_1000", "responses_c32")
 
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
 #: The event loop's frame: frames above it (uvicorn's and shim's startup) are on every stack;

@@ -3,6 +3,7 @@ for Redis), plus what is particular to each and the ``[state]`` config."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import stat
@@ -129,6 +130,19 @@ async def test_a_response_expires_after_the_ttl(store: ResponseStore, clock: Fak
     assert await store.get("resp_1", owner=SHARED_OWNER) is None
     assert await store.list_input_items("resp_1", owner=SHARED_OWNER) is None
     assert await store.delete("resp_1", owner=SHARED_OWNER) is False
+
+
+async def test_concurrent_saves_and_reads_all_land(store: ResponseStore) -> None:
+    """Saves and reads made at once are grouped into rounds (one statement / pipeline each):
+    every one lands and each reader gets its own record, the last save of an id winning."""
+    ids = [f"resp_{i}" for i in range(40)]
+    await asyncio.gather(
+        *(store.save(_response(rid, text=rid), _items(1), owner="a") for rid in ids),
+        store.save(_response("resp_0", text="again"), _items(1), owner="a"),
+    )
+    records = await asyncio.gather(*(store.get(rid, owner="a") for rid in [*ids, "resp_x"]))
+    texts = [r.response.output[0].content[0].text if r else None for r in records]  # type: ignore[union-attr]
+    assert texts == ["again", *ids[1:], None]
 
 
 async def test_saving_again_replaces(store: ResponseStore) -> None:

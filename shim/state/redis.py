@@ -17,6 +17,7 @@ import redis.asyncio
 import redis.exceptions
 
 from shim.errors import StateUnavailableError
+from shim.state._batch import Batcher
 from shim.state._store import Clock, RecordStore
 from shim.state.rate import WINDOW, rate_limited
 
@@ -39,21 +40,41 @@ class RedisStore(RecordStore):
         super().__init__(ttl=ttl, clock=clock)
         self._client = client
         self._prefix = prefix + "response:"
+        # Concurrent saves and reads, one pipeline / MGET per round (``shim.state._batch``).
+        self._writes: Batcher[tuple[str, bytes, float], None] = Batcher(self._put_rows)
+        self._reads: Batcher[str, bytes | None] = Batcher(self._fetch_rows)
 
     async def _put(self, key: str, blob: bytes, *, expires_at: float) -> None:
-        milliseconds = max(1, round((expires_at - self.clock()) * 1000))
-        with _reached():
-            await self._client.set(self._prefix + key, blob, px=milliseconds)
+        await self._writes.submit((key, blob, expires_at))
 
     async def _fetch(self, key: str) -> bytes | None:
+        return await self._reads.submit(key)
+
+    async def _put_rows(self, rows: list[tuple[str, bytes, float]]) -> list[None]:
+        """One round of writes: one pipeline (one round trip, no transaction)."""
+        now = self.clock()
+        pipe = self._client.pipeline(transaction=False)
+        for key, blob, expires_at in rows:
+            milliseconds = max(1, round((expires_at - now) * 1000))
+            pipe.set(self._prefix + key, blob, px=milliseconds)  # type: ignore[unused-awaitable]
         with _reached():
-            blob = await self._client.get(self._prefix + key)
+            await pipe.execute()
+        return [None] * len(rows)
+
+    async def _fetch_rows(self, keys: list[str]) -> list[bytes | None]:
+        with _reached():
+            blobs = await self._client.mget([self._prefix + key for key in keys])
         # (str only if the client was made with decode_responses, which shim never does.)
-        return blob.encode() if isinstance(blob, str) else blob
+        return [blob.encode() if isinstance(blob, str) else blob for blob in blobs]
 
     async def _remove(self, key: str) -> None:
         with _reached():
             await self._client.delete(self._prefix + key)
+
+    async def aclose(self) -> None:
+        # The client itself is closed by its owner (``State``), after this.
+        await self._writes.drain()
+        await self._reads.drain()
 
 
 # KEYS: requests (zset: seq -> time), tokens (zset: "seq:n" -> time), the tokens' sum, a seq.

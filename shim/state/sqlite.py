@@ -1,5 +1,6 @@
 """The default response store: one SQLite file (WAL, so worker processes share it), used
 through one connection owned by one worker thread, so the event loop never waits on disk.
+Concurrent saves (and reads) are grouped: one statement per round (``shim.state._batch``).
 
 The schema is created on first use; the file is made readable by its owner only (it holds
 prompts and answers). Records are msgspec-encoded JSON.
@@ -8,6 +9,7 @@ prompts and answers). Records are msgspec-encoded JSON.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import sqlite3
 import time
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from shim.errors import StateUnavailableError
+from shim.state._batch import MAX_BATCH, Batcher
 from shim.state._store import Clock, RecordStore
 
 T = TypeVar("T")
@@ -32,6 +35,21 @@ _SCHEMA = (
 )
 
 
+#: (id, expires_at, record): a row of ``responses``, as ``INSERT`` takes it.
+Row = tuple[str, float, bytes]
+
+
+@functools.lru_cache(maxsize=MAX_BATCH)
+def _insert(rows: int) -> str:
+    values = ", ".join(["(?, ?, ?)"] * rows)
+    return f"INSERT OR REPLACE INTO responses (id, expires_at, record) VALUES {values}"
+
+
+@functools.lru_cache(maxsize=MAX_BATCH)
+def _select(keys: int) -> str:
+    return f"SELECT id, record FROM responses WHERE id IN ({', '.join(['?'] * keys)})"
+
+
 class SQLiteStore(RecordStore):
     def __init__(self, path: Path, *, ttl: float, clock: Clock = time.time) -> None:
         super().__init__(ttl=ttl, clock=clock)
@@ -39,6 +57,8 @@ class SQLiteStore(RecordStore):
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shim-sqlite")
         self._db: sqlite3.Connection | None = None
         self._swept = float("-inf")
+        self._writes: Batcher[Row, None] = Batcher(self._put_rows)
+        self._reads: Batcher[str, bytes | None] = Batcher(self._fetch_rows)
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         loop = asyncio.get_running_loop()
@@ -65,32 +85,43 @@ class SQLiteStore(RecordStore):
         return self._db
 
     async def _put(self, key: str, blob: bytes, *, expires_at: float) -> None:
+        await self._writes.submit((key, expires_at, blob))
+
+    async def _fetch(self, key: str) -> bytes | None:
+        return await self._reads.submit(key)
+
+    async def _put_rows(self, rows: list[Row]) -> list[None]:
+        """One round of writes: one statement (and, each ``SWEEP_INTERVAL``, the sweep), one
+        thread trip."""
         now = self.clock()
         sweep = now - self._swept >= SWEEP_INTERVAL
         if sweep:
             self._swept = now
+        values = [value for row in rows for value in row]
 
         def put(db: sqlite3.Connection) -> None:
             if sweep:
                 db.execute("DELETE FROM responses WHERE expires_at <= ?", (now,))
-            db.execute(
-                "INSERT OR REPLACE INTO responses (id, expires_at, record) VALUES (?, ?, ?)",
-                (key, expires_at, blob),
-            )
+            db.execute(_insert(len(rows)), values)
 
         await self._run(put)
+        return [None] * len(rows)
 
-    async def _fetch(self, key: str) -> bytes | None:
-        def fetch(db: sqlite3.Connection) -> bytes | None:
-            row = db.execute("SELECT record FROM responses WHERE id = ?", (key,)).fetchone()
-            return bytes(row[0]) if row is not None else None
+    async def _fetch_rows(self, keys: list[str]) -> list[bytes | None]:
+        def fetch(db: sqlite3.Connection) -> dict[str, bytes]:
+            rows = db.execute(_select(len(keys)), keys).fetchall()
+            return {key: bytes(record) for key, record in rows}
 
-        return await self._run(fetch)
+        found = await self._run(fetch)
+        return [found.get(key) for key in keys]
 
     async def _remove(self, key: str) -> None:
         await self._run(lambda db: db.execute("DELETE FROM responses WHERE id = ?", (key,)))
 
     async def aclose(self) -> None:
+        await self._writes.drain()
+        await self._reads.drain()
+
         def close(_: sqlite3.Connection) -> None:
             if self._db is not None:
                 self._db.close()
