@@ -1,6 +1,7 @@
 """``shim serve``'s processes: one uvicorn server, or N worker processes with a listening socket
 each (``SO_REUSEPORT``: the kernel spreads new connections over the workers evenly, where one
-shared socket let whichever worker woke first take a whole burst).
+shared socket let whichever worker woke first take a whole burst). Every listening socket is
+accepted by shim's own loop (``shim.connection.Acceptor``).
 
 The parent binds the sockets (so a port in use fails at once, with a clear exit status), starts
 the workers, forwards SIGTERM/SIGINT (drain) and SIGHUP (reload) to them, restarts nothing and
@@ -58,22 +59,30 @@ def uvicorn_config(server: ServerConfig, *, host: str, port: int, workers: int) 
 
 def serve(config: uvicorn.Config) -> int:
     """Run until stopped; the exit status (0 after a requested stop)."""
-    if config.workers <= 1:
-        server = uvicorn.Server(config)
-        server.run()
-        return 0 if server.started else STARTUP_FAILURE
     try:
         sockets = listen(config.host, config.port, config.workers)
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", config.host, config.port, exc)
         return STARTUP_FAILURE
+    if config.workers <= 1:
+        from shim.connection import Server
+
+        server = Server(config)
+        log.info("Uvicorn running on http://%s (Press CTRL+C to quit)", _address(sockets[0]))
+        server.run(sockets=sockets)
+        return 0 if server.started else STARTUP_FAILURE
     return _Parent(config, sockets).run()
+
+
+def _address(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def listen(host: str, port: int, count: int) -> list[socket.socket]:
     """``count`` sockets bound to (host, port): one each with ``SO_REUSEPORT``, else one shared
     by all (as uvicorn does)."""
-    if not hasattr(socket, "SO_REUSEPORT"):
+    if count == 1 or not hasattr(socket, "SO_REUSEPORT"):
         return [_bind(host, port, reuse_port=False)] * count
     if port:
         # Another server on this port with SO_REUSEPORT (a previous shim, say) would silently
@@ -100,8 +109,10 @@ def _bind(host: str, port: int, *, reuse_port: bool) -> socket.socket:
 
 def _worker(config: uvicorn.Config, sock: socket.socket) -> None:
     """A worker process: uvicorn's server on its own socket."""
+    from shim.connection import Server
+
     config.configure_logging()
-    server = uvicorn.Server(config)
+    server = Server(config)
     server.run(sockets=[sock])
     if not server.started:
         sys.exit(STARTUP_FAILURE)
@@ -116,7 +127,7 @@ class _Parent:
         ]
         self.sockets = sockets
         self.shared = len(set(sockets)) == 1
-        self.address = f"{config.host}:{sockets[0].getsockname()[1]}"
+        self.address = _address(sockets[0])
         self.stopping = False
 
     def run(self) -> int:
