@@ -16,6 +16,7 @@ from shim.routing import Route
 from shim.serve import answers, generation, limits
 from shim.serve.call import Attempt
 from shim.serve.formats import ChatFormat
+from shim.serve.job import Job
 from shim.templates import ChatTemplate
 
 _request = msgspec.json.Decoder(chat.ChatCompletionRequest)
@@ -50,7 +51,7 @@ class Chat(generation.GenerationService[chat.ChatCompletionRequest]):
 
     def job(
         self, attempt: Attempt, adapter: TextGeneration, request: chat.ChatCompletionRequest
-    ) -> generation.Job:
+    ) -> Job:
         params = _params.from_chat(request)
         if request.stream and params.n > 1:
             raise InvalidRequestError("Streaming with `n` > 1 is not supported here.", param="n")

@@ -13,6 +13,7 @@ from shim.openai import completions
 from shim.serve import generation, limits
 from shim.serve.call import Attempt
 from shim.serve.formats import CompletionFormat
+from shim.serve.job import Job
 
 _request = msgspec.json.Decoder(completions.CompletionRequest)
 
@@ -42,7 +43,7 @@ class Completions(generation.GenerationService[completions.CompletionRequest]):
 
     def job(
         self, attempt: Attempt, adapter: TextGeneration, request: completions.CompletionRequest
-    ) -> generation.Job:
+    ) -> Job:
         route = attempt.route
         params = _params.from_completion(request)
         if params.max_tokens is None and route.default_max_tokens is None:

@@ -19,8 +19,9 @@ from shim.adapters.response_stream import ResponseStream
 from shim.context import RequestContext
 from shim.errors import ErrorBody, RateLimitError, ShimError, StateUnavailableError
 from shim.openai import responses as rs
-from shim.serve import generation
 from shim.serve.formats import pieces_of
+from shim.serve.job import Job
+from shim.serve.rendered_streams import RenderedStream
 
 log = logging.getLogger("shim")
 #: Stores the finished (or failed) response; ``None`` is a stream that made none.
@@ -57,13 +58,13 @@ def _failure(error: ErrorBody) -> ShimError:
     return kind(detail.message, code=detail.code)
 
 
-class RenderedEvents(generation.RenderedStream):
+class RenderedEvents(RenderedStream):
     """TGI's stream as Responses API events: the chat path's stream (stops, counts), its
     pieces written by a ``ResponseStream``."""
 
     __slots__ = ("events",)
 
-    def __init__(self, job: generation.Job, events: ResponseStream) -> None:
+    def __init__(self, job: Job, events: ResponseStream) -> None:
         super().__init__(job)
         self.events = events
 
