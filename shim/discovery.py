@@ -26,7 +26,8 @@ from shim.errors import InvalidRequestError, ShimError
 from shim.live import Active
 from shim.providers import ProviderKey
 from shim.redact import Scrubber
-from shim.routing import HubRepo, Route, Router
+from shim.route import HubRepo, Route
+from shim.routing import Router
 from shim.upstream.client import Client
 
 log = logging.getLogger("shim.discovery")

@@ -11,7 +11,7 @@ from litestar import MediaType, Response, get
 from litestar.datastructures import State
 
 from shim.errors import NotFoundError, ShimError, UpstreamError
-from shim.routing import Route
+from shim.route import Route
 from shim.services import Services
 
 PROBE_TIMEOUT = 3.0

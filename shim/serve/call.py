@@ -25,7 +25,7 @@ from shim.errors import InvalidRequestError
 from shim.held import Held
 from shim.live import Active
 from shim.openai import chat
-from shim.routing import Route
+from shim.route import Route
 from shim.serve.relay import Relay, Translator
 from shim.services import Services
 from shim.upstream.balancer import Pool

@@ -12,7 +12,7 @@ import msgspec
 from shim.adapters import TextGeneration, _params, _prompt, _tools
 from shim.errors import InvalidRequestError
 from shim.openai import chat
-from shim.routing import Route
+from shim.route import Route
 from shim.serve import answers, generation, limits
 from shim.serve.call import Attempt
 from shim.serve.formats import ChatFormat

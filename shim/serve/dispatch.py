@@ -19,7 +19,7 @@ from typing import TypeVar
 
 from shim.errors import ModelNotFoundError, ShimError, UpstreamError, UpstreamRejectedError
 from shim.held import Held
-from shim.routing import Route
+from shim.route import Route
 from shim.serve.call import Attempt, Call, Reply, Request, Service, decode_request
 from shim.serve.replies import send_error, send_json
 from shim.types import Receive, Send

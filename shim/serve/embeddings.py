@@ -15,7 +15,7 @@ from shim.config import Task
 from shim.errors import InvalidRequestError
 from shim.openai import embeddings
 from shim.openai.common import EmbeddingUsage
-from shim.routing import Route
+from shim.route import Route
 from shim.serve import counting
 from shim.serve.call import Attempt, Reply
 

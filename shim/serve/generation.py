@@ -19,7 +19,7 @@ from shim.config import Task
 from shim.errors import InvalidRequestError
 from shim.openai import chat, completions
 from shim.openai.common import Usage
-from shim.routing import Route
+from shim.route import Route
 from shim.serve import counting, limits, passthrough
 from shim.serve.answers import Reading
 from shim.serve.call import Attempt, Reply

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from shim.adapters import TextGeneration
 from shim.adapters._params import GenerationParams
 from shim.discovery import TokenCounter
-from shim.routing import Route
+from shim.route import Route
 from shim.serve.answers import Reading
 from shim.serve.formats import Format
 from shim.templates import ChatTemplate

@@ -10,7 +10,7 @@ import msgspec
 
 from shim.errors import InvalidRequestError
 from shim.openai import chat, completions
-from shim.routing import Route
+from shim.route import Route
 
 
 class Demand(msgspec.Struct, frozen=True):

@@ -18,7 +18,7 @@ from shim.config import Task
 from shim.context import new_id
 from shim.errors import InvalidRequestError
 from shim.openai import rerank
-from shim.routing import Route
+from shim.route import Route
 from shim.serve.call import Attempt, Reply
 
 _request = msgspec.json.Decoder(rerank.RerankRequest)

@@ -26,7 +26,7 @@ from shim.context import RequestContext, new_id
 from shim.errors import InvalidRequestError
 from shim.openai import chat
 from shim.openai import responses as rs
-from shim.routing import Route
+from shim.route import Route
 from shim.serve import generation, limits
 from shim.serve import response_streams as streams
 from shim.serve.call import Attempt, Reply

@@ -20,7 +20,7 @@ from shim.clock import Clock
 from shim.context import RequestContext
 from shim.errors import ShimError, UpstreamError, UpstreamTimeoutError
 from shim.held import Held
-from shim.routing import Route
+from shim.route import Route
 from shim.upstream import retry
 from shim.upstream.balancer import Pool, UpstreamState
 from shim.upstream.failures import (

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from shim.clock import Clock
 from shim.errors import UpstreamError, UpstreamUnavailableError
-from shim.routing import Route
+from shim.route import Route
 from shim.upstream.balancer import Pool
 
 log = logging.getLogger("shim.upstream")
