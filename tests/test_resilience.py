@@ -548,3 +548,28 @@ async def test_fallback_across_protocols(fake: FakeHF) -> None:
     assert r.status_code == 200
     assert '"model":"spare"' in r.text and r.text.endswith("data: [DONE]\n\n")
     assert len(fake.requests("/b/generate_stream")) == 1
+
+
+async def test_an_endless_error_body_is_read_only_up_to_its_limit() -> None:
+    # An upstream answers 500 and then sends its body without end: shim reads the first
+    # ERROR_BODY_LIMIT bytes, answers at once and closes that connection.
+    sent = 0
+
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal sent
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 500 Internal Server Error\r\ntransfer-encoding: chunked\r\n\r\n")
+        chunk = b'{"error": "' + b"x" * 16_000
+        while sent < 50_000_000:
+            writer.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+            sent += len(chunk)
+            await writer.drain()
+
+    async with raw_server(endless) as upstream:
+        config = make_config(hf(upstream) + model("e", f'"{upstream}"', "retries = 0"))
+        app = create_app(config, registry=CollectorRegistry())
+        async with serve_asgi(app) as shim, httpx.AsyncClient(base_url=shim, timeout=10) as client:
+            reply = await client.post("/v1/chat/completions", json={"model": "e", "messages": USER})
+    assert reply.status_code == 502, reply.text
+    assert reply.json()["error"]["code"] == "upstream_error"
+    assert sent < 5_000_000  # the upstream was stopped long before its 50 MB

@@ -36,6 +36,8 @@ log = logging.getLogger("shim.upstream")
 T = TypeVar("T")
 
 # Keep-alive connections are what make a proxy fast; LLM traffic holds many at once.
+#: Bytes of an upstream error body read (its message is in the first few hundred).
+ERROR_BODY_LIMIT = 64 * 1024
 POOL_LIMITS = httpx.Limits(max_connections=1024, max_keepalive_connections=256, keepalive_expiry=60)
 
 
@@ -206,7 +208,7 @@ class Client:
                             retry_after = response.headers.get("retry-after")
                             raise parse_upstream_error(
                                 response.status_code,
-                                await response.aread(),
+                                await _read_error(response),
                                 retry_after=retry_after_seconds(retry_after, now=time.time()),
                             )
                         content = b"" if stream else await _read_all(response)
@@ -245,6 +247,19 @@ async def _first_events(source: OpenStream, parse: Callable[[bytes], T]) -> Stre
 
 def _leave(state: UpstreamState) -> None:
     state.in_flight -= 1
+
+
+async def _read_error(response: httpx.Response) -> bytes:
+    """An error answer's body, up to ``ERROR_BODY_LIMIT`` (enough to explain it; an upstream
+    that sends more, or without end, is not read further: the connection is closed)."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in raw_chunks(response):
+        parts.append(chunk)
+        size += len(chunk)
+        if size >= ERROR_BODY_LIMIT:
+            break
+    return b"".join(parts)[:ERROR_BODY_LIMIT]
 
 
 async def _read_all(response: httpx.Response) -> bytes:
