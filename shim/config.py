@@ -11,6 +11,8 @@ from typing import Literal
 import msgspec
 
 Task = Literal["text-generation", "text2text-generation", "feature-extraction", "text-ranking"]
+#: The tasks whose models generate text (chat, completions, the Responses API).
+GENERATION_TASKS: tuple[Task, ...] = ("text-generation", "text2text-generation")
 Protocol = Literal["tgi", "pipeline", "openai", "tei"]
 Pooling = Literal["mean", "cls", "none"]
 # What token-id embedding inputs are: cl100k_base ids (decoded to text: what LangChain and the

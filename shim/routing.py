@@ -15,6 +15,7 @@ import msgspec
 from shim import templates, token_ids, urls
 from shim.adapters import feature_extraction, text_generation, text_ranking
 from shim.config import (
+    GENERATION_TASKS,
     Config,
     ConfigError,
     ModelConfig,
@@ -28,8 +29,6 @@ from shim.errors import InvalidRequestError, ModelNotFoundError
 from shim.openai import common
 from shim.providers import HF_INFERENCE, POLICIES, ProviderKey
 from shim.route import HubRepo, RawHeaders, Route
-
-GENERATION_TASKS: tuple[Task, ...] = ("text-generation", "text2text-generation")
 
 
 def _raw(headers: Mapping[str, str]) -> RawHeaders:

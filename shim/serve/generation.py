@@ -15,7 +15,7 @@ from shim.adapters import TextGeneration, openai_compat
 from shim.adapters._params import GenerationParams
 from shim.adapters._result import Generation, estimate_tokens
 from shim.adapters._stop import truncate_at_stop
-from shim.config import Task
+from shim.config import GENERATION_TASKS
 from shim.errors import InvalidRequestError
 from shim.openai import chat, completions
 from shim.openai.common import Usage
@@ -28,7 +28,6 @@ from shim.serve.job import Job
 from shim.serve.rendered_streams import RenderedStream, Replay
 from shim.templates import ChatTemplate
 
-GENERATION_TASKS: tuple[Task, ...] = ("text-generation", "text2text-generation")
 G = TypeVar("G", chat.ChatCompletionRequest, completions.CompletionRequest)
 _encoder = msgspec.json.Encoder()
 

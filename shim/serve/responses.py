@@ -22,6 +22,7 @@ from shim.adapters import responses as reading
 from shim.adapters._result import Generation, estimate_tokens
 from shim.adapters.response_output import build_response
 from shim.adapters.response_stream import ResponseStream
+from shim.config import GENERATION_TASKS
 from shim.context import RequestContext, new_id
 from shim.errors import InvalidRequestError
 from shim.openai import chat
@@ -104,7 +105,7 @@ async def _turn(attempt: Attempt, request: rs.ResponseCreateRequest) -> Turn:
 
 class Responses:
     path = "/v1/responses"
-    tasks = generation.GENERATION_TASKS
+    tasks = GENERATION_TASKS
     decoder = _request
 
     def fault(self, route: Route, request: rs.ResponseCreateRequest) -> InvalidRequestError | None:
