@@ -74,3 +74,17 @@ async def test_rounds_are_bounded() -> None:
     results = await asyncio.gather(*(batcher.submit(i) for i in range(MAX_BATCH + 3)))
     assert results == [i * 10 for i in range(MAX_BATCH + 3)]
     assert [len(r) for r in recorder.rounds] == [MAX_BATCH, 3]
+
+
+async def test_two_rounds_run_at_once_and_the_rest_wait() -> None:
+    recorder = Recorder()
+    batcher: Batcher[int, int] = Batcher(recorder.run)
+    tasks = []
+    for batch in ([1], [2], [3, 4]):  # one event-loop iteration each
+        tasks += [asyncio.create_task(batcher.submit(i)) for i in batch]
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+    assert recorder.rounds == [[1], [2]]  # the third waits for one of them
+    recorder.gate.set()
+    assert [await t for t in tasks] == [10, 20, 30, 40]
+    assert recorder.rounds == [[1], [2], [3, 4]]

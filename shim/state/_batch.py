@@ -19,50 +19,71 @@ O = TypeVar("O")  # noqa: E741
 
 #: Items per round: bounds one statement's size (SQLite allows 32,766 parameters).
 MAX_BATCH = 512
+#: Rounds running at once (see ``Batcher``).
+IN_FLIGHT = 2
 
 
 class Batcher(Generic[I, O]):
-    """``await submit(item)`` returns ``run(items)``'s result for that item; items submitted
-    while a round runs wait for the next round. A round that fails fails all its items (each
-    caller gets the error); one caller leaving does not cancel the round."""
+    """``await submit(item)`` returns ``run(items)``'s result for that item. Items submitted
+    in one event-loop iteration start one round together, as soon as fewer than ``IN_FLIGHT``
+    rounds run; the others wait and make the next. A round that fails fails all its items
+    (each caller gets the error); one caller leaving does not cancel the round.
 
-    __slots__ = ("_pending", "_round", "_run")
+    Two rounds in flight: the next round is already queued behind the running one (SQLite's
+    thread takes it without waiting for the event loop), and the loop collects the one after.
+    Rounds start in submission order; SQLite's one thread also runs them in that order.
+    """
+
+    __slots__ = ("_pending", "_rounds", "_run", "_scheduled")
 
     def __init__(self, run: Callable[[list[I]], Awaitable[list[O]]]) -> None:
         self._run = run
         self._pending: list[tuple[I, asyncio.Future[O]]] = []
-        self._round: asyncio.Task[None] | None = None
+        self._rounds: set[asyncio.Task[None]] = set()
+        self._scheduled = False
 
     async def submit(self, item: I) -> O:
         future: asyncio.Future[O] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
-        if self._round is None:
-            self._round = asyncio.create_task(self._rounds())
+        if not self._scheduled:
+            # After this iteration's other callbacks: what they submit joins this round.
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._start)
         return await future
 
-    async def _rounds(self) -> None:
+    def _start(self) -> None:
+        self._scheduled = False
+        while self._pending and len(self._rounds) < IN_FLIGHT:
+            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+            task = asyncio.get_running_loop().create_task(self._round(batch))
+            self._rounds.add(task)
+            task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._rounds.discard(task)
+        if self._pending and not self._scheduled:
+            self._start()
+
+    async def _round(self, batch: list[tuple[I, asyncio.Future[O]]]) -> None:
         try:
-            while self._pending:
-                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-                try:
-                    results = await self._run([item for item, _ in batch])
-                except asyncio.CancelledError:
-                    for _, future in batch + self._pending:
-                        future.cancel()
-                    self._pending = []
-                    raise
-                except Exception as exc:  # not handled here: each waiter raises it as its own
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                    continue
-                for (_, future), result in zip(batch, results, strict=True):
-                    if not future.done():
-                        future.set_result(result)
-        finally:
-            self._round = None
+            results = await self._run([item for item, _ in batch])
+        except asyncio.CancelledError:
+            for _, future in batch:
+                future.cancel()
+            raise
+        except Exception as exc:  # not handled here: each waiter raises it as its own
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
 
     async def drain(self) -> None:
         """Wait for the rounds in progress (before the store closes)."""
-        while self._round is not None:
-            await asyncio.shield(self._round)
+        while self._rounds or self._pending:
+            if self._rounds:
+                await asyncio.wait(set(self._rounds))
+            else:
+                await asyncio.sleep(0)
