@@ -17,8 +17,8 @@ import redis.asyncio
 import redis.exceptions
 
 from shim.errors import StateUnavailableError
-from shim.state._batch import Batcher
-from shim.state._store import Clock, RecordStore
+from shim.state._batch import BatchedStore, Row
+from shim.state._store import Clock
 from shim.state.rate import WINDOW, rate_limited
 
 
@@ -33,24 +33,15 @@ def _reached() -> Iterator[None]:
         ) from None
 
 
-class RedisStore(RecordStore):
+class RedisStore(BatchedStore):
     def __init__(
         self, client: redis.asyncio.Redis, *, prefix: str, ttl: float, clock: Clock = time.time
     ) -> None:
         super().__init__(ttl=ttl, clock=clock)
         self._client = client
         self._prefix = prefix + "response:"
-        # Concurrent saves and reads, one pipeline / MGET per round (``shim.state._batch``).
-        self._writes: Batcher[tuple[str, bytes, float], None] = Batcher(self._put_rows)
-        self._reads: Batcher[str, bytes | None] = Batcher(self._fetch_rows)
 
-    async def _put(self, key: str, blob: bytes, *, expires_at: float) -> None:
-        await self._writes.submit((key, blob, expires_at))
-
-    async def _fetch(self, key: str) -> bytes | None:
-        return await self._reads.submit(key)
-
-    async def _put_rows(self, rows: list[tuple[str, bytes, float]]) -> list[None]:
+    async def _put_rows(self, rows: list[Row]) -> list[None]:
         """One round of writes: one pipeline (one round trip, no transaction)."""
         now = self.clock()
         pipe = self._client.pipeline(transaction=False)
@@ -62,6 +53,7 @@ class RedisStore(RecordStore):
         return [None] * len(rows)
 
     async def _fetch_rows(self, keys: list[str]) -> list[bytes | None]:
+        """One round of reads: one ``MGET``."""
         with _reached():
             blobs = await self._client.mget([self._prefix + key for key in keys])
         # (str only if the client was made with decode_responses, which shim never does.)
@@ -70,11 +62,6 @@ class RedisStore(RecordStore):
     async def _remove(self, key: str) -> None:
         with _reached():
             await self._client.delete(self._prefix + key)
-
-    async def aclose(self) -> None:
-        # The client itself is closed by its owner (``State``), after this.
-        await self._writes.drain()
-        await self._reads.drain()
 
 
 # KEYS: requests (zset: seq -> time), tokens (zset: "seq:n" -> time), the tokens' sum, a seq.

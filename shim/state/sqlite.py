@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from shim.errors import StateUnavailableError
-from shim.state._batch import MAX_BATCH, Batcher
-from shim.state._store import Clock, RecordStore
+from shim.state._batch import MAX_BATCH, BatchedStore, Row
+from shim.state._store import Clock
 
 T = TypeVar("T")
 
@@ -35,14 +35,11 @@ _SCHEMA = (
 )
 
 
-#: (id, expires_at, record): a row of ``responses``, as ``INSERT`` takes it.
-Row = tuple[str, float, bytes]
-
-
 @functools.lru_cache(maxsize=MAX_BATCH)
 def _insert(rows: int) -> str:
     values = ", ".join(["(?, ?, ?)"] * rows)
-    return f"INSERT OR REPLACE INTO responses (id, expires_at, record) VALUES {values}"
+    # Columns in ``Row``'s order.
+    return f"INSERT OR REPLACE INTO responses (id, record, expires_at) VALUES {values}"
 
 
 @functools.lru_cache(maxsize=MAX_BATCH)
@@ -50,15 +47,13 @@ def _select(keys: int) -> str:
     return f"SELECT id, record FROM responses WHERE id IN ({', '.join(['?'] * keys)})"
 
 
-class SQLiteStore(RecordStore):
+class SQLiteStore(BatchedStore):
     def __init__(self, path: Path, *, ttl: float, clock: Clock = time.time) -> None:
         super().__init__(ttl=ttl, clock=clock)
         self.path = path
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shim-sqlite")
         self._db: sqlite3.Connection | None = None
         self._swept = float("-inf")
-        self._writes: Batcher[Row, None] = Batcher(self._put_rows)
-        self._reads: Batcher[str, bytes | None] = Batcher(self._fetch_rows)
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         loop = asyncio.get_running_loop()
@@ -83,12 +78,6 @@ class SQLiteStore(RecordStore):
                 db.execute(statement)
             self._db = db
         return self._db
-
-    async def _put(self, key: str, blob: bytes, *, expires_at: float) -> None:
-        await self._writes.submit((key, expires_at, blob))
-
-    async def _fetch(self, key: str) -> bytes | None:
-        return await self._reads.submit(key)
 
     async def _put_rows(self, rows: list[Row]) -> list[None]:
         """One round of writes: one statement (and, each ``SWEEP_INTERVAL``, the sweep), one
@@ -119,8 +108,7 @@ class SQLiteStore(RecordStore):
         await self._run(lambda db: db.execute("DELETE FROM responses WHERE id = ?", (key,)))
 
     async def aclose(self) -> None:
-        await self._writes.drain()
-        await self._reads.drain()
+        await super().aclose()
 
         def close(_: sqlite3.Connection) -> None:
             if self._db is not None:
