@@ -38,7 +38,7 @@ class Held:
     def handover(self) -> Held:
         """A new ``Held`` holding all of this one's; this one is left empty."""
         moved = Held()
-        moved._undo, self._undo = self._undo, []
+        moved.take(self)
         return moved
 
     async def aclose(self) -> None:

@@ -35,9 +35,9 @@ from shim.urls import Upstream
 log = logging.getLogger("shim.upstream")
 T = TypeVar("T")
 
-# Keep-alive connections are what make a proxy fast; LLM traffic holds many at once.
 #: Bytes of an upstream error body read (its message is in the first few hundred).
 ERROR_BODY_LIMIT = 64 * 1024
+# Keep-alive connections are what make a proxy fast; LLM traffic holds many at once.
 POOL_LIMITS = httpx.Limits(max_connections=1024, max_keepalive_connections=256, keepalive_expiry=60)
 
 
