@@ -102,7 +102,7 @@ class Acceptor:
     20-50 accepts per second, and their first tokens came up to 7-8 s late.
     """
 
-    __slots__ = ("_backlog", "_factory", "_loop", "_opening", "sock")
+    __slots__ = ("_backlog", "_factory", "_loop", "_opening", "_retry", "sock")
 
     def __init__(
         self, sock: socket.socket, factory: Callable[[], asyncio.Protocol], *, backlog: int
@@ -113,6 +113,8 @@ class Acceptor:
         self._loop = asyncio.get_running_loop()
         # The hand-overs in progress (a task each; kept so none is collected mid-way).
         self._opening: set[asyncio.Task[Any]] = set()
+        # The resumption after a failed accept, while one is pending.
+        self._retry: asyncio.TimerHandle | None = None
         sock.setblocking(False)
         sock.listen(backlog)
         self._loop.add_reader(sock.fileno(), self._accept)
@@ -128,7 +130,7 @@ class Acceptor:
                 # spin on a socket that stays readable.
                 log.error("accept failed: %s; retrying in %gs", exc, ACCEPT_RETRY_DELAY)
                 self._loop.remove_reader(self.sock.fileno())
-                self._loop.call_later(ACCEPT_RETRY_DELAY, self._resume)
+                self._retry = self._loop.call_later(ACCEPT_RETRY_DELAY, self._resume)
                 return
             conn.setblocking(False)
             task = self._loop.create_task(self._open(conn))
@@ -142,11 +144,15 @@ class Acceptor:
             conn.close()  # the client left before its transport was made
 
     def _resume(self) -> None:
+        self._retry = None
         if self.sock.fileno() != -1:
             self._loop.add_reader(self.sock.fileno(), self._accept)
 
     def close(self) -> None:
         """Stop accepting (the socket itself is closed by its owner)."""
+        if self._retry is not None:  # a paused acceptor must not resume after its close
+            self._retry.cancel()
+            self._retry = None
         if self.sock.fileno() != -1:
             self._loop.remove_reader(self.sock.fileno())
 
